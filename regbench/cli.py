@@ -1,0 +1,120 @@
+"""`regbench` command line: one entry point that dispatches to subcommands."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from typing import Callable
+
+USAGE = """usage: regbench COMMAND [ARGS]
+
+commands:
+  train [overrides]       train one configuration (Hydra overrides; -m sweeps, --cfg job, --help, -sc)
+  summary [overrides]     print the composed model's parameter and FLOP counts as one JSON line (no data loaded)
+  table DIR [DIR ...]     aggregate run folders into the articles' accuracy tables (table.md, table.csv in DIR)
+  plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
+
+Configs live in {conf}; `regbench train --help` lists the config groups and their options.
+"""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"regbench: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _require_paddle() -> None:
+    try:
+        import paddle  # noqa: F401
+    except ImportError:
+        _fail("PaddlePaddle is not installed: pip install 'regbench[cpu]' (paddlepaddle) on CPU machines "
+              "or 'regbench[gpu]' (paddlepaddle-gpu) on CUDA machines, never both")
+
+
+def _quiet_imports() -> None:
+    # Paddle warns about a missing C++ compiler cache on every import; it concerns custom-op builds only.
+    warnings.filterwarnings("ignore", message="No ccache found")
+
+
+def _train(argv: list[str]) -> None:
+    from regbench.config import hydra_app, validate_overrides
+
+    if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("-sc", "--shell-completion"))
+               for a in argv):
+        _require_paddle()
+        validate_overrides(argv)
+    from regbench.train.run import train
+
+    hydra_app(train, argv, prog="regbench train")
+    from regbench.train.run import FAILED_JOBS
+
+    if FAILED_JOBS:
+        _fail(f"{len(FAILED_JOBS)} job(s) failed: " + "; ".join(FAILED_JOBS[:3]), code=1)
+
+
+def _summary(argv: list[str]) -> None:
+    _require_paddle()
+    from regbench.config import compose
+    from regbench.models import build_model
+    from regbench.models.summary import count_flops, count_params
+
+    cfg = compose(argv)
+    choices = cfg.hydra.runtime.choices
+    model = build_model(cfg.model, cfg.act, cfg.reg)
+    input_shape = [1, cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size]
+    total, trainable = count_params(model)
+    print(json.dumps(dict(model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset,
+                          input_shape=input_shape, total_params=total, trainable_params=trainable,
+                          flops=count_flops(model, input_shape[1:]))))
+
+
+def _report(kind: str, argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=USAGE.splitlines()[4 if kind == "table" else 5])
+    parser.add_argument("dirs", nargs="+", help="run folders or sweep folders (searched at any depth)")
+    args = parser.parse_args(argv)
+    from regbench import report
+
+    if kind == "table":
+        print(report.write_table(args.dirs))
+    else:
+        print(report.write_plot(args.dirs))
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "train": _train,
+    "summary": _summary,
+    "table": lambda argv: _report("table", argv),
+    "plot": lambda argv: _report("plot", argv),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `regbench` console script."""
+    from regbench.config import CONF_DIR
+    from regbench.errors import UserError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_imports()
+    # Hydra's shell completion calls the program itself (`regbench -sc query=bash`): route it to `train`.
+    if argv and argv[0].startswith(("-sc", "--shell-completion")):
+        if "COMP_LINE" in os.environ:
+            os.environ["COMP_LINE"] = os.environ["COMP_LINE"].replace(" train", "", 1)
+        argv = ["train", *argv]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(conf=CONF_DIR))
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        _fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)} (regbench --help)")
+    try:
+        COMMANDS[command](rest)
+    except UserError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted", code=130)
+
+
+if __name__ == "__main__":
+    main()

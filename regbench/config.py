@@ -1,0 +1,101 @@
+"""Finding, composing and checking the Hydra config tree (top-level conf/, shipped as regbench.conf)."""
+from __future__ import annotations
+
+import re
+import sys
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from regbench.errors import UserError
+
+CONF_DIR = Path(str(files("regbench.conf")))
+GROUPS = ("model", "act", "reg", "dataset", "optim", "sched", "trainer", "experiment")
+
+
+def group_options(group: str) -> list[str]:
+    """The config names a group offers (files starting with `_` are shared bases, not options)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def hydra_app(task: Callable[[DictConfig], Any], argv: list[str], prog: str) -> None:
+    """Run `task` as a Hydra app on argv (everything Hydra's own command line offers)."""
+    sys.argv = [sys.argv[0], *argv]
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
+
+
+def _first_values(overrides: list[str]) -> list[str]:
+    """Check every group choice of every sweep value; return the overrides with each sweep reduced to its first value."""
+    plain = []
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise UserError(f"bad override: {str(err).splitlines()[0]}") from None
+    for override, text in zip(parsed, overrides):
+        key = override.get_key_element()
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else None
+        group = override.key_or_group.lstrip("+~")
+        if group in GROUPS and not override.is_delete():
+            options = group_options(group)
+            for value in values or [override.get_value_element_as_str()]:
+                if value not in options and value != "null":
+                    raise UserError(f"unknown {group} {value!r}; choose one of: {', '.join(options)}")
+        plain.append(f"{key}={values[0]}" if values else text)
+    return plain
+
+
+def validate_overrides(argv: list[str]) -> None:
+    """Compose the config for the command line's first job before any work, so mistakes cost no training."""
+    from hydra._internal.utils import get_args_parser
+
+    compose(get_args_parser().parse_args(argv).overrides)
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The composed config (with `hydra.runtime.choices`) for overrides, or a one-line UserError."""
+    overrides = _first_values(overrides)
+    try:
+        with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra.compose("config", overrides=overrides, return_hydra_config=True)
+        OmegaConf.to_container(run_config(cfg), resolve=True, throw_on_missing=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(_explain(str(err), overrides)) from None
+    from regbench.schema import check
+
+    check(cfg)
+    return cfg
+
+
+def _explain(message: str, overrides: list[str]) -> str:
+    """One line for a composition error; an unknown key lists the valid keys beside it."""
+    unknown = re.search(r"Could not override '([^']+)'", message)
+    if unknown:
+        key = unknown.group(1)
+        parent, _, leaf = key.rpartition(".")
+        groups_only = [o for o in overrides if o.split("=")[0].lstrip("+~") in GROUPS]
+        with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            node = OmegaConf.select(hydra.compose("config", overrides=groups_only), parent) if parent else None
+        if isinstance(node, DictConfig):
+            return f"unknown option {key!r}; {parent} has: {', '.join(str(k) for k in node)} (add new keys with +{key}=...)"
+        return f"unknown option {key!r} (add new keys with +{key}=...)"
+    missing = re.search(r"Missing mandatory value: ([\w.]+)(?:\s+full_key: ([\w.]+))?", message)
+    if missing:
+        key = missing.group(1) if "." in missing.group(1) else missing.group(2) or missing.group(1)
+        return f"{key} must be set: add {key}=... to the command line"
+    return " ".join(line.strip() for line in message.splitlines()[:2] if line.strip())
+
+
+def run_config(cfg: DictConfig) -> DictConfig:
+    """The composed config without its `hydra` node."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
+def choices(cfg: DictConfig) -> dict[str, str | None]:
+    """The config-group choices of a composed config (model, act, reg, dataset, ...)."""
+    return dict(cfg.hydra.runtime.choices)

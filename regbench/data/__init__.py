@@ -1,0 +1,62 @@
+"""Datasets as in-memory uint8 splits (loaders per format) and batched device tensors (batches.py)."""
+from __future__ import annotations
+
+import hydra.utils
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from regbench.data.splits import Split, Splits
+from regbench.errors import UserError
+
+RESIZE_CHUNK = 1024  # images resized per call, to bound memory
+
+
+def load_splits(dataset_cfg: DictConfig) -> Splits:
+    """Load the dataset `load:` names, keep the first `limit` of each split, check it against the config, resize."""
+    try:
+        splits = hydra.utils.instantiate(dataset_cfg.load)
+    except InstantiationException as e:
+        # Hydra wraps whatever the loader raises; a UserError must reach the user as its own one line
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
+    limit = dataset_cfg.limit
+    splits = Splits(
+        train=splits.train.head(limit.train),
+        val=splits.val.head(limit.val),
+        test=None if splits.test is None else splits.test.head(limit.test),
+        classes=splits.classes,
+    )
+    channels = splits.train.images.shape[1]
+    if channels != dataset_cfg.channels:
+        raise UserError(
+            f"the data has {channels} channel(s) but dataset.channels={dataset_cfg.channels}: "
+            f"set dataset.channels={channels}"
+        )
+    if len(splits.classes) != dataset_cfg.num_classes:
+        raise UserError(
+            f"the data has {len(splits.classes)} classes but dataset.num_classes={dataset_cfg.num_classes}: "
+            f"set dataset.num_classes={len(splits.classes)}"
+        )
+    size = dataset_cfg.image_size
+    return Splits(
+        train=resize(splits.train, size),
+        val=resize(splits.val, size),
+        test=None if splits.test is None else resize(splits.test, size),
+        classes=splits.classes,
+    )
+
+
+def resize(split: Split, size: int) -> Split:
+    """Images resized to size×size (bilinear, half-pixel centres, rounded back to uint8); unchanged if already so."""
+    if split.images.shape[2:] == (size, size) or len(split) == 0:
+        return split
+    out = np.empty((len(split), split.images.shape[1], size, size), np.uint8)
+    for lo in range(0, len(split), RESIZE_CHUNK):
+        x = paddle.to_tensor(split.images[lo : lo + RESIZE_CHUNK]).astype("float32")
+        y = F.interpolate(x, size=[size, size], mode="bilinear", align_corners=False)
+        out[lo : lo + RESIZE_CHUNK] = y.round().clip(0, 255).numpy().astype(np.uint8)
+    return Split(out, split.labels)

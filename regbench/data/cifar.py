@@ -1,0 +1,126 @@
+"""CIFAR-10 from the official cifar-10-python.tar.gz (local or through Paddle's downloader)."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+import zlib
+
+import numpy as np
+
+from regbench.data.splits import Split, Splits
+from regbench.errors import UserError
+
+# the official file, as paddle.vision.datasets.Cifar10 fetches it
+URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
+MD5 = "c58f30108f718f92721af3b95e74349a"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+MEMBERS = (*TRAIN_BATCHES, "test_batch", "batches.meta")
+FOLDER = "cifar-10-batches-py"
+
+
+def _latin1(text: str, encoding: str) -> bytes:
+    """_codecs.encode as Python 3 pickles bytes at protocol <= 2 (e.g. make_cifar10_python.py), latin-1 only."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with {encoding!r}")
+    return text.encode("latin-1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    """The only globals pickled numpy arrays need (old and new module paths of _reconstruct), and bytes as above."""
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1,
+    }
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays; refuses every other global (no code runs)."""
+
+    allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
+
+
+def load_cifar10(data_file: str | None) -> Splits:
+    """The 50,000 training images as train and the official 10,000 test images as val (no separate test split)."""
+    path = data_file if data_file is not None else _download()
+    if not os.path.isfile(path):
+        raise UserError(f"dataset.data_file={path} does not exist: point it at cifar-10-python.tar.gz")
+    batches = _read_members(path)
+    train = [_batch(path, name, batches[name]) for name in TRAIN_BATCHES]
+    meta = batches["batches.meta"]
+    if not isinstance(meta, dict) or not isinstance(meta.get(b"label_names"), list):
+        raise UserError(f"{path}: {FOLDER}/batches.meta has no b'label_names' list; use the official file")
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"])
+    splits = Splits(
+        train=Split(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
+        val=Split(*_batch(path, "test_batch", batches["test_batch"])),
+        test=None,
+        classes=classes,
+    )
+    for name, split in (("train", splits.train), ("test_batch", splits.val)):
+        if split.labels.size and not 0 <= split.labels.min() <= split.labels.max() < len(classes):
+            raise UserError(f"{path}: {name} has labels outside 0..{len(classes) - 1}; use the official file")
+    return splits
+
+
+def _read_members(path: str) -> dict[str, object]:
+    """Unpickle the batches of the tarball, reading it once, front to back."""
+    found: dict[str, object] = {}
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for m in tf:
+                parent, _, name = m.name.rpartition("/")
+                if m.isfile() and name in MEMBERS and parent.endswith(FOLDER):
+                    found[name] = _unpickle(path, m.name, tf.extractfile(m).read())
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{path} is truncated or not a tar.gz ({e}): download cifar-10-python.tar.gz again") from e
+    missing = [n for n in MEMBERS if n not in found]
+    if missing:
+        names = ", ".join(f"{FOLDER}/{n}" for n in missing)
+        raise UserError(f"{path} lacks {names}: use the official cifar-10-python.tar.gz")
+    return found
+
+
+def _unpickle(path: str, member: str, blob: bytes) -> object:
+    try:
+        return _ArrayUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except Exception as e:  # any malformed pickle is bad user data, never a crash
+        raise UserError(f"{path}: cannot unpickle {member} ({e}); use the official cifar-10-python.tar.gz") from e
+
+
+def _batch(path: str, name: str, batch: object) -> tuple[np.ndarray, np.ndarray]:
+    """A batch dict's b'data' [N, 3072] as uint8 [N, 3, 32, 32] and b'labels' as int64 [N]."""
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise UserError(f"{path}: {FOLDER}/{name} needs b'data' as uint8 [N, 3072]; use the official file")
+    if labels is None or len(labels) != len(data):
+        raise UserError(f"{path}: {FOLDER}/{name} needs b'labels' with one label per image; use the official file")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
+def _download() -> str:
+    from paddle.dataset.common import DATA_HOME, download
+
+    try:
+        return download(URL, "cifar", MD5)
+    except Exception as e:  # Paddle's downloader raises RuntimeError offline, other errors on odd networks
+        raise UserError(
+            f"cannot download {URL} into {os.path.join(DATA_HOME, 'cifar')} ({e}): set dataset.data_file=PATH to "
+            f"the official cifar-10-python.tar.gz or to one written in its layout "
+            f"(e.g. by /work/shared/data/make_cifar10_python.py)"
+        ) from e

@@ -1,0 +1,46 @@
+"""The articles' models. Each one calls the factories it is given at the places its article marks."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import paddle.nn as nn
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from regbench.errors import UserError
+
+log = logging.getLogger("regbench")
+PLACES = ("conv", "fc", "block")
+
+
+def _identity(*args: Any, **kwargs: Any) -> nn.Layer:
+    return nn.Identity()
+
+
+def build_model(model: DictConfig, act: DictConfig, reg: DictConfig) -> nn.Layer:
+    """Instantiate `model` with the activation factory and the regularizer factories (null places get Identity)."""
+    used: set[str] = set()
+
+    def place(kind: str) -> Callable[..., nn.Layer]:
+        factory = instantiate(reg[kind])
+
+        def make(*args: Any, **kwargs: Any) -> nn.Layer:
+            used.add(kind)
+            return factory(*args, **kwargs)
+
+        return make
+
+    given = [kind for kind in PLACES if reg.get(kind) is not None]
+    factories = {f"{kind}_reg": place(kind) if kind in given else _identity for kind in PLACES}
+    try:
+        built = instantiate(model, act=instantiate(act), **factories)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+    for kind in given:
+        if kind not in used:
+            log.warning("reg.%s is set but %s has no %s places: it has no effect", kind, model._target_, kind)
+    return built

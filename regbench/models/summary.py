@@ -1,0 +1,84 @@
+"""Parameter and FLOP counts as paddle.summary and paddle.flops report them."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import paddle
+import paddle.nn as nn
+
+
+def count_params(model: nn.Layer) -> tuple[int, int]:
+    """(total, trainable) parameters; like paddle.summary, total includes BatchNorm's running mean and variance."""
+    params = model.parameters()
+    total = sum(math.prod(p.shape) for p in params)
+    trainable = sum(math.prod(p.shape) for p in params if p.trainable and not p.stop_gradient)
+    return total, trainable
+
+
+# paddle.flops's per-layer rules (paddle/hapi/dynamic_flops.py), as functions of (layer, input, output) -> FLOPs.
+# Its total crashes under numpy 2, so they are restated here. Like paddle.flops, they apply to layers of exactly
+# these types (all leaves): other layers add nothing themselves, so a custom layer counts only its known sublayers.
+def _conv(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    bias_ops = 1 if m.bias is not None else 0
+    return int(math.prod(y.shape) * (x.shape[1] / m._groups * math.prod(m.weight.shape[2:]) + bias_ops))
+
+
+def _batch_norm(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    return 2 * math.prod(x.shape)
+
+
+def _linear(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    return m.weight.shape[0] * math.prod(y.shape)
+
+
+def _input_size(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    return math.prod(x.shape)
+
+
+def _output_size(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    return math.prod(y.shape)
+
+
+def _adaptive_avg_pool(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    window = math.prod(i // o for i, o in zip(x.shape[2:], y.shape[2:]))
+    return (window + 1) * math.prod(y.shape)
+
+
+def _zero(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    return 0
+
+
+_FLOP_RULES: dict[type, Callable[[nn.Layer, paddle.Tensor, paddle.Tensor], int]] = {
+    **dict.fromkeys(
+        [nn.Conv1D, nn.Conv2D, nn.Conv3D, nn.Conv1DTranspose, nn.Conv2DTranspose, nn.Conv3DTranspose], _conv
+    ),
+    **dict.fromkeys([nn.BatchNorm2D, nn.BatchNorm], _batch_norm),
+    **dict.fromkeys([nn.ReLU, nn.ReLU6, nn.Dropout], _zero),
+    nn.LeakyReLU: _input_size,
+    nn.Linear: _linear,
+    **dict.fromkeys([nn.AvgPool1D, nn.AvgPool2D, nn.AvgPool3D], _output_size),
+    **dict.fromkeys([nn.AdaptiveAvgPool1D, nn.AdaptiveAvgPool2D, nn.AdaptiveAvgPool3D], _adaptive_avg_pool),
+}
+
+
+def count_flops(model: nn.Layer, input_shape: Sequence[int]) -> int:
+    """FLOPs of one input of `input_shape` (without the batch axis, e.g. [1, 32, 32]) as paddle.flops counts them."""
+    total = 0
+
+    def hook(layer: nn.Layer, inputs: tuple, output: paddle.Tensor) -> None:
+        nonlocal total
+        total += _FLOP_RULES[type(layer)](layer, inputs[0], output)
+
+    handles = [m.register_forward_post_hook(hook) for m in model.sublayers() if type(m) in _FLOP_RULES]
+    modes = [(m, m.training) for m in [model, *model.sublayers()]]
+    model.eval()
+    try:
+        with paddle.no_grad():
+            model(paddle.randn([1, *input_shape]))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, training in modes:
+            m.training = training
+    return total

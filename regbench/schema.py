@@ -1,0 +1,52 @@
+"""Range checks on a composed config, run before any work: one readable line per mistake."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.errors import UserError
+
+# (dotted key, test, what the value must be); keys absent from the config are skipped.
+RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("optim.lr", lambda v: v > 0, "> 0"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("trainer.epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("trainer.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("trainer.eval_batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("trainer.eval_every", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("trainer.eval_every_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
+    ("trainer.max_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
+    ("trainer.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("trainer.device", lambda v: v in ("auto", "cpu", "gpu"), "one of auto, cpu, gpu"),
+    ("sched.interval", lambda v: v in ("step", "epoch"), "step or epoch"),
+    ("sched.step_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("sched.gamma", lambda v: v > 0, "> 0"),
+    ("sched.T_max", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
+    ("dataset.image_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),
+    ("dataset.num_classes", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
+    ("reg.p", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("reg.block.keep_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("reg.block.block_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+]
+
+
+def check(cfg: DictConfig) -> None:
+    """Raise a UserError naming the first key whose value is out of range."""
+    for key, test, expected in RULES:
+        value = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
+        if isinstance(value, str) and value == "<absent>":
+            continue
+        try:
+            ok = test(value)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise UserError(f"{key}={value!r} is invalid: it must be {expected}")
+    for name in ("mean", "std"):
+        values = list(cfg.dataset[name])
+        if len(values) != cfg.dataset.channels:
+            raise UserError(f"dataset.{name} has {len(values)} values for {cfg.dataset.channels} channel(s): give one per channel")

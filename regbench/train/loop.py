@@ -1,0 +1,246 @@
+"""The training loop: steps, evaluation, schedules, checkpoints. Knows nothing about specific models or layers."""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from regbench.data.batches import BatchLoader
+from regbench.train import run_dir
+from regbench.train.checkpoint import load_checkpoint, save_checkpoint
+
+log = logging.getLogger("regbench")
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def derive_seed(*keys: int) -> int:
+    """A 31-bit seed derived from integers: every epoch and step gets its own independent random stream."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0] >> 1)
+
+
+@dataclass
+class Progress:
+    """What a checkpoint must hold besides weights to continue exactly where training stopped."""
+    step: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: float | None = None
+    # running sums since the last evaluation
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    train_time_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class LoopConfig:
+    epochs: int
+    eval_every: int
+    eval_every_steps: int | None
+    max_steps: int | None
+    label_smoothing: float
+    sched_interval: str
+    seed: int
+    log_every: int
+    amp: bool
+
+
+def loss_fn(logits: paddle.Tensor, labels: paddle.Tensor, smoothing: float, reduction: str = "mean") -> paddle.Tensor:
+    """Cross-entropy, with label smoothing (1-ε)·y + ε/C when ε > 0."""
+    if smoothing:
+        target = F.label_smooth(F.one_hot(labels, logits.shape[-1]), epsilon=smoothing)
+        return F.cross_entropy(logits, target, soft_label=True, reduction=reduction)
+    return F.cross_entropy(logits, labels, reduction=reduction)
+
+
+def evaluate(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float) -> tuple[float, float]:
+    """(mean loss, accuracy) over a whole split, in eval mode."""
+    model.eval()
+    loss_sum = paddle.zeros([])
+    correct = paddle.zeros([], dtype="int64")
+    with paddle.no_grad():
+        for images, labels in loader.epoch(seed=None):
+            logits = model(images)
+            loss_sum += loss_fn(logits, labels, smoothing, reduction="sum")
+            correct += (logits.argmax(axis=1) == labels).astype("int64").sum()
+    n = len(loader.split)
+    return loss_sum.item() / n, int(correct.item()) / n
+
+
+class Trainer:
+    def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
+                 lr: paddle.optimizer.lr.LRScheduler, train: BatchLoader, val: BatchLoader,
+                 test: BatchLoader | None, folder: Path, cfg: LoopConfig,
+                 on_eval: Callable[[Progress], None]) -> None:
+        self.model, self.optimizer, self.lr = model, optimizer, lr
+        self.train_loader, self.val_loader, self.test_loader = train, val, test
+        self.folder, self.cfg, self.on_eval = folder, cfg, on_eval
+        self.steps_per_epoch = train.num_batches
+        total = cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.scheduled = [m for m in model.sublayers(include_self=True) if hasattr(m, "set_progress")]
+        self.progress = Progress()
+        self.scaler = paddle.amp.GradScaler() if cfg.amp else None
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "checkpoints" / "last.npz"
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "checkpoints" / "best.npz"
+
+    def resume(self) -> bool:
+        """Load the last checkpoint if there is one; True when training continues from it."""
+        if not self.last_path.exists():
+            return False
+        model_state, optim_state, trainer_state = load_checkpoint(self.last_path)
+        self.model.set_state_dict(model_state)
+        self.optimizer.set_state_dict(optim_state)
+        self.progress = Progress(**trainer_state)
+        return True
+
+    def _checkpoint(self, improved: bool) -> None:
+        save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress))
+        if improved:
+            tmp = self.best_path.with_name(".best.npz.tmp")
+            shutil.copyfile(self.last_path, tmp)
+            tmp.replace(self.best_path)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def epoch_of(self, step: int) -> float:
+        return round(step / self.steps_per_epoch, 4)
+
+    def _train_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        p = self.progress
+        paddle.seed(derive_seed(self.cfg.seed, 1, p.step))  # dropout draws depend on the step alone: exact resume
+        for layer in self.scheduled:
+            layer.set_progress(p.step / self.total_steps)
+        if self.scaler is not None:
+            with paddle.amp.auto_cast():
+                logits = self.model(images)
+            loss = loss_fn(logits.astype("float32"), labels, self.cfg.label_smoothing)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            logits = self.model(images)
+            loss = loss_fn(logits, labels, self.cfg.label_smoothing)
+            loss.backward()
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        if self.cfg.sched_interval == "step":
+            self.lr.step()
+        return loss.detach(), (logits.argmax(axis=1) == labels).astype("int64").sum()
+
+    def _due_for_eval(self, end_of_epoch: bool) -> bool:
+        step = self.progress.step
+        if step >= self.total_steps:
+            return True
+        if self.cfg.eval_every_steps:
+            return step % self.cfg.eval_every_steps == 0
+        return end_of_epoch and (step // self.steps_per_epoch) % self.cfg.eval_every == 0
+
+    def _evaluate(self) -> None:
+        p = self.progress
+        train_loss = p.loss_sum / max(p.seen, 1)
+        if not math.isfinite(train_loss):
+            raise Diverged(f"training loss became {train_loss} by step {p.step}")
+        val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing)
+        self.model.train()
+        row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=float(self.optimizer.get_lr()),
+                   train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
+                   epoch_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1))
+        p.history.append(row)
+        improved = val_acc > p.best_val_acc
+        if improved:
+            p.best_val_acc, p.best_epoch = val_acc, row["epoch"]
+        p.loss_sum, p.correct, p.seen, p.train_time_s = 0.0, 0, 0, 0.0
+        self._checkpoint(improved)
+        log.info("epoch %.2f step %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s",
+                 row["epoch"], p.step, train_loss, row["train_acc"], val_loss, val_acc, row["train_img_per_s"])
+        self.on_eval(p)
+
+    def fit(self) -> None:
+        """Train until epochs or max_steps are done, evaluating and checkpointing on the way."""
+        p = self.progress
+        bar = _ProgressBar(self.total_steps, p.step)
+        self.model.train()
+        while p.step < self.total_steps:
+            epoch, start = divmod(p.step, self.steps_per_epoch)
+            loss_sum = paddle.zeros([])
+            correct = paddle.zeros([], dtype="int64")
+            seen, tick = 0, time.perf_counter()
+            for images, labels in self.train_loader.epoch(seed=derive_seed(self.cfg.seed, 0, epoch), start=start):
+                loss, right = self._train_step(images, labels)
+                loss_sum += loss * labels.shape[0]
+                correct += right
+                seen += labels.shape[0]
+                p.step += 1
+                end_of_epoch = p.step % self.steps_per_epoch == 0
+                if end_of_epoch and self.cfg.sched_interval == "epoch":
+                    self.lr.step()
+                bar.update(p.step, epoch + 1, self.cfg.epochs, loss, self.cfg.log_every)
+                if self._due_for_eval(end_of_epoch):
+                    p.loss_sum += loss_sum.item()
+                    p.correct += int(correct.item())
+                    p.seen += seen
+                    p.train_time_s += time.perf_counter() - tick
+                    self._evaluate()
+                    loss_sum = paddle.zeros([])
+                    correct = paddle.zeros([], dtype="int64")
+                    seen, tick = 0, time.perf_counter()
+                if p.step >= self.total_steps:
+                    break
+            p.loss_sum += loss_sum.item()
+            p.correct += int(correct.item())
+            p.seen += seen
+            p.train_time_s += time.perf_counter() - tick
+        bar.close()
+
+    def test_best(self) -> float | None:
+        """Accuracy of the best checkpoint on the test split (None when the dataset has none distinct from val)."""
+        if self.test_loader is None or not self.best_path.exists():
+            return None
+        self.model.set_state_dict(load_checkpoint(self.best_path)[0])
+        return evaluate(self.model, self.test_loader, self.cfg.label_smoothing)[1]
+
+
+class _ProgressBar:
+    """A live bar on a terminal; a log line every `log_every` steps otherwise."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        self.total, self.start_time, self.start_step = total, time.perf_counter(), initial
+        self.tty = sys.stderr.isatty()
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
+
+    def update(self, step: int, epoch: int, epochs: int, loss: paddle.Tensor, log_every: int) -> None:
+        # reading the loss synchronizes with the device, so only every 10th (bar) or log_every-th (log) step
+        if self.tty:
+            if step % 10 == 0:
+                self.bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
+                self.bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            self.bar.update(step - self.bar.n)
+        elif step % log_every == 0:
+            rate = (step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
+            log.info("epoch %d/%d step %d/%d loss %.4f (%.1f steps/s)", epoch, epochs, step, self.total, loss.item(), rate)
+
+    def close(self) -> None:
+        if self.tty:
+            self.bar.close()

@@ -1,0 +1,142 @@
+"""`regbench train`: the Hydra task that builds one run from its config, trains it and records the outcome."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import paddle
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.data import load_splits
+from regbench.data.batches import BatchLoader
+from regbench.errors import UserError
+from regbench.models import build_model
+from regbench.models.summary import count_params
+from regbench.train import run_dir
+from regbench.train.loop import Diverged, LoopConfig, Progress, Trainer
+from regbench.train.optim import build_lr, build_optimizer
+
+log = logging.getLogger("regbench")
+
+FAILED_JOBS: list[str] = []  # "folder: error" of the jobs of this process's sweep that did not complete
+
+
+def select_device(choice: str) -> str:
+    """'gpu' when asked for (or auto) and Paddle has a CUDA device, else 'cpu'."""
+    cuda = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if choice == "gpu" and not cuda:
+        raise UserError("trainer.device=gpu but this Paddle has no CUDA device: install paddlepaddle-gpu "
+                        "(see README) or use trainer.device=auto")
+    device = "gpu" if cuda and choice != "cpu" else "cpu"
+    paddle.set_device(device)
+    return device
+
+
+def _loaders(cfg: DictConfig) -> tuple[BatchLoader, BatchLoader, BatchLoader | None]:
+    splits = load_splits(cfg.dataset)
+    ds, tr = cfg.dataset, cfg.trainer
+    common = dict(mean=list(ds.mean), std=list(ds.std), crop_padding=ds.crop_padding,
+                  resized_crop_scale=tuple(ds.resized_crop_scale))
+    train = BatchLoader(splits.train, batch_size=tr.batch_size, augment=tuple(ds.augment), drop_last=tr.drop_last,
+                        **common)
+    if train.num_batches == 0:
+        raise UserError(f"trainer.batch_size={tr.batch_size} with drop_last leaves no batch of the "
+                        f"{len(splits.train)} training images: lower the batch size")
+
+    def evaluation(split: Any) -> BatchLoader | None:
+        return None if split is None else BatchLoader(split, batch_size=tr.eval_batch_size, augment=(),
+                                                      drop_last=False, **common)
+
+    return train, evaluation(splits.val), evaluation(splits.test)
+
+
+def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
+    device = select_device(cfg.trainer.device)
+    amp = bool(cfg.trainer.amp) and device == "gpu"
+    if cfg.trainer.amp and not amp:
+        log.warning("trainer.amp needs a GPU: training in float32")
+    paddle.seed(cfg.seed)
+    train, val, test = _loaders(cfg)
+    model = build_model(cfg.model, cfg.act, cfg.reg)
+    summary["total_params"], summary["trainable_params"] = count_params(model)
+    units = cfg.trainer.epochs * (train.num_batches if cfg.sched.interval == "step" else 1)
+    lr = build_lr(cfg.sched, cfg.optim.lr, units)
+    optimizer = build_optimizer(cfg.optim, lr, model.parameters())
+    loop_cfg = LoopConfig(epochs=cfg.trainer.epochs, eval_every=cfg.trainer.eval_every,
+                          eval_every_steps=cfg.trainer.eval_every_steps, max_steps=cfg.trainer.max_steps,
+                          label_smoothing=cfg.trainer.label_smoothing, sched_interval=cfg.sched.interval,
+                          seed=cfg.seed, log_every=cfg.trainer.log_every, amp=amp)
+    title = f"{summary['model']} · {summary['act']} · {summary['reg']} · {summary['dataset']} · seed {cfg.seed}"
+
+    def on_eval(p: Progress) -> None:
+        run_dir.write_metrics(folder / run_dir.METRICS, p.history)
+        last = p.history[-1]
+        summary.update(steps=p.step, epochs_completed=p.step // trainer.steps_per_epoch,
+                       best_val_acc=p.best_val_acc, best_epoch=p.best_epoch, final_val_acc=last["val_acc"],
+                       final_train_acc=last["train_acc"])
+        run_dir.write_json(folder / run_dir.SUMMARY, summary)
+        run_dir.plot_curves(folder / run_dir.CURVES, p.history, title)
+
+    trainer = Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval)
+    log.info("%s on %s: %d parameters, %d steps of batch %d (%d per epoch)", summary["model"], device,
+             summary["total_params"], trainer.total_steps, cfg.trainer.batch_size, trainer.steps_per_epoch)
+    if cfg.trainer.resume and trainer.resume():
+        log.info("resumed from %s at step %d", trainer.last_path, trainer.progress.step)
+    trainer.fit()
+    summary["test_acc"] = trainer.test_best()
+    if summary["test_acc"] is not None:
+        log.info("best checkpoint (epoch %s, val acc %.4f): test acc %.4f", summary["best_epoch"],
+                 summary["best_val_acc"], summary["test_acc"])
+
+
+def _config_hash(cfg: DictConfig) -> str:
+    """Identifies what a run trains: the whole config except whether it resumes."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["trainer"].pop("resume")
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train(cfg: DictConfig) -> None:
+    """Hydra task: train one configuration in the job's run folder; record the outcome in summary.json."""
+    hydra_cfg = HydraConfig.get()
+    folder = Path(hydra_cfg.runtime.output_dir)
+    choices = hydra_cfg.runtime.choices
+    summary_path = folder / run_dir.SUMMARY
+    config_hash = _config_hash(cfg)
+    previous = run_dir.read_json(summary_path) if cfg.trainer.resume else None
+    if previous and previous.get("status") == "completed" and previous.get("config_hash") == config_hash:
+        log.info("%s: already completed with this config, nothing to resume", folder)
+        return
+    start = time.time() - (previous or {}).get("wall_time_s", 0.0)
+    summary: dict[str, Any] = dict(
+        status="running", model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset,
+        optim=choices.optim, sched=choices.sched, experiment=choices.get("experiment"), seed=cfg.seed,
+        epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None, final_train_acc=None,
+        test_acc=None, total_params=None, trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash)
+    run_dir.write_json(summary_path, summary)
+    try:
+        _run(cfg, folder, summary)
+        summary["status"] = "completed"
+    except (UserError, Diverged) as err:
+        summary.update(status="diverged" if isinstance(err, Diverged) else "failed", error=str(err).splitlines()[0])
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"
+        raise
+    except Exception as err:  # a bug: keep the traceback in train.log, the run folder says failed
+        log.exception("training failed")
+        summary.update(status="failed", error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    finally:
+        summary["wall_time_s"] = round(time.time() - start, 2)
+        run_dir.write_json(summary_path, summary)
+    if summary["status"] != "completed":
+        log.error("%s: %s", summary["status"], summary["error"])
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            FAILED_JOBS.append(f"{folder}: {summary['error']}")
+        else:
+            raise SystemExit(2 if summary["status"] == "failed" else 1)

@@ -1,0 +1,78 @@
+"""The run folder: atomic JSON files, the metrics log and the learning curves."""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+CURVES = "curves.png"
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Complete metric lines only: a line cut short by a crash is ignored."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite the metrics log atomically (used once per evaluation; the log is small)."""
+    with atomic_write(path) as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def plot_curves(path: Path, rows: list[dict[str, Any]], title: str) -> None:
+    """Loss and accuracy vs epoch, train and val."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+        for split, style in (("train", "-"), ("val", "--")):
+            ax.plot(epochs, [r[f"{split}_{metric}"] for r in rows], style, marker=".", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)

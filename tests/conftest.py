@@ -1,0 +1,69 @@
+"""Shared test helpers: running the real CLI in a subprocess, and where the shared real data lives."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def regbench(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 600,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m regbench ARGS` as a user would; fail the test with its output when check and rc != 0."""
+    proc = subprocess.run([sys.executable, "-m", "regbench", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        pytest.fail(f"regbench {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_cifar_tarball(path: Path, n_train: int = 500, n_test: int = 100, seed: int = 0) -> Path:
+    """A cifar-10-python.tar.gz in the official layout (5 pickled data batches, test_batch, batches.meta)."""
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    classes = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+
+    def batch(n: int, label: str) -> dict:
+        labels = rng.integers(0, 10, n)
+        # class-dependent mean colour plus noise: learnable, like real images only in format
+        data = np.clip(labels[:, None] * 20 + rng.normal(30, 40, (n, 3072)), 0, 255).astype(np.uint8)
+        return {b"batch_label": label.encode(), b"labels": labels.tolist(), b"data": data,
+                b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+
+    def add(tar: tarfile.TarFile, name: str, obj: Any) -> None:
+        blob = pickle.dumps(obj, protocol=2)
+        info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+
+    with tarfile.open(path, "w:gz") as tar:
+        for b in range(5):
+            add(tar, f"data_batch_{b + 1}", batch(n_train // 5, f"training batch {b + 1} of 5"))
+        add(tar, "test_batch", batch(n_test, "testing batch 1 of 1"))
+        add(tar, "batches.meta", {b"label_names": classes, b"num_cases_per_batch": n_train // 5, b"num_vis": 3072})
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_cifar_tarball(tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz")

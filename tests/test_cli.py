@@ -1,0 +1,140 @@
+"""The `regbench` command line end to end, in real subprocesses: help, summary, train, multirun, resume, errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import read_json, read_jsonl, regbench
+
+RUN_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log", "metrics.jsonl",
+             "summary.json", "curves.png", "checkpoints/best.npz", "checkpoints/last.npz")
+
+
+def assert_run_folder(folder: Path) -> dict:
+    for name in RUN_FILES:
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
+    return read_json(folder / "summary.json")
+
+
+def test_help_lists_commands_and_config_groups(tmp_path: Path) -> None:
+    out = regbench("--help", cwd=tmp_path).stdout
+    for command in ("train", "summary", "table", "plot"):
+        assert f"  {command} " in out
+    out = regbench("train", "--help", cwd=tmp_path).stdout
+    for group in ("model:", "act:", "reg:", "dataset:", "optim:", "sched:", "trainer:"):
+        assert group in out
+    assert "resnet18_nndl" in out and "mnist5k" in out
+
+
+def test_console_script_finds_conf_from_any_directory(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "regbench"
+    proc = subprocess.run([str(script), "train", "--cfg", "job", "model=mynet"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True)
+    assert "regbench.models.mynet.MyNet" in proc.stdout
+
+
+def test_shell_completion_routes_to_train(tmp_path: Path) -> None:
+    env = {"COMP_LINE": "regbench train mod", "COMP_POINT": "18"}
+    out = regbench("-sc", "query=bash", cwd=tmp_path, env=env).stdout
+    assert "model=" in out.split()
+
+
+def test_summary_counts_without_loading_data(tmp_path: Path) -> None:
+    # dataset.data_file is null: loading CIFAR-10 would need a download, which this machine cannot do
+    line = regbench("summary", "model=resnet18", "dataset=cifar10", cwd=tmp_path).stdout.strip().splitlines()[-1]
+    info = json.loads(line)
+    assert info == {"model": "resnet18", "act": "relu", "reg": "none", "dataset": "cifar10",
+                    "input_shape": [1, 3, 32, 32], "total_params": 11183562, "trainable_params": info["trainable_params"],
+                    "flops": info["flops"]}
+    assert 11_000_000 < info["trainable_params"] < 11183562 and info["flops"] > 500_000_000
+    nndl = json.loads(regbench("summary", "model=resnet18_nndl", "dataset=mnist_nndl", cwd=tmp_path).stdout)
+    assert (nndl["total_params"], nndl["flops"]) == (11185034, 35529728)
+
+
+def test_train_on_mnist5k_writes_every_file(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = regbench("train", "trainer.max_steps=30", "trainer.eval_every_steps=15", f"hydra.run.dir={run}",
+                    cwd=tmp_path)
+    summary = assert_run_folder(run)
+    assert summary["status"] == "completed" and summary["steps"] == 30
+    assert (summary["model"], summary["dataset"], summary["total_params"]) == ("lenet5_nndl", "mnist5k", 61706)
+    assert 0.5 < summary["test_acc"] <= 1.0  # 30 steps of LeNet on real digits is far above chance
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [15, 30]
+    assert set(rows[0]) >= {"epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s",
+                            "train_img_per_s"}
+    assert summary["best_val_acc"] == max(r["val_acc"] for r in rows)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_train_on_official_cifar_tarball(tmp_path: Path, cifar_tarball: Path) -> None:
+    run = tmp_path / "run"
+    regbench("train", "model=mynet", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "optim=adam",
+             "trainer.epochs=1", "trainer.batch_size=50", f"hydra.run.dir={run}", cwd=tmp_path)
+    summary = assert_run_folder(run)
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 1 and summary["steps"] == 10
+    assert summary["test_acc"] is None  # CIFAR-10's val is its test set
+    assert summary["total_params"] == 159498
+
+
+def test_default_run_folders_are_unique_per_microsecond(tmp_path: Path) -> None:
+    regbench("train", "-m", "seed=0,1", "trainer.max_steps=3", "model=mynet", "dataset=synthetic",
+             "dataset.train_size=64", "dataset.test_size=32", cwd=tmp_path)
+    sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1"]
+    assert [read_json(j / "summary.json")["seed"] for j in jobs] == [0, 1]
+    assert all(read_json(j / "summary.json")["status"] == "completed" for j in jobs)
+    assert all((j / "train.log").exists() for j in jobs)
+
+
+def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    common = ("model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64",
+              "trainer.epochs=2", "trainer.batch_size=32", "reg=none")
+    regbench("train", *common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
+    regbench("train", *common, "trainer.max_steps=8", f"hydra.run.dir={tmp_path / 'cut'}", cwd=tmp_path)
+    first = read_jsonl(tmp_path / "cut" / "metrics.jsonl")
+    assert [r["step"] for r in first] == [8]
+    proc = regbench("train", *common, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'cut'}", cwd=tmp_path)
+    assert "resumed from" in proc.stdout + proc.stderr
+    full, resumed = read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(tmp_path / "cut" / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [8, 16]
+    assert [r["val_acc"] for r in resumed] == [r["val_acc"] for r in full]
+    assert [r["val_loss"] for r in resumed] == [r["val_loss"] for r in full]
+    # a completed run with the same config is not trained again
+    again = regbench("train", *common, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'cut'}", cwd=tmp_path)
+    assert "already completed" in again.stdout + again.stderr
+
+
+def test_unknown_model_is_one_line_without_traceback(tmp_path: Path) -> None:
+    proc = regbench("train", "model=lenet7", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "lenet5_nndl" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_missing_data_file_is_one_line_and_says_how_to_fix(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = regbench("train", "dataset=cifar10", f"dataset.data_file={tmp_path / 'nope.tar.gz'}",
+                    f"hydra.run.dir={run}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out and "nope.tar.gz" in out
+    errors = [line for line in out.splitlines() if "ERROR" in line or "error" in line]
+    assert len(errors) == 1
+    assert read_json(run / "summary.json")["status"] == "failed"
+
+
+def test_missing_paddle_is_named_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "nopaddle"
+    (blocker / "paddle").mkdir(parents=True)
+    (blocker / "paddle" / "__init__.py").write_text("raise ImportError('no paddle here')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    proc = regbench("summary", cwd=tmp_path, check=False, env=env)
+    assert proc.returncode == 2
+    assert "paddlepaddle" in proc.stderr and "paddlepaddle-gpu" in proc.stderr and "Traceback" not in proc.stderr
