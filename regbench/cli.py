@@ -44,7 +44,10 @@ def _train(argv: list[str]) -> None:
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("-sc", "--shell-completion"))
                for a in argv):
         _require_paddle()
-        validate_overrides(argv)
+        from regbench.models import build_model
+
+        cfg = validate_overrides(argv)
+        build_model(cfg.model, cfg.act, cfg.reg)  # a model that does not fit the data fails here, before any work
     from regbench.train.run import train
 
     hydra_app(train, argv, prog="regbench train")

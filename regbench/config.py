@@ -50,11 +50,11 @@ def _first_values(overrides: list[str]) -> list[str]:
     return plain
 
 
-def validate_overrides(argv: list[str]) -> None:
+def validate_overrides(argv: list[str]) -> DictConfig:
     """Compose the config for the command line's first job before any work, so mistakes cost no training."""
     from hydra._internal.utils import get_args_parser
 
-    compose(get_args_parser().parse_args(argv).overrides)
+    return compose(get_args_parser().parse_args(argv).overrides)
 
 
 def compose(overrides: list[str]) -> DictConfig:

@@ -25,6 +25,14 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class Interrupted(RuntimeError):
+    """Training stopped on a signal after writing a checkpoint."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum} at a checkpoint; rerun with trainer.resume=true to continue")
+        self.signum = signum
+
+
 def derive_seed(*keys: int) -> int:
     """A 31-bit seed derived from integers: every epoch and step gets its own independent random stream."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0] >> 1)
@@ -93,6 +101,7 @@ class Trainer:
         self.scheduled = [m for m in model.sublayers(include_self=True) if hasattr(m, "set_progress")]
         self.progress = Progress()
         self.scaler = paddle.amp.GradScaler() if cfg.amp else None
+        self.stop_signal: int | None = None
 
     # -- checkpoints ------------------------------------------------------------------------------
     @property
@@ -157,8 +166,6 @@ class Trainer:
     def _evaluate(self) -> None:
         p = self.progress
         train_loss = p.loss_sum / max(p.seen, 1)
-        if not math.isfinite(train_loss):
-            raise Diverged(f"training loss became {train_loss} by step {p.step}")
         val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing)
         self.model.train()
         row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=float(self.optimizer.get_lr()),
@@ -174,41 +181,48 @@ class Trainer:
                  row["epoch"], p.step, train_loss, row["train_acc"], val_loss, val_acc, row["train_img_per_s"])
         self.on_eval(p)
 
+    def _flush(self, window: _Window) -> None:
+        """Move the window's device-side sums into the progress record (one sync); stop on a non-finite loss."""
+        p = self.progress
+        p.loss_sum += window.loss_sum.item()
+        p.correct += int(window.correct.item())
+        p.seen += window.seen
+        p.train_time_s += time.perf_counter() - window.tick
+        window.reset()
+        if not math.isfinite(p.loss_sum):
+            raise Diverged(f"training loss became {p.loss_sum} by step {p.step}")
+
     def fit(self) -> None:
-        """Train until epochs or max_steps are done, evaluating and checkpointing on the way."""
+        """Train until epochs or max_steps are done, evaluating and checkpointing on the way.
+
+        When `stop_signal` gets set (by a signal handler), the loop checkpoints after the current step and raises
+        Interrupted."""
         p = self.progress
         bar = _ProgressBar(self.total_steps, p.step)
         self.model.train()
+        window = _Window()
         while p.step < self.total_steps:
             epoch, start = divmod(p.step, self.steps_per_epoch)
-            loss_sum = paddle.zeros([])
-            correct = paddle.zeros([], dtype="int64")
-            seen, tick = 0, time.perf_counter()
             for images, labels in self.train_loader.epoch(seed=derive_seed(self.cfg.seed, 0, epoch), start=start):
                 loss, right = self._train_step(images, labels)
-                loss_sum += loss * labels.shape[0]
-                correct += right
-                seen += labels.shape[0]
+                window.add(loss, right, labels.shape[0])
                 p.step += 1
                 end_of_epoch = p.step % self.steps_per_epoch == 0
                 if end_of_epoch and self.cfg.sched_interval == "epoch":
                     self.lr.step()
                 bar.update(p.step, epoch + 1, self.cfg.epochs, loss, self.cfg.log_every)
+                if p.step % self.cfg.log_every == 0:
+                    self._flush(window)
                 if self._due_for_eval(end_of_epoch):
-                    p.loss_sum += loss_sum.item()
-                    p.correct += int(correct.item())
-                    p.seen += seen
-                    p.train_time_s += time.perf_counter() - tick
+                    self._flush(window)
                     self._evaluate()
-                    loss_sum = paddle.zeros([])
-                    correct = paddle.zeros([], dtype="int64")
-                    seen, tick = 0, time.perf_counter()
+                if self.stop_signal is not None:
+                    self._flush(window)
+                    self._checkpoint(improved=False)
+                    bar.close()
+                    raise Interrupted(self.stop_signal)
                 if p.step >= self.total_steps:
                     break
-            p.loss_sum += loss_sum.item()
-            p.correct += int(correct.item())
-            p.seen += seen
-            p.train_time_s += time.perf_counter() - tick
         bar.close()
 
     def test_best(self) -> float | None:
@@ -217,6 +231,23 @@ class Trainer:
             return None
         self.model.set_state_dict(load_checkpoint(self.best_path)[0])
         return evaluate(self.model, self.test_loader, self.cfg.label_smoothing)[1]
+
+
+class _Window:
+    """Training loss and accuracy sums since the last flush, kept on the device to avoid a sync per step."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = paddle.zeros([])
+        self.correct = paddle.zeros([], dtype="int64")
+        self.seen, self.tick = 0, time.perf_counter()
+
+    def add(self, loss: paddle.Tensor, correct: paddle.Tensor, n: int) -> None:
+        self.loss_sum += loss * n
+        self.correct += correct
+        self.seen += n
 
 
 class _ProgressBar:

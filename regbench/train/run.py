@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import paddle
 from hydra.core.hydra_config import HydraConfig
@@ -19,7 +21,7 @@ from regbench.errors import UserError
 from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.train import run_dir
-from regbench.train.loop import Diverged, LoopConfig, Progress, Trainer
+from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer
 from regbench.train.optim import build_lr, build_optimizer
 
 log = logging.getLogger("regbench")
@@ -56,14 +58,34 @@ def _loaders(cfg: DictConfig) -> tuple[BatchLoader, BatchLoader, BatchLoader | N
     return train, evaluation(splits.val), evaluation(splits.test)
 
 
+@contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the step, checkpoint, stop. A second one: the default action, at once."""
+    def request_stop(signum: int, frame: Any) -> None:
+        trainer.stop_signal = signum
+        log.warning("signal %d: stopping after this step (send it again to quit at once)", signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    try:
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals to the launcher
+        previous = {}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
     device = select_device(cfg.trainer.device)
     amp = bool(cfg.trainer.amp) and device == "gpu"
     if cfg.trainer.amp and not amp:
         log.warning("trainer.amp needs a GPU: training in float32")
     paddle.seed(cfg.seed)
-    train, val, test = _loaders(cfg)
     model = build_model(cfg.model, cfg.act, cfg.reg)
+    train, val, test = _loaders(cfg)
     summary["total_params"], summary["trainable_params"] = count_params(model)
     units = cfg.trainer.epochs * (train.num_batches if cfg.sched.interval == "step" else 1)
     lr = build_lr(cfg.sched, cfg.optim.lr, units)
@@ -88,7 +110,10 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
              summary["total_params"], trainer.total_steps, cfg.trainer.batch_size, trainer.steps_per_epoch)
     if cfg.trainer.resume and trainer.resume():
         log.info("resumed from %s at step %d", trainer.last_path, trainer.progress.step)
-    trainer.fit()
+        if trainer.progress.history:
+            on_eval(trainer.progress)
+    with _stop_on_signals(trainer):
+        trainer.fit()
     summary["test_acc"] = trainer.test_best()
     if summary["test_acc"] is not None:
         log.info("best checkpoint (epoch %s, val acc %.4f): test acc %.4f", summary["best_epoch"],
@@ -108,6 +133,7 @@ def train(cfg: DictConfig) -> None:
     folder = Path(hydra_cfg.runtime.output_dir)
     choices = hydra_cfg.runtime.choices
     summary_path = folder / run_dir.SUMMARY
+    interrupted = None
     config_hash = _config_hash(cfg)
     previous = run_dir.read_json(summary_path) if cfg.trainer.resume else None
     if previous and previous.get("status") == "completed" and previous.get("config_hash") == config_hash:
@@ -123,6 +149,9 @@ def train(cfg: DictConfig) -> None:
     try:
         _run(cfg, folder, summary)
         summary["status"] = "completed"
+    except Interrupted as err:
+        summary.update(status="interrupted", error=str(err))
+        interrupted = err.signum
     except (UserError, Diverged) as err:
         summary.update(status="diverged" if isinstance(err, Diverged) else "failed", error=str(err).splitlines()[0])
     except KeyboardInterrupt:
@@ -134,6 +163,9 @@ def train(cfg: DictConfig) -> None:
     finally:
         summary["wall_time_s"] = round(time.time() - start, 2)
         run_dir.write_json(summary_path, summary)
+    if interrupted is not None:
+        log.warning("%s", summary["error"])
+        raise SystemExit(128 + interrupted)
     if summary["status"] != "completed":
         log.error("%s: %s", summary["status"], summary["error"])
         if hydra_cfg.mode == RunMode.MULTIRUN:
