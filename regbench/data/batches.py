@@ -30,6 +30,8 @@ class BatchLoader:
         crop_padding: int,
         resized_crop_scale: Sequence[float],
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
+        even_shards: bool = True,
     ) -> None:
         unknown = [a for a in augment if a not in AUGMENTS]
         if unknown:
@@ -55,7 +57,11 @@ class BatchLoader:
         # (x/255 - mean)/std = x*scale + shift per channel
         self._scale = np.array([1.0 / (255.0 * s) for s in std], np.float32)
         self._shift = np.array([-m / s for m, s in zip(mean, std)], np.float32)
-        n = len(split)
+        # data parallel: rank r of w takes samples r, r+w, ... of every epoch's order; with even_shards (training)
+        # every rank gets N // w of them, so all ranks take the same number of steps
+        self.rank, self.world = shard
+        n = len(split) // self.world if even_shards else len(range(self.rank, len(split), self.world))
+        self.shard_size = n
         self.num_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
         if self.num_batches == 0:
             raise UserError(
@@ -68,6 +74,7 @@ class BatchLoader:
         The caller passes a different seed each epoch; batch k depends only on (seed, k), so start=k resumes exactly."""
         n = len(self.split)
         order = np.arange(n) if seed is None else np.random.default_rng([seed, 0]).permutation(n)
+        order = order[self.rank :: self.world][: self.shard_size]
         scale, shift = paddle.to_tensor(self._scale), paddle.to_tensor(self._shift)
         zero, one = paddle.zeros_like(scale), paddle.ones_like(scale)
         for b in range(start, self.num_batches):

@@ -1,0 +1,175 @@
+"""Dynamic ReLU (Chen et al., ECCV 2020), variants A, B and C as article 3 builds them.
+
+y = max_k (a_k·x + b_k): a hyper-function of the input sets the K lines' coefficients per sample (A), per sample and
+channel (B), or per sample, channel and position (C). The article permutes whole activation tensors to broadcast the
+coefficients; here they become full-size maps by matrix products and the max of the lines has a hand-written
+backward, because on CPU Paddle's broadcasting elementwise kernels, axis means and the gradients of elementwise max
+and multiply are many times slower than same-shape elementwise kernels and matrix products.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.autograd import PyLayer
+
+from regbench.errors import UserError
+
+
+def _upper_envelope(
+    x: paddle.Tensor, coefs: Sequence[paddle.Tensor], wins: list[paddle.Tensor] | None = None
+) -> paddle.Tensor:
+    """max_k (x·a_k + b_k) for coefs = (a_1..a_K, b_1..b_K), taking lines from the last; appends to `wins`, if
+    given, 1 where line k (k = K-1 down to 1) is strictly above every later line, else 0."""
+    k = len(coefs) // 2
+    best = x * coefs[k - 1] + coefs[-1]
+    for j in range(k - 2, -1, -1):
+        line = x * coefs[j] + coefs[k + j]
+        if wins is not None:
+            wins.append(paddle.ceil(paddle.clip(line - best, 0.0, 1.0)))
+        best = paddle.maximum(best, line)
+    return best
+
+
+class _MaxOfLines(PyLayer):
+    """The upper envelope with a hand-written backward; on ties the later line wins (at θ=0: ReLU's gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: paddle.Tensor, *coefs: paddle.Tensor) -> paddle.Tensor:
+        wins: list[paddle.Tensor] = []
+        y = _upper_envelope(x, coefs, wins)
+        ctx.save_for_backward(x, *coefs[:len(coefs) // 2], *wins)
+        ctx.needs_grad = [not t.stop_gradient for t in (x, *coefs)]  # Paddle wants None for the others
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: paddle.Tensor) -> tuple[paddle.Tensor | None, ...]:
+        x, *rest = ctx.saved_tensor()
+        k = (len(rest) + 1) // 2
+        slopes, wins = rest[:k], rest[k:]
+        grad_b = []  # the gradient reaching each line: grad where that line is the max, else 0
+        rest_of_grad = grad
+        for win in reversed(wins):  # line 1 first: an earlier line beats every later one where it wins
+            part = rest_of_grad * win
+            grad_b.append(part)
+            rest_of_grad = rest_of_grad - part
+        grad_b.append(rest_of_grad)
+        grad_x = None
+        if ctx.needs_grad[0]:
+            grad_x = grad_b[0] * slopes[0]
+            for part, a in zip(grad_b[1:], slopes[1:]):
+                grad_x = grad_x + part * a
+        needs_a, needs_b = ctx.needs_grad[1:k + 1], ctx.needs_grad[k + 1:]
+        grad_a = [part * x if need else None for part, need in zip(grad_b, needs_a)]
+        grad_b = [part if need else None for part, need in zip(grad_b, needs_b)]
+        return (grad_x, *grad_a, *grad_b)
+
+
+def _max_of_lines(x: paddle.Tensor, coefs: Sequence[paddle.Tensor]) -> paddle.Tensor:
+    if x.stop_gradient and all(c.stop_gradient for c in coefs):  # inference: no masks to keep
+        return _upper_envelope(x, coefs)
+    return _MaxOfLines.apply(x, *coefs)
+
+
+class _DyReLU(nn.Layer):
+    """Hyper-function shared by the variants: average pool · fc C→C/r · ReLU · fc → 2·sigmoid − 1 = θ.
+
+    fc1's width is C // reduction (at least 1). Coefficients are θ·λ + init with λ = (lambda_a ×K, lambda_b ×K)
+    and init = (init_a, init_b) (default: ReLU), both constant buffers. Defaults are article 3's experiments.
+    Takes [B, C, H, W] maps or [B, C] fc outputs.
+    """
+
+    per_channel: bool  # fc2 gives 2K coefficients per channel (B, C) or per sample (A)
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 8,
+        k: int = 2,
+        lambda_a: float = 1.0,
+        lambda_b: float = 0.5,
+        init_a: Sequence[float] | None = None,
+        init_b: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if reduction < 1 or k < 2:
+            raise UserError(f"DY-ReLU needs reduction >= 1 and k >= 2 (got {reduction} and {k}): fix act.reduction/k")
+        init_a = [1.0] + [0.0] * (k - 1) if init_a is None else list(init_a)
+        init_b = [0.0] * k if init_b is None else list(init_b)
+        if len(init_a) != k or len(init_b) != k:
+            raise UserError(f"act.init_a and act.init_b need k={k} values each (got {init_a} and {init_b})")
+        self.channels, self.k = channels, k
+        hidden = max(channels // reduction, 1)  # LeNet's 6 channels still get one hidden unit
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, 2 * k * (channels if self.per_channel else 1))
+        self.register_buffer("lambdas", paddle.to_tensor([lambda_a] * k + [lambda_b] * k), persistable=False)
+        self.register_buffer("init_v", paddle.to_tensor(init_a + init_b), persistable=False)
+
+    def _theta(self, x: paddle.Tensor) -> paddle.Tensor:
+        """θ in (-1, 1) as [B, 1 or C, 2K], from x as [B, C, HW]."""
+        batch, channels, size = x.shape
+        # mean over positions as a matrix product: Paddle's CPU mean and its gradient are ~10x slower
+        mean = paddle.full([size, 1], 1.0 / size, dtype=x.dtype)
+        pooled = paddle.matmul(x.reshape([batch * channels, size]), mean)
+        theta = self.fc2(F.relu(self.fc1(pooled.reshape([batch, channels]))))
+        return (2 * F.sigmoid(theta) - 1).reshape([batch, -1, 2 * self.k])
+
+    def _lines(self, x: paddle.Tensor, coefs: paddle.Tensor, basis: paddle.Tensor) -> paddle.Tensor:
+        """max_k of the lines whose coefficient maps are coefs[:, :, j] @ basis: [B, C, 2K, r] @ [B|1, r, HW]."""
+        maps = [paddle.matmul(c, basis) for c in paddle.unbind(coefs, axis=2)]
+        return _max_of_lines(x, maps)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        shape = x.shape
+        flat = x.reshape([shape[0], self.channels, -1])
+        return self._dynamic(flat).reshape(shape)
+
+
+class _SpatiallyShared(_DyReLU):
+    """A and B: each coefficient map is a [B, C] coefficient times ones over the positions."""
+
+    def _dynamic(self, x: paddle.Tensor) -> paddle.Tensor:
+        batch, channels, size = x.shape
+        coefs = self._theta(x) * self.lambdas + self.init_v
+        coefs = coefs.expand([batch, channels, 2 * self.k]).unsqueeze(-1)
+        return self._lines(x, coefs, paddle.ones([1, 1, size], dtype=x.dtype))
+
+
+class DyReLUA(_SpatiallyShared):
+    """DY-ReLU-A: one set of K lines per sample, shared by all channels and positions (fc C/r → 2K)."""
+
+    per_channel = False
+
+
+class DyReLUB(_SpatiallyShared):
+    """DY-ReLU-B: K lines per sample and channel, shared by positions (fc C/r → 2K·C)."""
+
+    per_channel = True
+
+
+class DyReLUC(_DyReLU):
+    """DY-ReLU-C: as B, with θ scaled per position by a spatial attention π from a 1×1 conv C→1.
+
+    π = min(softmax over positions of (conv(x) / temperature) · HW / gamma, 1); coefficient = θ_c·π_hw·λ + init.
+    """
+
+    per_channel = True
+
+    def __init__(self, channels: int, *args: Any, temperature: float = 10.0, gamma: float = 3.0, **kwargs: Any) -> None:
+        super().__init__(channels, *args, **kwargs)
+        self.conv = nn.Conv2D(channels, 1, 1)
+        self.temperature, self.gamma = temperature, gamma
+
+    def _dynamic(self, x: paddle.Tensor) -> paddle.Tensor:
+        batch, channels, size = x.shape
+        # the 1×1 conv as a matrix product over channels (same parameters as nn.Conv2D, no im2col)
+        logits = paddle.matmul(self.conv.weight.reshape([1, channels]), x) + self.conv.bias
+        attention = F.softmax(logits / self.temperature, axis=-1) * (size / self.gamma)
+        attention = paddle.clip(attention, max=1.0)
+        residual = self._theta(x) * self.lambdas
+        # coefficient map j = residual_j ⊗ π + init_j, one matrix product with rows (residual_j, init_j)
+        coefs = paddle.stack([residual, self.init_v.expand_as(residual)], axis=-1)
+        basis = paddle.concat([attention, paddle.ones_like(attention)], axis=1)
+        return self._lines(x, coefs, basis)

@@ -1,0 +1,211 @@
+"""Run folders: finding them at any depth, reading them, and grouping runs by the config choices that differ."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence, Union
+
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from regbench.errors import UserError
+
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+HYDRA_DIR = ".hydra"
+
+# Overrides that do not change what a run computes: runs differing only in these are repeats of one setup.
+IGNORED_KEYS = frozenset({"seed", "trainer.resume", "trainer.device", "trainer.log_every", "trainer.eval_batch_size",
+                          "dataset.data_file", "dataset.data_dir"})
+# summary.json fields that name the choices, for a run folder whose .hydra/ is gone
+SUMMARY_CHOICES = ("model", "act", "reg", "dataset", "optim", "sched", "experiment")
+STATUS_ORDER = ("completed", "running", "interrupted", "diverged", "failed", "missing")
+ABSENT = "—"  # a key the run's config does not have (e.g. model.use_residual when model=lenet5_nndl)
+
+PathLike = Union[str, Path]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return ABSENT
+
+
+MISSING = _Absent()
+
+
+@dataclass
+class Run:
+    """One run folder as the trainer left it."""
+    path: Path
+    status: str                   # summary.json status, or "missing" when there is no readable summary.json
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    choices: dict[str, Any]       # Hydra group choices (hydra/* excluded): model, act, reg, ...
+    overrides: dict[str, Any]     # command-line overrides that can change results: key -> parsed value
+    config: DictConfig | None     # .hydra/config.yaml
+
+    def value(self, key: str) -> Any:
+        """The run's choice for a config group, else its effective config value at a dotted key (MISSING if none)."""
+        if key in self.choices:
+            return self.choices[key]
+        if self.config is None:
+            return self.overrides.get(key, MISSING)
+        found = OmegaConf.select(self.config, key, default=MISSING, throw_on_resolution_failure=False)
+        if isinstance(found, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(found, resolve=True, throw_on_missing=False)
+        return found
+
+
+@dataclass
+class Group:
+    """Runs with the same identity (choices and overridden values) and the same status."""
+    values: dict[str, str]        # identity key -> display value
+    status: str
+    runs: list[Run]
+
+
+def format_value(value: Any) -> str:
+    """A config value as a short, stable string (the form Hydra overrides use)."""
+    if value is MISSING:
+        return ABSENT
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        # a factory node: its class names it; a plain mapping is summarized
+        target = value.get("_target_")
+        return str(target).rsplit(".", 1)[-1] if target else "{...}"
+    return str(value)
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Config values equal, numbers up to float rounding (1e-3 == 0.001)."""
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _ignored(key: str) -> bool:
+    return key in IGNORED_KEYS or key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def parse_overrides(lines: Sequence[str]) -> dict[str, Any]:
+    """Override strings -> {key: parsed value} (None for a deletion), without the ones that cannot change results."""
+    parsed = OverridesParser.create().parse_overrides(list(lines))
+    return {o.key_or_group: None if o.is_delete() else o.value() for o in parsed if not _ignored(o.key_or_group)}
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _nested(data: Any, *keys: str) -> Any:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Complete lines only: a line cut short by a crash is skipped."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def load_run(path: PathLike) -> Run:
+    """Read one run folder; anything unreadable or absent is reported through status "missing", never raised."""
+    path = Path(path)
+    try:
+        summary = json.loads((path / SUMMARY).read_text())
+    except (OSError, json.JSONDecodeError):
+        summary = None
+    if not isinstance(summary, dict):
+        summary = None
+    choices = _nested(_read_yaml(path / HYDRA_DIR / "hydra.yaml"), "hydra", "runtime", "choices")
+    if isinstance(choices, dict):
+        choices = {k: v for k, v in choices.items() if not _ignored(k)}
+    else:
+        choices = {k: summary[k] for k in SUMMARY_CHOICES if summary and k in summary}
+    lines = _read_yaml(path / HYDRA_DIR / "overrides.yaml")
+    try:
+        config = OmegaConf.load(path / HYDRA_DIR / "config.yaml")
+    except (OSError, yaml.YAMLError):
+        config = None
+    return Run(path=path, status=(summary or {}).get("status") or "missing", summary=summary or {},
+               metrics=_read_metrics(path / METRICS), choices=choices,
+               overrides=parse_overrides(lines) if isinstance(lines, list) else {},
+               config=config if isinstance(config, DictConfig) else None)
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder the trainer wrote (summary.json) or a job Hydra started (.hydra/) that may have died before it."""
+    return (path / SUMMARY).is_file() or (path / HYDRA_DIR).is_dir()
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    if is_run_folder(folder):
+        yield folder
+        return
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path))
+
+
+def find_runs(dirs: Sequence[PathLike]) -> list[Run]:
+    """Every run folder in or under `dirs` (single runs and sweeps, any depth), each once."""
+    found: dict[Path, Run] = {}
+    for d in dirs:
+        root = Path(d)
+        if not root.is_dir():
+            raise UserError(f"{d} is not a folder: pass run or sweep folders (e.g. outputs/multirun/DATE/TIME)")
+        for folder in _walk(root.resolve()):
+            found.setdefault(folder, load_run(folder))
+    if not found:
+        raise UserError(f"no run folders (with summary.json or .hydra/) under {', '.join(map(str, dirs))}: "
+                        "pass the folder of a run or a sweep")
+    return list(found.values())
+
+
+def identity_keys(runs: Sequence[Run]) -> list[str]:
+    """The keys that can tell runs apart: every group choice, then every overridden value key (sorted)."""
+    choices = sorted({k for r in runs for k in r.choices})
+    overridden = sorted({k for r in runs for k in r.overrides if k not in choices})
+    return choices + overridden
+
+
+def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[str]]:
+    """Runs grouped by identity and status (sorted), and the identity keys whose values differ between groups."""
+    keys = identity_keys(runs)
+    groups: dict[tuple[str, ...], Group] = {}
+    for run in runs:
+        values = {k: format_value(run.value(k)) for k in keys}
+        groups.setdefault((*values.values(), run.status), Group(values, run.status, [])).runs.append(run)
+    varying = [k for k in keys if len({g.values[k] for g in groups.values()}) > 1]
+
+    def order(g: Group) -> tuple[Any, ...]:
+        rank = STATUS_ORDER.index(g.status) if g.status in STATUS_ORDER else len(STATUS_ORDER)
+        return tuple(g.values[k] for k in keys), rank, g.status
+
+    return sorted(groups.values(), key=order), varying

@@ -1,0 +1,176 @@
+"""DY-ReLU A/B/C against a float64 reference written from article 3's formula, ReLU at θ=0, and exact counts."""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from regbench.config import compose
+from regbench.errors import UserError
+from regbench.layers import DyReLUA, DyReLUB, DyReLUC, ReLU
+from regbench.models import build_model
+from regbench.models.summary import count_params
+
+VARIANTS = [DyReLUA, DyReLUB, DyReLUC]
+
+
+def reference(layer, x: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
+    """y_c = max_k (a_c^k x_c + b_c^k) straight from the formula, in float64, with the layer's weights as leaves.
+
+    θ = 2·sigmoid(fc2(relu(fc1(mean_hw x)))) − 1; coefficient = θ·λ + init (λ = 1 for slopes, 0.5 for
+    intercepts; init a¹=1, others 0); for C, θ_c at (h, w) is θ_c·π_hw, π = min(softmax_hw(conv(x)/10)·HW/3, 1).
+    """
+    params = [paddle.to_tensor(p.numpy().astype("float64"), stop_gradient=False) for p in layer.parameters()]
+    w1, b1, w2, b2 = params[:4]
+    x = x.astype("float64")
+    maps = x.reshape([x.shape[0], x.shape[1], -1])  # [B, C, HW]; a [B, C] input has HW = 1
+    batch, channels, size = maps.shape
+    k = layer.k
+    theta = 2 * F.sigmoid(F.relu(maps.mean(axis=2) @ w1 + b1) @ w2 + b2) - 1
+    theta = theta.reshape([batch, -1, 2 * k, 1])  # [B, 1 or C, 2K, 1]
+    lambdas = paddle.to_tensor([1.0] * k + [0.5] * k, dtype="float64").reshape([1, 1, 2 * k, 1])
+    init = paddle.to_tensor([1.0] + [0.0] * (2 * k - 1), dtype="float64").reshape([1, 1, 2 * k, 1])
+    if isinstance(layer, DyReLUC):
+        w3, b3 = params[4:]
+        logits = paddle.einsum("bcp,c->bp", maps, w3.reshape([channels])) + b3
+        pi = paddle.clip(F.softmax(logits / 10, axis=1) * size / 3, max=1.0)
+        theta = theta * pi.reshape([batch, 1, 1, size])
+    coef = theta * lambdas + init  # [B, 1 or C, 2K, HW]
+    lines = maps.unsqueeze(2) * coef[:, :, :k] + coef[:, :, k:]
+    return lines.max(axis=2).reshape(x.shape), params
+
+
+def randomize(layer, scale: float = 0.5, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for p in layer.parameters():
+        p.set_value(rng.normal(0, scale, p.shape).astype("float32"))
+
+
+SHAPES = [[3, 16, 5, 7], [20, 16, 4, 4], [5, 16]]  # batch != channels, non-square maps, fc input
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("k", [2, 3])
+def test_matches_reference_values_and_gradients(variant, shape, k) -> None:
+    layer = variant(16, reduction=4, k=k)
+    randomize(layer, seed=k)
+    x = paddle.to_tensor(np.random.default_rng(1).normal(0, 1, shape).astype("float32"), stop_gradient=False)
+    grad_out = paddle.to_tensor(np.random.default_rng(2).normal(0, 1, shape).astype("float32"))
+
+    y = layer(x)
+    grads = paddle.grad([y], [x, *layer.parameters()], [grad_out])
+    x64 = paddle.to_tensor(x.numpy().astype("float64"), stop_gradient=False)
+    y_ref, params_ref = reference(layer, x64)
+    grads_ref = paddle.grad([y_ref], [x64, *params_ref], [grad_out.astype("float64")])
+
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, grads_ref):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5, rtol=1e-4)
+    # x and every fc weight matter (C's conv bias never does: softmax ignores a common shift)
+    assert all(np.abs(g.numpy()).max() > 1e-3 for g in grads_ref[:5])
+    if variant is DyReLUC and len(shape) == 4:
+        assert np.abs(grads_ref[5].numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_spatially_varying_lines_differ_from_relu(variant) -> None:
+    """With random weights the layer is not a ReLU: B and C give channels different lines, C positions too."""
+    layer = variant(16)
+    randomize(layer)
+    x = paddle.randn([4, 16, 6, 6])
+    assert not np.allclose(layer(x).numpy(), F.relu(x).numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("shape", [[6, 16, 5, 3], [6, 16]])
+def test_zero_last_fc_is_exactly_relu(variant, shape) -> None:
+    layer = variant(16)
+    randomize(layer)
+    layer.fc2.weight.set_value(paddle.zeros(layer.fc2.weight.shape))
+    layer.fc2.bias.set_value(paddle.zeros(layer.fc2.bias.shape))
+    values = np.random.default_rng(0).normal(0, 1, shape).astype("float32")
+    values.reshape(-1)[::7] = 0.0  # exact zeros: ReLU's gradient there is 0
+    x = paddle.to_tensor(values, stop_gradient=False)
+    x_relu = paddle.to_tensor(values, stop_gradient=False)
+
+    y, y_relu = layer(x), F.relu(x_relu)
+    np.testing.assert_array_equal(y.numpy(), y_relu.numpy())
+    grad_out = paddle.randn(shape)
+    (gx,) = paddle.grad([y], [x], [grad_out])
+    (gx_relu,) = paddle.grad([y_relu], [x_relu], [grad_out])
+    # the pooled and attention paths still reach x through the (random) fc1 and conv, with zero weight from fc2
+    np.testing.assert_allclose(gx.numpy(), gx_relu.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_inference_path_equals_training_path(variant) -> None:
+    layer = variant(16)
+    randomize(layer)
+    x = paddle.randn([3, 16, 4, 5])
+    x.stop_gradient = False
+    y_train = layer(x).numpy()
+    with paddle.no_grad():
+        y_eval = layer(x).numpy()
+    np.testing.assert_allclose(y_eval, y_train, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_input_without_gradient_still_trains_the_weights(variant) -> None:
+    layer = variant(16)
+    x = paddle.randn([4, 16, 5, 5])  # stop_gradient, like raw images
+    layer(x).sum().backward()
+    assert x.grad is None
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in [layer.fc1.weight, layer.fc2.weight])
+
+
+@pytest.mark.parametrize(("variant", "fc2_out"), [(DyReLUA, 4), (DyReLUB, 4 * 64), (DyReLUC, 4 * 64)])
+def test_layer_structure_maps_onto_the_article(variant, fc2_out) -> None:
+    layer = variant(64)  # defaults: reduction 8, K 2
+    shapes = {name: p.shape for name, p in layer.named_parameters()}
+    expected = {"fc1.weight": [64, 8], "fc1.bias": [8], "fc2.weight": [8, fc2_out], "fc2.bias": [fc2_out]}
+    if variant is DyReLUC:
+        expected.update({"conv.weight": [1, 64, 1, 1], "conv.bias": [1]})
+    assert shapes == expected
+    # λ and init are constants: buffers, neither parameters nor checkpoint state
+    np.testing.assert_array_equal(layer.lambdas.numpy(), [1.0, 1.0, 0.5, 0.5])
+    np.testing.assert_array_equal(layer.init_v.numpy(), [1.0, 0.0, 0.0, 0.0])
+    assert set(layer.state_dict()) == set(expected)
+
+
+def test_fewer_channels_than_reduction_get_one_hidden_unit() -> None:
+    layer = DyReLUC(6)  # LeNet-5's first conv
+    assert layer.fc1.weight.shape == [6, 1]
+    assert layer(paddle.randn([2, 6, 4, 4])).shape == [2, 6, 4, 4]
+
+
+@pytest.mark.parametrize(
+    ("act", "total"), [("relu", 11_183_562), ("dyrelu_a", 11_360_662), ("dyrelu_b", 12_072_626),
+                       ("dyrelu_c", 12_076_547)]
+)
+def test_resnet18_counts_match_article_3(act, total) -> None:
+    cfg = compose(["model=resnet18", f"act={act}", "dataset=cifar10"])
+    assert count_params(build_model(cfg.model, cfg.act, cfg.reg))[0] == total
+
+
+@pytest.mark.parametrize("act", ["dyrelu_a", "dyrelu_b", "dyrelu_c"])
+def test_act_config_states_the_article_settings(act) -> None:
+    cfg = compose([f"act={act}"]).act
+    assert (cfg.reduction, cfg.k, cfg.lambda_a, cfg.lambda_b) == (8, 2, 1.0, 0.5)
+    assert (list(cfg.init_a), list(cfg.init_b)) == ([1.0, 0.0], [0.0, 0.0])
+
+
+def test_relu_factory_ignores_channels() -> None:
+    x = paddle.randn([2, 3, 4, 4])
+    np.testing.assert_array_equal(ReLU(3)(x).numpy(), F.relu(x).numpy())
+    assert ReLU(64).parameters() == []
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"channels": 16, "reduction": 0}, {"channels": 16, "k": 1}, {"channels": 16, "init_a": [1.0]}]
+)
+def test_bad_settings_raise_user_error(kwargs) -> None:
+    with pytest.raises(UserError):
+        DyReLUC(**kwargs)

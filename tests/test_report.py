@@ -1,0 +1,365 @@
+"""Report layer: run folders written as the trainer and Hydra write them -> tables, CSV, plot; experiment configs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from regbench.errors import UserError
+from regbench.report import write_plot, write_report, write_table
+from regbench.report.runs import find_runs, load_run
+from regbench.report.table import load_articles, match_row
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+HYDRA_GROUPS = {"hydra/launcher": "basic", "hydra/sweeper": "basic", "hydra/output": "default"}
+
+
+def make_run(folder: Path, *, choices: dict[str, Any], overrides: list[str], config: dict[str, Any],
+             summary: dict[str, Any] | None, metrics: list[dict[str, Any]] = ()) -> Path:
+    """A run folder in the trainer's format; summary=None leaves a job that died before writing summary.json."""
+    hydra = folder / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "config.yaml").write_text(yaml.safe_dump(config))
+    (hydra / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {
+        "run": {"dir": "outputs/runs/${now:%Y-%m-%d}"}, "overrides": {"hydra": [], "task": overrides},
+        "runtime": {"output_dir": str(folder), "choices": {**choices, **HYDRA_GROUPS}}}}))
+    (hydra / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    return folder
+
+
+def curve(val_accs: list[float], train_accs: list[float], losses: list[float]) -> list[dict[str, Any]]:
+    """One metrics.jsonl line per epoch (10 steps each)."""
+    return [dict(epoch=float(e + 1), step=10 * (e + 1), lr=0.001, train_loss=loss, train_acc=ta, val_loss=1.0,
+                 val_acc=va, epoch_time_s=1.0, train_img_per_s=640.0)
+            for e, (va, ta, loss) in enumerate(zip(val_accs, train_accs, losses))]
+
+
+def summary(status: str, metrics: list[dict[str, Any]], params: int, seed: int, error: str | None = None,
+            test_acc: float | None = None, **choices: Any) -> dict[str, Any]:
+    result = dict(status=status, **{k: choices.get(k) for k in ("model", "act", "reg", "dataset", "optim", "sched",
+                                                                 "experiment")},
+                  seed=seed, epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None,
+                  final_train_acc=None, test_acc=test_acc, total_params=params, trainable_params=params,
+                  wall_time_s=12.5, error=error)
+    if metrics:
+        best, last = max(metrics, key=lambda m: m["val_acc"]), metrics[-1]
+        result.update(epochs_completed=int(last["epoch"]), steps=last["step"], best_val_acc=best["val_acc"],
+                      best_epoch=best["epoch"], final_val_acc=last["val_acc"], final_train_acc=last["train_acc"])
+    return result
+
+
+DROPBLOCK = {"_target_": "regbench.layers.dropblock.DropBlock", "_partial_": True, "block_size": 5,
+             "keep_prob": 0.9, "schedule": "constant", "seed_region": "full"}
+
+
+def article1_run(root: Path, name: str, *, reg: str, seed: int, status: str, val: list[float], train: list[float],
+                 extra: list[str] = (), seed_region: str = "full", epochs: int = 3, error: str | None = None) -> Path:
+    choices = dict(model="mynet", act="relu", reg=reg, dataset="cifar10", optim="adam", sched="constant",
+                   trainer="default", experiment="dropblock_mynet")
+    # as composed: reg=none keeps the experiment's reg.dropblock settings (without _target_), unused
+    dropblock = {**DROPBLOCK, "seed_region": seed_region}
+    reg_cfg = {"dropblock": dropblock, "conv": None, "fc": None, "block": "${.dropblock}"} if reg == "dropblock" else {
+        "dropblock": {k: v for k, v in dropblock.items() if not k.startswith("_")}, "conv": None, "fc": None,
+        "block": None}
+    config = {"model": {"_target_": "regbench.models.mynet.MyNet", "in_channels": "${dataset.channels}"},
+              "dataset": {"channels": 3}, "reg": reg_cfg,
+              "optim": {"name": "adam", "lr": 0.001}, "trainer": {"epochs": epochs, "batch_size": 64}, "seed": seed}
+    overrides = ["experiment=dropblock_mynet", *extra, f"seed={seed}", "trainer.device=cpu"]
+    metrics = curve(val, train, [2.0 - v for v in val])
+    return make_run(root / name, choices=choices, overrides=overrides, config=config,
+                    summary=summary(status, metrics, 159498, seed, error, **choices), metrics=metrics)
+
+
+@pytest.fixture
+def article1(tmp_path: Path) -> Path:
+    """A sweep of article 1's grid with two seeds per row, a diverged run, a job that died early, a quick run."""
+    sweep = tmp_path / "multirun" / "2024-01-01" / "10-00-00"
+    done = "completed"
+    article1_run(sweep, "0", reg="dropblock", seed=0, status=done, val=[0.50, 0.60, 0.65], train=[0.4, 0.5, 0.62])
+    article1_run(sweep, "1", reg="dropblock", seed=1, status=done, val=[0.52, 0.62, 0.66], train=[0.4, 0.5, 0.64])
+    none = ["reg=none"]
+    article1_run(sweep, "2", reg="none", seed=0, status=done, val=[0.55, 0.62, 0.64], train=[0.5, 0.6, 0.67],
+                 extra=none)
+    article1_run(sweep, "3", reg="none", seed=1, status=done, val=[0.56, 0.63, 0.65], train=[0.5, 0.6, 0.69],
+                 extra=none)
+    article1_run(sweep, "4", reg="none", seed=2, status="diverged", val=[0.10], train=[0.1], extra=none,
+                 error="training loss became nan by step 14")
+    valid = ["reg.dropblock.seed_region=valid"]
+    article1_run(sweep, "5", reg="dropblock", seed=0, status=done, val=[0.53, 0.63, 0.67], train=[0.4, 0.5, 0.61],
+                 extra=valid, seed_region="valid")
+    # Hydra created the job folder, the process died before summary.json
+    make_run(sweep / "6", choices=dict(model="mynet", act="relu", reg="dropblock", dataset="cifar10", optim="adam",
+                                       sched="constant", trainer="default", experiment="dropblock_mynet"),
+             overrides=["experiment=dropblock_mynet", *valid, "seed=1"],
+             config={"reg": {"dropblock": {**DROPBLOCK, "seed_region": "valid"}, "block": "${.dropblock}"},
+                     "trainer": {"epochs": 3}, "seed": 1},
+             summary=None)
+    # a quick check off the article's setup: labelled with its row, no published numbers beside it
+    article1_run(tmp_path / "runs", "quick", reg="dropblock", seed=0, status="completed", val=[0.45], train=[0.3],
+                 extra=["trainer.epochs=1"], epochs=1)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return tmp_path
+
+
+ARTICLE1_TABLE = """\
+## Article 1 · DropBlock (Paddle 2.0): MyNet on CIFAR-10
+
+Same in all runs: act=relu, dataset=cifar10, experiment=dropblock_mynet, model=mynet, optim=adam, sched=constant, \
+trainer=default
+
+| reg | reg.dropblock.seed_region | trainer.epochs | row | status | n | val acc ep1 | val acc ep1 (article) \
+| val acc ep1 Δ | val acc ep2 | val acc ep2 (article) | val acc ep2 Δ | val acc ep3 | val acc ep3 (article) \
+| val acc ep3 Δ | train acc ep3 | train acc ep3 (article) | train acc ep3 Δ |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| dropblock | full | 3 | DropBlock (article's) | completed | 2 | 0.5100 ± 0.0141 | 0.5404 | -0.0304 \
+| 0.6100 ± 0.0141 | 0.6277 | -0.0177 | 0.6550 ± 0.0071 | 0.6558 | -0.0008 | 0.6300 ± 0.0141 | 0.6297 | +0.0003 |
+| dropblock | full | 1 | DropBlock (article's) † | completed | 1 | 0.4500 | — |  | — | — |  | — | — |  | — | — |  |
+| none | full | 3 | no DropBlock | completed | 2 | 0.5550 ± 0.0071 | 0.5512 | +0.0038 | 0.6250 ± 0.0071 \
+| 0.6223 | +0.0027 | 0.6450 ± 0.0071 | 0.6442 | +0.0008 | 0.6800 ± 0.0141 | 0.6757 | +0.0043 |
+| none | full | 3 | no DropBlock | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | — | 0.6442 |  | — \
+| 0.6757 |  |
+| dropblock | valid | 3 | DropBlock (paper's valid seeds) | completed | 1 | 0.5300 | — |  | 0.6300 | — |  \
+| 0.6700 | — |  | 0.6100 | — |  |
+| dropblock | valid | 3 | DropBlock (paper's valid seeds) | missing | 1 | — | — |  | — | — |  | — | — |  \
+| — | — |  |
+
+† not the article's setup (trainer.epochs changed): its numbers are left out
+
+Not completed (never averaged with the completed runs):
+- diverged: multirun/2024-01-01/10-00-00/4 (seed 2): training loss became nan by step 14
+- missing: multirun/2024-01-01/10-00-00/6 (seed 1): no summary.json
+"""
+
+
+def test_article_table_aggregates_seeds_and_sets_published_numbers_beside(article1: Path) -> None:
+    markdown = write_table([article1])
+    assert markdown == ARTICLE1_TABLE.replace(" \\\n", " ")
+    assert (article1 / "table.md").read_text() == markdown
+
+
+def test_csv_has_unformatted_numbers_per_row(article1: Path) -> None:
+    write_table([article1 / "multirun", article1 / "runs"])
+    rows = list(csv.DictReader(io.StringIO((article1 / "multirun" / "table.csv").read_text())))
+    assert [(r["reg"], r["reg.dropblock.seed_region"], r["status"], r["n"]) for r in rows] == [
+        ("dropblock", "full", "completed", "2"), ("dropblock", "full", "completed", "1"),
+        ("none", "full", "completed", "2"), ("none", "full", "diverged", "1"),
+        ("dropblock", "valid", "completed", "1"), ("dropblock", "valid", "missing", "1")]
+    first = rows[0]
+    assert first["table"] == "Article 1 · DropBlock (Paddle 2.0): MyNet on CIFAR-10"
+    assert first["row"] == "DropBlock (article's)" and first["experiment"] == "dropblock_mynet"
+    assert float(first["val_acc@3_mean"]) == pytest.approx(0.655)
+    assert float(first["val_acc@3_std"]) == pytest.approx(0.0070711, abs=1e-7)
+    assert first["val_acc@3_n"] == "2"
+    assert float(first["val_acc@3_article"]) == 0.6558
+    assert float(first["val_acc@3_diff"]) == pytest.approx(0.655 - 0.6558)
+    assert rows[1]["row"] == "DropBlock (article's) †" and rows[1]["val_acc@1_article"] == ""
+    diverged = rows[3]
+    assert diverged["val_acc@1_mean"] == "0.1" and diverged["val_acc@1_std"] == ""
+    assert diverged["val_acc@1_article"] == "0.5512" and diverged["val_acc@1_diff"] == ""
+    assert diverged["val_acc@3_mean"] == "" and diverged["val_acc@3_n"] == "0"
+
+
+def dyrelu_run(folder: Path, *, act: str, seed: int, params: int, val: list[float], experiment: str | None,
+               test_acc: float | None = None, status: str = "completed") -> Path:
+    choices = dict(model="resnet18", act=act, reg="none", dataset="synthetic", optim="momentum", sched="cosine",
+                   trainer="default", experiment=experiment)
+    overrides = ([f"experiment={experiment}"] if experiment else []) + [f"act={act}", f"seed={seed}"]
+    metrics = curve(val, [v + 0.05 for v in val], [1.0 / (i + 1) for i in range(len(val))])
+    config = {"act": {"_target_": f"regbench.layers.dyrelu.{act}"}, "seed": seed}
+    return make_run(folder, choices=choices, overrides=overrides, config=config,
+                    summary=summary(status, metrics, params, seed, test_acc=test_acc, **choices), metrics=metrics)
+
+
+def test_sections_per_experiment_with_generic_columns_for_runs_without_one(tmp_path: Path) -> None:
+    dyrelu_run(tmp_path / "a" / "0", act="relu", seed=42, params=11183562, val=[0.5, 0.9], experiment="dyrelu_resnet18")
+    dyrelu_run(tmp_path / "a" / "1", act="dyrelu_c", seed=42, params=12076547, val=[0.6, 0.93],
+               experiment="dyrelu_resnet18")
+    dyrelu_run(tmp_path / "b" / "0", act="relu", seed=0, params=62006, val=[0.3, 0.4], experiment=None, test_acc=0.38)
+    dyrelu_run(tmp_path / "b" / "1", act="relu", seed=1, params=62006, val=[0.3, 0.5], experiment=None, test_acc=0.42)
+    dyrelu_run(tmp_path / "b" / "2", act="relu", seed=2, params=62006, val=[0.35], experiment=None, status="running")
+    markdown = write_table([tmp_path])
+    assert markdown == """\
+## Article 3 · Dynamic ReLU (Paddle): ResNet18 on CIFAR-10
+
+Same in all runs: dataset=synthetic, experiment=dyrelu_resnet18, model=resnet18, optim=momentum, reg=none, \
+sched=cosine, trainer=default
+
+| act | row | status | n | train acc | train acc (article) | train acc Δ | val acc (best) | val acc (best) (article) \
+| val acc (best) Δ | params | params (article) | params Δ |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| relu | ReLU | completed | 1 | 0.9500 | 0.8978 | +0.0522 | 0.9000 | 0.9213 | -0.0213 | 11,183,562 | 11,183,562 | +0 |
+| dyrelu_c | DY-ReLU-C | completed | 1 | 0.9800 | 0.9054 | +0.0746 | 0.9300 | 0.9245 | +0.0055 | 12,076,547 \
+| 12,076,547 | +0 |
+
+## Runs without an experiment
+
+Same in all runs: act=relu, dataset=synthetic, experiment=null, model=resnet18, optim=momentum, reg=none, \
+sched=cosine, trainer=default
+
+| status | n | final val acc | best val acc | test acc | params | epochs |
+|---|---|---|---|---|---|---|
+| completed | 2 | 0.4500 ± 0.0707 | 0.4500 ± 0.0707 | 0.4000 ± 0.0283 | 62,006 | 2 |
+| running | 1 | 0.3500 | 0.3500 | — | 62,006 | 1 |
+
+Not completed (never averaged with the completed runs):
+- running: b/2 (seed 2)
+""".replace(" \\\n", " ")
+    csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text())))
+    assert [r["table"] for r in csv_rows] == ["Article 3 · Dynamic ReLU (Paddle): ResNet18 on CIFAR-10"] * 2 + [
+        "Runs without an experiment"] * 2
+    assert [r["status"] for r in csv_rows] == ["completed"] * 3 + ["running"]
+    assert csv_rows[2]["total_params_mean"] == "62006.0" and csv_rows[2]["total_params_std"] == "0.0"
+    assert csv_rows[2]["test_acc_n"] == "2" and "test_acc_article" not in csv_rows[2]
+
+
+def test_plot_and_report_of_a_sweep_with_failed_jobs(article1: Path) -> None:
+    sweep = article1 / "multirun" / "2024-01-01" / "10-00-00"
+    failed = sweep / "7"
+    article1_run(sweep, "7", reg="none", seed=3, status="failed", val=[], train=[], extra=["reg=none"],
+                 error="UserError: dataset.data_file does not exist")
+    markdown = write_report(sweep)
+    assert markdown == (sweep / "table.md").read_text()
+    assert "| none | full | no DropBlock | failed | 1 |" in markdown
+    assert f"- failed: {failed.name} (seed 3): UserError: dataset.data_file does not exist" in markdown
+    assert (sweep / "table.csv").read_text().count("\n") == 1 + 6  # header + rows (quick run is not in the sweep)
+    png = (sweep / "plot.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    path = write_plot([article1 / "runs"])
+    assert path == article1 / "runs" / "plot.png" and path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_of_runs_without_any_evaluation_is_still_written(tmp_path: Path) -> None:
+    make_run(tmp_path / "0", choices={"model": "mynet"}, overrides=[], config={"seed": 0}, summary=None)
+    assert write_plot([tmp_path]).read_bytes().startswith(b"\x89PNG")
+
+
+def test_finding_runs_and_bad_folders(tmp_path: Path, article1: Path) -> None:
+    runs = find_runs([article1, article1 / "multirun"])  # overlapping folders: each run once
+    assert len(runs) == 8
+    assert {r.status for r in runs} == {"completed", "diverged", "missing"}
+    copied = tmp_path / "copied"  # a run folder copied without its .hydra/: the choices come from summary.json
+    copied.mkdir()
+    (copied / "summary.json").write_text(json.dumps(summary("interrupted", curve([0.3], [0.2], [2.0]), 10, 0,
+                                                            model="mynet", reg="none", experiment=None)))
+    run = load_run(copied)
+    assert (run.status, run.choices["model"], run.choices["reg"], run.metrics) == ("interrupted", "mynet", "none", [])
+    with pytest.raises(UserError, match="not a folder"):
+        find_runs([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no run folders"):
+        write_table([tmp_path / "empty"])
+
+
+def test_report_reads_run_folders_without_importing_the_trainer_or_paddle() -> None:
+    code = "import sys, regbench.report; print(sorted(m for m in sys.modules if m.split('.')[0] == 'paddle' " \
+           "or m.startswith(('regbench.train', 'regbench.models', 'regbench.layers'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=CONF.parent).stdout
+    assert out.strip() == "[]"
+
+
+# -- experiment configs ----------------------------------------------------------------------------------------------
+
+def composed(*overrides: str, hydra: bool = False) -> Any:
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def test_dropblock_mynet_is_article_1() -> None:
+    cfg = composed("experiment=dropblock_mynet")
+    assert cfg.model._target_.endswith("MyNet")
+    assert cfg.dataset.load._target_.endswith("load_cifar10")
+    assert (list(cfg.dataset.mean), list(cfg.dataset.std), list(cfg.dataset.augment)) == ([0, 0, 0], [1, 1, 1], [])
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.sched.name) == ("adam", 0.001, 0.0, "constant")
+    assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every, cfg.trainer.label_smoothing) == (
+        3, 64, 1, 0.0)
+    block = cfg.reg.block
+    assert block._target_.endswith("DropBlock") and cfg.reg.conv is None and cfg.reg.fc is None
+    assert (block.block_size, block.keep_prob, block.schedule, block.seed_region) == (5, 0.9, "constant", "full")
+    valid = composed("experiment=dropblock_mynet", "reg.dropblock.seed_region=valid").reg.block
+    assert (valid.block_size, valid.keep_prob, valid.seed_region) == (5, 0.9, "valid")
+
+
+def test_dropblock_mynet_rows_build_the_article_models() -> None:
+    """The article's DropBlock after conv3, seeds anywhere; reg=none leaves the experiment's settings unused."""
+    from regbench.layers.dropblock import DropBlock
+    from regbench.models import build_model
+
+    def dropblocks(*overrides: str) -> list[DropBlock]:
+        cfg = composed("experiment=dropblock_mynet", *overrides)
+        return [m for m in build_model(cfg.model, cfg.act, cfg.reg).sublayers() if isinstance(m, DropBlock)]
+
+    [article] = dropblocks()
+    assert (article.block_size, article.keep_prob, article.seed_region, article.schedule) == (
+        5, 0.9, "full", "constant")
+    assert dropblocks("reg=none") == []
+
+
+def test_dropout_lenet_is_article_2() -> None:
+    cfg = composed("experiment=dropout_lenet")
+    assert cfg.model._target_.endswith("LeNet5") and cfg.model.pool2 == "max"
+    assert cfg.dataset.load._target_.endswith("load_cifar10")
+    assert (list(cfg.dataset.mean), list(cfg.dataset.std), list(cfg.dataset.augment)) == ([0.5] * 3, [0.5] * 3, [])
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("momentum", 0.01, 0.9, 0.0)
+    assert (cfg.sched.name, cfg.sched.interval, cfg.sched.step_size, cfg.sched.gamma) == ("step", "epoch", 150, 0.5)
+    assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every, cfg.trainer.drop_last) == (
+        1000, 256, 20, False)
+    for reg, places in (("none", set()), ("dropout", {"fc"}), ("dropout2d", {"conv"}), ("dropout_all", {"conv", "fc"})):
+        cfg = composed("experiment=dropout_lenet", f"reg={reg}")
+        assert {k for k in ("conv", "fc", "block") if cfg.reg[k] is not None} == places and cfg.reg.p == 0.5
+
+
+def test_dyrelu_resnet18_is_article_3() -> None:
+    cfg = composed("experiment=dyrelu_resnet18", "act=dyrelu_c")
+    assert cfg.model._target_.endswith("ResNet18") and cfg.model.stem == "cifar" and cfg.model.use_residual
+    assert (cfg.act._target_, cfg.act.reduction, cfg.act.k) == ("regbench.layers.dyrelu.DyReLUC", 8, 2)
+    assert list(cfg.dataset.augment) == ["resized_crop", "flip"] and list(cfg.dataset.resized_crop_scale) == [0.08, 1.0]
+    assert (list(cfg.dataset.mean), list(cfg.dataset.std)) == ([0.5] * 3, [0.5] * 3)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("momentum", 0.1, 0.9, 5e-4)
+    assert (cfg.sched.name, cfg.sched.interval, cfg.sched.T_max, cfg.sched.eta_min) == ("cosine", "step", None, 0.0)
+    trainer = cfg.trainer
+    assert (trainer.epochs, trainer.batch_size, trainer.drop_last, trainer.label_smoothing) == (50, 256, True, 0.1)
+    assert cfg.seed == 42
+
+
+def test_nndl_cnn_is_article_4() -> None:
+    cfg = composed("experiment=nndl_cnn")
+    assert cfg.model._target_.endswith("LeNet5") and cfg.model.pool2 == "avg"
+    assert cfg.dataset.load._target_.endswith("load_mnist") and cfg.dataset.image_size == 32
+    assert dict(cfg.dataset.limit) == {"train": 1000, "val": 200, "test": 200}
+    assert (list(cfg.dataset.mean), list(cfg.dataset.std), list(cfg.dataset.augment)) == ([0.5], [0.5], [])
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.sched.name) == ("sgd", 0.1, 0.0, "constant")
+    assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every_steps) == (5, 64, 15)
+    plain = composed("experiment=nndl_cnn", "model=resnet18_nndl", "model.use_residual=false", "optim.lr=0.005")
+    assert (plain.model.stem, plain.model.use_residual, plain.optim.lr) == ("imagenet", False, 0.005)
+
+
+@pytest.mark.parametrize("experiment", ["dropblock_mynet", "dropout_lenet", "dyrelu_resnet18", "nndl_cnn"])
+def test_every_article_row_composes_and_its_runs_match_it(tmp_path: Path, experiment: str) -> None:
+    """The grid in articles.yaml is valid against conf/, and a run made from a row is labelled with that row."""
+    article = load_articles()[experiment]
+    assert article["budgets"]["full"]["seeds"] and set(article["columns"]) >= {m for row in article["rows"]
+                                                            for m in row.get("published") or {}}
+    for index, row in enumerate(article["rows"]):
+        overrides = [f"experiment={experiment}", *row["overrides"], f"seed={article['budgets']['full']['seeds'][0]}"]
+        cfg = composed(*overrides, hydra=True)
+        folder = tmp_path / str(index) / ".hydra"
+        folder.mkdir(parents=True)
+        hydra_cfg = OmegaConf.masked_copy(cfg, "hydra")
+        task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(task_cfg))
+        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(hydra_cfg))
+        (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+        assert match_row(article, load_run(folder.parent)) == index
