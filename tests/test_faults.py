@@ -1,0 +1,171 @@
+"""Nothing lost: real training processes killed, interrupted, fed NaNs, bad configs and bad files."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import read_json, read_jsonl, regbench
+
+# 3 epochs of 16 steps, evaluated every 8 steps: long enough to be killed in the middle
+SMALL = ("model=mynet", "dataset=synthetic", "dataset.train_size=512", "dataset.test_size=64", "trainer.epochs=3",
+         "trainer.batch_size=32", "trainer.eval_every_steps=8", "trainer.log_every=4")
+
+
+def start(run: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "regbench", "train", *SMALL, *args, f"hydra.run.dir={run}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_metrics(run: Path, proc: subprocess.Popen, lines: int = 1, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (run / "metrics.jsonl").exists() and len(read_jsonl(run / "metrics.jsonl")) >= lines:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended early:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    pytest.fail("no evaluation written in time")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("faults") / "full"
+    regbench("train", *SMALL, f"hydra.run.dir={run}")
+    return run
+
+
+def assert_same_run(resumed: Path, full: Path) -> None:
+    a, b = read_jsonl(resumed / "metrics.jsonl"), read_jsonl(full / "metrics.jsonl")
+    assert [(r["step"], r["val_acc"], r["val_loss"]) for r in a] == [(r["step"], r["val_acc"], r["val_loss"]) for r in b]
+    sa, sb = read_json(resumed / "summary.json"), read_json(full / "summary.json")
+    for key in ("status", "steps", "epochs_completed", "best_val_acc", "best_epoch", "final_val_acc", "final_train_acc",
+                "test_acc", "total_params"):
+        assert sa[key] == sb[key], key
+
+
+def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path, uninterrupted: Path) -> None:
+    run = tmp_path / "run"
+    proc = start(run)
+    wait_for_metrics(run, proc, lines=2)
+    time.sleep(0.3)  # land somewhere in the middle of the next steps
+    proc.kill()
+    proc.wait()
+    # everything on disk is whole: JSON parses, the checkpoint loads, no temp file masquerades as a result
+    assert read_json(run / "summary.json")["status"] == "running"
+    with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as ckpt:
+        assert len(ckpt.files) > 10
+    assert all(r["step"] % 8 == 0 for r in read_jsonl(run / "metrics.jsonl"))
+    regbench("train", *SMALL, "trainer.resume=true", f"hydra.run.dir={run}")
+    assert_same_run(run, uninterrupted)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_marks_interrupted_and_resumes(tmp_path: Path, uninterrupted: Path, signum: int,
+                                                          code: int) -> None:
+    run = tmp_path / "run"
+    proc = start(run)
+    wait_for_metrics(run, proc)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == code, out
+    assert "Traceback" not in out
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "interrupted" and "trainer.resume=true" in summary["error"]
+    regbench("train", *SMALL, "trainer.resume=true", f"hydra.run.dir={run}")
+    assert_same_run(run, uninterrupted)
+
+
+def test_divergence_stops_the_run_keeps_checkpoints_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = regbench("train", "-m", *SMALL, "optim=sgd", "optim.lr=1e6,0.01", "trainer.epochs=1",
+                    f"hydra.sweep.dir={sweep}", check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    diverged, fine = read_json(sweep / "0" / "summary.json"), read_json(sweep / "1" / "summary.json")
+    assert diverged["status"] == "diverged" and "nan" in diverged["error"].lower() + "inf"
+    assert fine["status"] == "completed"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("reg=dropout reg.p=1.5", "reg.p=1.5 is invalid"),
+    ("optim.lr=0", "optim.lr=0 is invalid"),
+    ("trainer.batch_size=0", "trainer.batch_size=0 is invalid"),
+    ("trainer.epochs=-1", "trainer.epochs=-1 is invalid"),
+    ("reg=dropblock reg.dropblock.keep_prob=0", "reg.dropblock.keep_prob=0 is invalid"),
+    ("reg=dropblock reg.dropblock.block_size=0", "reg.dropblock.block_size=0 is invalid"),
+    ("model=lenet5 dataset.image_size=28", "needs image_size >= 32"),
+    ("trainer.epoch=3", "trainer has: epochs"),
+    ("act=swish", "choose one of: dyrelu_a"),
+    ("trainer.device=tpu", "one of auto, cpu, gpu"),
+])
+def test_bad_config_is_one_line_exit_2_before_any_work(tmp_path: Path, override: str, message: str) -> None:
+    proc = regbench("train", *override.split(), cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_truncated_checkpoint_is_named_and_nothing_is_lost(tmp_path: Path, uninterrupted: Path) -> None:
+    run = tmp_path / "run"
+    proc = start(run)
+    wait_for_metrics(run, proc)
+    proc.kill()
+    proc.wait()
+    last = run / "checkpoints" / "last.npz"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    again = regbench("train", *SMALL, "trainer.resume=true", f"hydra.run.dir={run}", check=False)
+    assert again.returncode == 2
+    out = again.stdout + again.stderr
+    assert "last.npz" in out and "corrupt" in out and "Traceback" not in out
+    for path, data in kept.items():
+        if path.name not in ("summary.json", "config.yaml", "hydra.yaml", "overrides.yaml"):
+            assert path.read_bytes() == data, path
+
+
+def test_booby_trapped_cifar_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
+    import io
+    import pickle
+    import tarfile
+
+    marker = tmp_path / "pwned"
+
+    class Trap:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    blob = pickle.dumps({b"data": Trap(), b"labels": [0]})
+    tarball = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    run = tmp_path / "run"
+    proc = regbench("train", "model=mynet", "dataset=cifar10", f"dataset.data_file={tarball}", f"hydra.run.dir={run}",
+                    check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert "cifar-10-python.tar.gz" in proc.stdout + proc.stderr
+    assert not marker.exists()
+    assert read_json(run / "summary.json")["status"] == "failed"
+
+
+def test_killed_sweep_resumes_skipping_completed_jobs(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ("train", "-m", *SMALL, "trainer.epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    regbench(*args)
+    first = (sweep / "0" / "checkpoints" / "last.npz").stat().st_mtime_ns
+    # job 1 was killed: its summary still says running
+    summary = read_json(sweep / "1" / "summary.json")
+    (sweep / "1" / "summary.json").write_text(__import__("json").dumps({**summary, "status": "running"}))
+    out = regbench(*args, "trainer.resume=true").stdout
+    assert "already completed" in out
+    assert (sweep / "0" / "checkpoints" / "last.npz").stat().st_mtime_ns == first
+    assert read_json(sweep / "1" / "summary.json")["status"] == "completed"
