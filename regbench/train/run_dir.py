@@ -37,18 +37,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Complete metric lines only: a line cut short by a crash is ignored."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite the metrics log atomically (used once per evaluation; the log is small)."""
     with atomic_write(path) as f:
