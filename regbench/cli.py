@@ -13,6 +13,9 @@ USAGE = """usage: regbench COMMAND [ARGS]
 commands:
   train [overrides]       train one configuration (Hydra overrides; -m sweeps, --cfg job, --help, -sc)
   summary [overrides]     print the composed model's parameter and FLOP counts as one JSON line (no data loaded)
+  bench [overrides]       time training and evaluation of a configuration: one JSON line each; -m adds a ratio table
+  reproduce ARTICLE [--budget full|quick] [overrides]
+                          run an article's grid (dropblock, dropout, dyrelu, nndl) as one sweep, then its table
   table DIR [DIR ...]     aggregate run folders into the articles' accuracy tables (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
 
@@ -36,18 +39,42 @@ def _require_paddle() -> None:
 def _quiet_imports() -> None:
     # Paddle warns about a missing C++ compiler cache on every import; it concerns custom-op builds only.
     warnings.filterwarnings("ignore", message="No ccache found")
+    # BatchNorm2D says on every build that it tracks running statistics in training: that is what we want.
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 
-def _train(argv: list[str]) -> None:
-    from regbench.config import hydra_app, validate_overrides
+def _preflight(argv: list[str]) -> None:
+    """Unless Hydra is only asked for help: check the first job's config, apply what Paddle reads when it loads,
+    load Paddle and build the model, so that mistakes cost no work."""
+    from regbench.config import validate_overrides
+    from regbench.train import process_env
 
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("-sc", "--shell-completion"))
                for a in argv):
+        cfg = validate_overrides(argv)
+        process_env.prepare(cfg.trainer)
         _require_paddle()
         from regbench.models import build_model
 
-        cfg = validate_overrides(argv)
         build_model(cfg.model, cfg.act, cfg.reg)  # a model that does not fit the data fails here, before any work
+
+
+def _data_parallel(argv: list[str]) -> list[str]:
+    """Under paddle.distributed.launch all ranks share one named run folder, and only rank 0 writes to it."""
+    if int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) <= 1:
+        return argv
+    if not any(a.startswith("hydra.run.dir=") for a in argv):
+        _fail("data-parallel training needs hydra.run.dir=DIR on the command line, so that all ranks share one run folder")
+    if int(os.environ.get("PADDLE_TRAINER_ID", "0")) > 0:
+        return [*argv, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+    return argv
+
+
+def _train(argv: list[str]) -> None:
+    from regbench.config import hydra_app
+
+    argv = _data_parallel(argv)
+    _preflight(argv)
     from regbench.train.run import train
 
     hydra_app(train, argv, prog="regbench train")
@@ -55,6 +82,33 @@ def _train(argv: list[str]) -> None:
 
     if FAILED_JOBS:
         _fail(f"{len(FAILED_JOBS)} job(s) failed: " + "; ".join(FAILED_JOBS[:3]), code=1)
+
+
+def _bench(argv: list[str]) -> None:
+    from regbench.bench import with_command_overrides
+    from regbench.config import hydra_app
+
+    argv = with_command_overrides(argv)
+    _preflight(argv)
+    from regbench.bench.table import ratio_table
+    from regbench.bench.task import FAILED, RESULTS, bench
+
+    hydra_app(bench, argv, prog="regbench bench")
+    if RESULTS and ("-m" in argv or "--multirun" in argv):
+        print(ratio_table(RESULTS))
+    if FAILED:
+        _fail(f"{len(FAILED)} combination(s) failed: " + "; ".join(FAILED[:3]), code=1)
+
+
+def _reproduce(argv: list[str]) -> None:
+    from regbench.reproduce import ARTICLES, BUDGETS, sweep_overrides
+
+    parser = argparse.ArgumentParser(prog="regbench reproduce", description="Run an article's grid as one sweep.")
+    parser.add_argument("article", choices=list(ARTICLES))
+    parser.add_argument("--budget", choices=BUDGETS, default="full",
+                        help="full: the article's own budget; quick: the documented reduction (README)")
+    args, overrides = parser.parse_known_args(argv)
+    _train(sweep_overrides(args.article, args.budget, overrides))
 
 
 def _summary(argv: list[str]) -> None:
@@ -74,20 +128,21 @@ def _summary(argv: list[str]) -> None:
 
 
 def _report(kind: str, argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=USAGE.splitlines()[4 if kind == "table" else 5])
+    what = {"table": "Aggregate run folders into accuracy tables (table.md, table.csv in the first DIR).",
+            "plot": "Plot val accuracy and train loss per group of runs (plot.png in the first DIR)."}
+    parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=what[kind])
     parser.add_argument("dirs", nargs="+", help="run folders or sweep folders (searched at any depth)")
     args = parser.parse_args(argv)
     from regbench import report
 
-    if kind == "table":
-        print(report.write_table(args.dirs))
-    else:
-        print(report.write_plot(args.dirs))
+    print(report.write_table(args.dirs) if kind == "table" else report.write_plot(args.dirs))
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": _train,
     "summary": _summary,
+    "bench": _bench,
+    "reproduce": _reproduce,
     "table": lambda argv: _report("table", argv),
     "plot": lambda argv: _report("plot", argv),
 }

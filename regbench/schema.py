@@ -21,6 +21,15 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.max_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("trainer.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("trainer.device", lambda v: v in ("auto", "cpu", "gpu"), "one of auto, cpu, gpu"),
+    ("trainer.amp", lambda v: isinstance(v, str) and v in ("off", "fp16", "bf16"), "one of off, fp16, bf16"),
+    ("trainer.compile", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.cudnn_benchmark", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.threads", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    ("trainer.fast_conv_bias", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.mkl_amd_avx2", lambda v: isinstance(v, bool), "true or false"),
+    ("bench.steps", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("bench.warmup", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("bench.eval_repeats", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("sched.interval", lambda v: v in ("step", "epoch"), "step or epoch"),
     ("sched.step_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("sched.gamma", lambda v: v > 0, "> 0"),
@@ -29,8 +38,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),
     ("dataset.num_classes", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
     ("reg.p", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("reg.block.keep_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("reg.block.block_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("reg.dropblock.keep_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("reg.dropblock.block_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
 ]
 
 

@@ -17,6 +17,7 @@ import paddle.nn.functional as F
 from regbench.data.batches import BatchLoader
 from regbench.train import run_dir
 from regbench.train.checkpoint import load_checkpoint, save_checkpoint
+from regbench.train.speed import AMP_DTYPES
 
 log = logging.getLogger("regbench")
 
@@ -62,7 +63,7 @@ class LoopConfig:
     sched_interval: str
     seed: int
     log_every: int
-    amp: bool
+    amp: str  # off | fp16 | bf16 (already "off" where the device cannot)
 
 
 def loss_fn(logits: paddle.Tensor, labels: paddle.Tensor, smoothing: float, reduction: str = "mean") -> paddle.Tensor:
@@ -73,18 +74,28 @@ def loss_fn(logits: paddle.Tensor, labels: paddle.Tensor, smoothing: float, redu
     return F.cross_entropy(logits, labels, reduction=reduction)
 
 
-def evaluate(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float) -> tuple[float, float]:
-    """(mean loss, accuracy) over a whole split, in eval mode."""
+def evaluate(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str = "off") -> tuple[float, float]:
+    """(mean loss, accuracy) over a whole split, in eval mode (the forward pass in `amp` precision)."""
     model.eval()
     loss_sum = paddle.zeros([])
     correct = paddle.zeros([], dtype="int64")
     with paddle.no_grad():
         for images, labels in loader.epoch(seed=None):
-            logits = model(images)
+            with paddle.amp.auto_cast(enable=amp != "off", dtype=AMP_DTYPES.get(amp, "float16")):
+                logits = model(images).astype("float32")
             loss_sum += loss_fn(logits, labels, smoothing, reduction="sum")
             correct += (logits.argmax(axis=1) == labels).astype("int64").sum()
-    n = len(loader.split)
-    return loss_sum.item() / n, int(correct.item()) / n
+    loss, right, n = sum_over_ranks([loss_sum.item(), correct.item(), loader.shard_size])
+    return loss / n, right / n
+
+
+def sum_over_ranks(values: list[float]) -> list[float]:
+    """Sums over the data-parallel ranks (the values themselves in a single process)."""
+    if paddle.distributed.get_world_size() == 1:
+        return values
+    total = paddle.to_tensor(values, dtype="float64")
+    paddle.distributed.all_reduce(total)
+    return total.tolist()
 
 
 class Trainer:
@@ -100,8 +111,10 @@ class Trainer:
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.scheduled = [m for m in model.sublayers(include_self=True) if hasattr(m, "set_progress")]
         self.progress = Progress()
-        self.scaler = paddle.amp.GradScaler() if cfg.amp else None
+        self.scaler = paddle.amp.GradScaler() if cfg.amp == "fp16" else None  # bf16 has float32's range
         self.stop_signal: int | None = None
+        # data parallel: every rank trains its shard; rank 0 alone writes checkpoints and calls on_eval
+        self.rank, self.world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
 
     # -- checkpoints ------------------------------------------------------------------------------
     @property
@@ -123,6 +136,8 @@ class Trainer:
         return True
 
     def _checkpoint(self, improved: bool) -> None:
+        if self.rank != 0:
+            return
         save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress))
         if improved:
             tmp = self.best_path.with_name(".best.npz.tmp")
@@ -133,18 +148,25 @@ class Trainer:
     def epoch_of(self, step: int) -> float:
         return round(step / self.steps_per_epoch, 4)
 
-    def _train_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def train_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """One optimization step at the current progress.step: (detached loss, number of right predictions)."""
         p = self.progress
-        paddle.seed(derive_seed(self.cfg.seed, 1, p.step))  # dropout draws depend on the step alone: exact resume
+        # dropout draws depend on the step (and rank) alone: exact resume
+        paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *([self.rank] if self.world > 1 else [])))
         for layer in self.scheduled:
             layer.set_progress(p.step / self.total_steps)
-        if self.scaler is not None:
-            with paddle.amp.auto_cast():
+        if self.cfg.amp != "off":
+            # O1: matmuls and convs in half precision, BatchNorm, softmax and the loss in float32
+            with paddle.amp.auto_cast(level="O1", dtype=AMP_DTYPES[self.cfg.amp]):
                 logits = self.model(images)
             loss = loss_fn(logits.astype("float32"), labels, self.cfg.label_smoothing)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
         else:
             logits = self.model(images)
             loss = loss_fn(logits, labels, self.cfg.label_smoothing)
@@ -166,7 +188,7 @@ class Trainer:
     def _evaluate(self) -> None:
         p = self.progress
         train_loss = p.loss_sum / max(p.seen, 1)
-        val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing)
+        val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing, self.cfg.amp)
         self.model.train()
         row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=float(self.optimizer.get_lr()),
                    train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
@@ -179,14 +201,16 @@ class Trainer:
         self._checkpoint(improved)
         log.info("epoch %.2f step %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s",
                  row["epoch"], p.step, train_loss, row["train_acc"], val_loss, val_acc, row["train_img_per_s"])
-        self.on_eval(p)
+        if self.rank == 0:
+            self.on_eval(p)
 
     def _flush(self, window: _Window) -> None:
         """Move the window's device-side sums into the progress record (one sync); stop on a non-finite loss."""
         p = self.progress
-        p.loss_sum += window.loss_sum.item()
-        p.correct += int(window.correct.item())
-        p.seen += window.seen
+        loss_sum, correct, seen = sum_over_ranks([window.loss_sum.item(), window.correct.item(), window.seen])
+        p.loss_sum += loss_sum
+        p.correct += int(correct)
+        p.seen += int(seen)
         p.train_time_s += time.perf_counter() - window.tick
         window.reset()
         if not math.isfinite(p.loss_sum):
@@ -204,7 +228,7 @@ class Trainer:
         while p.step < self.total_steps:
             epoch, start = divmod(p.step, self.steps_per_epoch)
             for images, labels in self.train_loader.epoch(seed=derive_seed(self.cfg.seed, 0, epoch), start=start):
-                loss, right = self._train_step(images, labels)
+                loss, right = self.train_step(images, labels)
                 window.add(loss, right, labels.shape[0])
                 p.step += 1
                 end_of_epoch = p.step % self.steps_per_epoch == 0
@@ -227,10 +251,12 @@ class Trainer:
 
     def test_best(self) -> float | None:
         """Accuracy of the best checkpoint on the test split (None when the dataset has none distinct from val)."""
+        if self.world > 1:
+            paddle.distributed.barrier()  # rank 0 has written the best checkpoint
         if self.test_loader is None or not self.best_path.exists():
             return None
         self.model.set_state_dict(load_checkpoint(self.best_path)[0])
-        return evaluate(self.model, self.test_loader, self.cfg.label_smoothing)[1]
+        return evaluate(self.model, self.test_loader, self.cfg.label_smoothing, self.cfg.amp)[1]
 
 
 class _Window:

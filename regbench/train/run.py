@@ -8,7 +8,7 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import paddle
 from hydra.core.hydra_config import HydraConfig
@@ -20,7 +20,7 @@ from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
 from regbench.models import build_model
 from regbench.models.summary import count_params
-from regbench.train import run_dir
+from regbench.train import run_dir, speed
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer
 from regbench.train.optim import build_lr, build_optimizer
 
@@ -40,11 +40,11 @@ def select_device(choice: str) -> str:
     return device
 
 
-def _loaders(cfg: DictConfig) -> tuple[BatchLoader, BatchLoader, BatchLoader | None]:
+def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, BatchLoader, BatchLoader | None]:
     splits = load_splits(cfg.dataset)
     ds, tr = cfg.dataset, cfg.trainer
     common = dict(mean=list(ds.mean), std=list(ds.std), crop_padding=ds.crop_padding,
-                  resized_crop_scale=tuple(ds.resized_crop_scale))
+                  resized_crop_scale=tuple(ds.resized_crop_scale), shard=shard)
     train = BatchLoader(splits.train, batch_size=tr.batch_size, augment=tuple(ds.augment), drop_last=tr.drop_last,
                         **common)
     if train.num_batches == 0:
@@ -53,7 +53,7 @@ def _loaders(cfg: DictConfig) -> tuple[BatchLoader, BatchLoader, BatchLoader | N
 
     def evaluation(split: Any) -> BatchLoader | None:
         return None if split is None else BatchLoader(split, batch_size=tr.eval_batch_size, augment=(),
-                                                      drop_last=False, **common)
+                                                      drop_last=False, even_shards=False, **common)
 
     return train, evaluation(splits.val), evaluation(splits.test)
 
@@ -78,25 +78,38 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
-    device = select_device(cfg.trainer.device)
-    amp = bool(cfg.trainer.amp) and device == "gpu"
-    if cfg.trainer.amp and not amp:
-        log.warning("trainer.amp needs a GPU: training in float32")
+def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], None]) -> tuple[Trainer, str]:
+    """The run's trainer (model, data, optimizer, schedule) with the trainer's speed switches applied; its device."""
+    tr = cfg.trainer
+    device = select_device(tr.device)
+    speed.configure(device, threads=tr.threads, cudnn_benchmark=tr.cudnn_benchmark)
     paddle.seed(cfg.seed)
     model = build_model(cfg.model, cfg.act, cfg.reg)
-    train, val, test = _loaders(cfg)
-    summary["total_params"], summary["trainable_params"] = count_params(model)
-    units = cfg.trainer.epochs * (train.num_batches if cfg.sched.interval == "step" else 1)
+    rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
+    train, val, test = _loaders(cfg, shard=(rank, world))
+    if tr.fast_conv_bias and device == "cpu":
+        speed.fast_conv_bias(model)
+    if tr.compile:
+        speed.compile_model(model, next(train.epoch(seed=None))[0])
+    if world > 1:  # under paddle.distributed.launch: one process per device, gradients averaged
+        paddle.distributed.init_parallel_env()
+        if tr.sync_bn:
+            model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = paddle.DataParallel(model)
+        log.info("data parallel: rank %d of %d, %d training images per rank and epoch", rank, world, train.shard_size)
+    units = tr.epochs * (train.num_batches if cfg.sched.interval == "step" else 1)
     lr = build_lr(cfg.sched, cfg.optim.lr, units)
     optimizer = build_optimizer(cfg.optim, lr, model.parameters())
-    loop_cfg = LoopConfig(epochs=cfg.trainer.epochs, eval_every=cfg.trainer.eval_every,
-                          eval_every_steps=cfg.trainer.eval_every_steps, max_steps=cfg.trainer.max_steps,
-                          label_smoothing=cfg.trainer.label_smoothing, sched_interval=cfg.sched.interval,
-                          seed=cfg.seed, log_every=cfg.trainer.log_every, amp=amp)
+    loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
+                          max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
+                          seed=cfg.seed, log_every=tr.log_every, amp=speed.amp_mode(tr.amp, device))
+    return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval), device
+
+
+def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
     title = f"{summary['model']} · {summary['act']} · {summary['reg']} · {summary['dataset']} · seed {cfg.seed}"
 
-    def on_eval(p: Progress) -> None:
+    def on_eval(p: Progress) -> None:  # rank 0 only
         run_dir.write_metrics(folder / run_dir.METRICS, p.history)
         last = p.history[-1]
         summary.update(steps=p.step, epochs_completed=p.step // trainer.steps_per_epoch,
@@ -105,12 +118,13 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
         run_dir.write_json(folder / run_dir.SUMMARY, summary)
         run_dir.plot_curves(folder / run_dir.CURVES, p.history, title)
 
-    trainer = Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval)
+    trainer, device = build_trainer(cfg, folder, on_eval)
+    summary["total_params"], summary["trainable_params"] = count_params(trainer.model)
     log.info("%s on %s: %d parameters, %d steps of batch %d (%d per epoch)", summary["model"], device,
              summary["total_params"], trainer.total_steps, cfg.trainer.batch_size, trainer.steps_per_epoch)
     if cfg.trainer.resume and trainer.resume():
         log.info("resumed from %s at step %d", trainer.last_path, trainer.progress.step)
-        if trainer.progress.history:
+        if trainer.progress.history and trainer.rank == 0:
             on_eval(trainer.progress)
     with _stop_on_signals(trainer):
         trainer.fit()
@@ -144,8 +158,11 @@ def train(cfg: DictConfig) -> None:
         status="running", model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset,
         optim=choices.optim, sched=choices.sched, experiment=choices.get("experiment"), seed=cfg.seed,
         epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None, final_train_acc=None,
-        test_acc=None, total_params=None, trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash)
-    run_dir.write_json(summary_path, summary)
+        test_acc=None, total_params=None, trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash,
+        world_size=paddle.distributed.get_world_size())
+    main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
+    if main:
+        run_dir.write_json(summary_path, summary)
     try:
         _run(cfg, folder, summary)
         summary["status"] = "completed"
@@ -162,7 +179,8 @@ def train(cfg: DictConfig) -> None:
         summary.update(status="failed", error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
     finally:
         summary["wall_time_s"] = round(time.time() - start, 2)
-        run_dir.write_json(summary_path, summary)
+        if main:
+            run_dir.write_json(summary_path, summary)
     if interrupted is not None:
         log.warning("%s", summary["error"])
         raise SystemExit(128 + interrupted)

@@ -1,0 +1,115 @@
+"""The `regbench bench` Hydra task: times the trainer's own training step, batch production and evaluation."""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import paddle
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from regbench.bench import HYDRA_OVERRIDES
+from regbench.data.batches import BatchLoader
+from regbench.errors import UserError
+from regbench.train.loop import derive_seed, evaluate
+from regbench.train.run import build_trainer
+
+log = logging.getLogger("regbench")
+
+RESULTS: list[dict[str, Any]] = []  # this process's measurements, in order: a multirun's jobs share the process
+FAILED: list[str] = []  # "overrides: error" of the combinations that could not be measured
+
+
+def bench(cfg: DictConfig) -> None:
+    """Hydra task: measure one combination, print it as one JSON line, keep it for the sweep's table."""
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    ours = set(HYDRA_OVERRIDES)
+    overrides = [o for o in hydra_cfg.overrides.task if o not in ours]
+    try:
+        figures = measure(cfg, Path(hydra_cfg.runtime.output_dir))
+    except UserError as err:
+        log.error("%s: %s", " ".join(overrides), err)
+        FAILED.append(f"{' '.join(overrides)}: {err}")
+        return
+    row = dict(model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset, **figures,
+               overrides=overrides)
+    RESULTS.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
+    """Median training step (data included), batch production, evaluation throughput and memory of one config."""
+    trainer, device = build_trainer(cfg, folder, on_eval=lambda progress: None)
+    steps, warmup = cfg.bench.steps, cfg.bench.warmup
+    sync = paddle.device.cuda.synchronize if device == "gpu" else _nothing
+    if device == "gpu":
+        paddle.device.cuda.reset_max_memory_allocated()
+    batches = _endless(trainer.train_loader, cfg.seed)
+    data_s = _times(lambda: next(batches), sync, warmup, steps)
+
+    # mid-training, so that layers following the progress (DropBlock's keep_prob ramp) do their full work
+    trainer.progress.step = trainer.total_steps // 2
+    trainer.model.train()
+
+    def step() -> None:
+        images, labels = next(batches)
+        trainer.train_step(images, labels)
+        trainer.progress.step += 1
+
+    step_s = _times(step, sync, warmup, steps)
+    val = trainer.val_loader
+    smoothing, amp = trainer.cfg.label_smoothing, trainer.cfg.amp
+    eval_s = _times(lambda: evaluate(trainer.model, val, smoothing, amp), sync, min(warmup, 1),
+                    cfg.bench.eval_repeats)
+    step_ms = 1000 * statistics.median(step_s)
+    q1, q3 = _quartiles(step_s)
+    data_ms = 1000 * statistics.median(data_s)
+    return dict(
+        device=device, batch_size=cfg.trainer.batch_size, amp=amp, compile=cfg.trainer.compile,
+        threads=cfg.trainer.threads, paddle_version=paddle.__version__,
+        train_img_per_s=round(cfg.trainer.batch_size / step_ms * 1000, 1),
+        eval_img_per_s=round(len(val.split) / statistics.median(eval_s), 1),
+        step_ms=round(step_ms, 2), step_ms_iqr=[round(1000 * q1, 2), round(1000 * q3, 2)],
+        data_ms_per_batch=round(data_ms, 3), data_share_of_step=round(data_ms / step_ms, 4),
+        peak_mem_mb=round(paddle.device.cuda.max_memory_allocated() / 2**20, 1) if device == "gpu" else None,
+        max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        steps=steps, warmup=warmup)
+
+
+def _nothing() -> None:
+    """Paddle's CPU kernels run synchronously: nothing to wait for."""
+
+
+def _endless(loader: BatchLoader, seed: int) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+    """Training batches epoch after epoch, shuffled and augmented as the trainer's."""
+    epoch = 0
+    while True:
+        yield from loader.epoch(seed=derive_seed(seed, 0, epoch))
+        epoch += 1
+
+
+def _times(work: Callable[[], Any], sync: Callable[[], None], warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls of work (waiting for the device), after `warmup` untimed calls."""
+    for _ in range(warmup):
+        work()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
