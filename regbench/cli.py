@@ -78,10 +78,10 @@ def _train(argv: list[str]) -> None:
     from regbench.train.run import train
 
     hydra_app(train, argv, prog="regbench train")
-    from regbench.train.run import FAILED_JOBS
+    from regbench.report.sweep import NOT_COMPLETED
 
-    if FAILED_JOBS:
-        _fail(f"{len(FAILED_JOBS)} job(s) failed: " + "; ".join(FAILED_JOBS[:3]), code=1)
+    if NOT_COMPLETED:
+        _fail(f"{len(NOT_COMPLETED)} job(s) did not complete: " + "; ".join(NOT_COMPLETED[:3]), code=1)
 
 
 def _bench(argv: list[str]) -> None:

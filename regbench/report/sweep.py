@@ -9,13 +9,20 @@ from omegaconf import DictConfig
 
 log = logging.getLogger("regbench")
 
+# "folder: status: error" of the last sweep's jobs that did not complete (read by the CLI for its exit code);
+# filled here, in the launching process, so it holds for every launcher (jobs may run in other processes)
+NOT_COMPLETED: list[str] = []
+
 
 class WriteSweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from regbench.report import write_report
+        from regbench.report.runs import find_runs
 
         sweep_dir = config.hydra.sweep.dir
         try:
+            NOT_COMPLETED[:] = [f"{r.path}: {r.status}: {r.summary.get('error')}" for r in find_runs([sweep_dir])
+                                if r.status != "completed"]
             print(write_report(sweep_dir))
         except Exception as err:  # a report problem must not hide the sweep's own outcome
             log.error("could not write the sweep report in %s: %s", sweep_dir, err)

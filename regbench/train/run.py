@@ -26,8 +26,6 @@ from regbench.train.optim import build_lr, build_optimizer
 
 log = logging.getLogger("regbench")
 
-FAILED_JOBS: list[str] = []  # "folder: error" of the jobs of this process's sweep that did not complete
-
 
 def select_device(choice: str) -> str:
     """'gpu' when asked for (or auto) and Paddle has a CUDA device, else 'cpu'."""
@@ -186,7 +184,5 @@ def train(cfg: DictConfig) -> None:
         raise SystemExit(128 + interrupted)
     if summary["status"] != "completed":
         log.error("%s: %s", summary["status"], summary["error"])
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            FAILED_JOBS.append(f"{folder}: {summary['error']}")
-        else:
+        if hydra_cfg.mode != RunMode.MULTIRUN:  # in a sweep the other jobs go on; the CLI exits non-zero at the end
             raise SystemExit(2 if summary["status"] == "failed" else 1)
