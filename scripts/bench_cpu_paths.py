@@ -5,7 +5,7 @@ The variants of an experiment take turns for --rounds rounds, so that other work
 them alike; each figure is the median over the rounds with its min-max, and ratios to the experiment's first
 variant are taken within a round.
 
-    python scripts/bench_cpu_paths.py [--rounds 3] [--only conv,bias,mynet] [--torch DIR]
+    python scripts/bench_cpu_paths.py [--rounds 3] [--only conv,bias,data,mynet] [--torch DIR]
 
 --torch DIR adds PyTorch references from a torch installed apart (pip install --target DIR torch): the project
 itself never uses torch.

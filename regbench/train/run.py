@@ -87,12 +87,12 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     train, val, test = _loaders(cfg, shard=(rank, world))
     if tr.fast_conv_bias and device == "cpu":
         speed.fast_conv_bias(model)
+    if world > 1 and tr.sync_bn:
+        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if tr.compile:
         speed.compile_model(model, next(train.epoch(seed=None))[0])
     if world > 1:  # under paddle.distributed.launch: one process per device, gradients averaged
         paddle.distributed.init_parallel_env()
-        if tr.sync_bn:
-            model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = paddle.DataParallel(model)
         log.info("data parallel: rank %d of %d, %d training images per rank and epoch", rank, world, train.shard_size)
     units = tr.epochs * (train.num_batches if cfg.sched.interval == "step" else 1)
