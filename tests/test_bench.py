@@ -19,6 +19,8 @@ from regbench.bench.table import ratio_table
 from regbench.train import process_env
 from regbench.train.speed import compile_model, fast_conv_bias
 
+PADDLE_2 = int(paddle.__version__.split(".")[0]) == 2  # compile falls back to eager there
+
 KEYS = {"model", "act", "reg", "dataset", "device", "batch_size", "amp", "compile", "threads", "paddle_version",
         "train_img_per_s", "eval_img_per_s", "step_ms", "step_ms_iqr", "data_ms_per_batch", "data_share_of_step",
         "peak_mem_mb", "max_rss_mb", "steps", "warmup", "overrides"}
@@ -84,7 +86,8 @@ def test_cpu_training_with_every_gpu_switch_on_says_so_and_completes(tmp_path: P
                     "trainer.threads=2", f"hydra.run.dir={run}", cwd=tmp_path, env={"MKL_VERBOSE": "1"})
     log = (run / "train.log").read_text()
     assert f"trainer.amp={amp} needs a GPU: training in float32" in log
-    assert "trainer.compile: DropBlock (features.9) runs eagerly: it follows the training progress" in log
+    assert ("trainer.compile needs Paddle 3" if PADDLE_2 else
+            "trainer.compile: DropBlock (features.9) runs eagerly: it follows the training progress") in log
     threads = set(re.findall(r"NThr:(\d+)", proc.stdout))
     assert threads == {"2"}
     summary = read_json(run / "summary.json")
@@ -137,6 +140,7 @@ class PythonCount(nn.Layer):
         return x * len([v for v in x.numpy().ravel() if v > 0])
 
 
+@pytest.mark.skipif(PADDLE_2, reason="Paddle 2.x: compile falls back to eager (next test)")
 def test_compile_converts_what_it_can_and_names_the_layer_it_cannot(caplog: pytest.LogCaptureFixture) -> None:
     paddle.seed(3)
     model = nn.Sequential(nn.Conv2D(3, 4, 3), nn.BatchNorm2D(4), nn.ReLU(), PythonCount(), nn.Flatten(),
@@ -149,11 +153,21 @@ def test_compile_converts_what_it_can_and_names_the_layer_it_cannot(caplog: pyte
     with caplog.at_level(logging.WARNING, logger="regbench"):
         eager = compile_model(model, x)
     assert eager == ["3"]
-    assert "trainer.compile: PythonCount (3) runs eagerly: it does not convert: TypeError: bool(Tensor)" in caplog.text
+    # the reason is Paddle's own message, which differs between versions
+    assert "trainer.compile: PythonCount (3) runs eagerly: it does not convert: " in caplog.text
     np.testing.assert_array_equal(model[1]._mean.numpy(), statistics)  # trial runs left no trace
     model.eval()
     np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-5, atol=1e-6)
     assert type(model[0].forward).__name__.endswith("StaticFunction")  # converted in place
+
+
+@pytest.mark.skipif(not PADDLE_2, reason="Paddle 3 converts (previous test)")
+def test_compile_on_paddle_2_trains_eagerly_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    model = nn.Sequential(nn.Conv2D(3, 4, 3), nn.ReLU())
+    forward = model[0].forward
+    with caplog.at_level(logging.WARNING, logger="regbench"):
+        assert compile_model(model, paddle.ones([1, 3, 8, 8])) == [""]
+    assert "trainer.compile needs Paddle 3" in caplog.text and model[0].forward == forward
 
 
 CPUINFO = "processor\t: {n}\nvendor_id\t: {vendor}\ncpu family\t: 25\nflags\t\t: fpu sse2 {flags} fma\n\n"

@@ -79,6 +79,10 @@ def compile_model(model: nn.Layer, sample: paddle.Tensor) -> list[str]:
     Each layer is tried, in training and evaluation mode, on the input it gets from `sample`; a layer that fails is
     split into its children, and one whose children all convert stays eager with a warning naming it. Layers with
     `set_progress` stay eager too: a static graph would freeze the training progress they read in Python."""
+    if int(paddle.__version__.split(".")[0]) < 3 and paddle.__version__ != "0.0.0":  # 0.0.0: a develop build
+        # Paddle 2.6's dy2static leaves failed trial conversions behind (and crashed in them here)
+        log.warning("trainer.compile needs Paddle 3 (this is %s): training eagerly", paddle.__version__)
+        return [""]
     state = {k: v.clone() for k, v in model.state_dict().items()}  # trial runs update BatchNorm statistics
     inputs = _layer_inputs(model, sample)
     modes = [(m, m.training) for m in model.sublayers(include_self=True)]
