@@ -15,7 +15,6 @@ import paddle
 import paddle.nn.functional as F
 
 from regbench.data.batches import BatchLoader
-from regbench.train import run_dir
 from regbench.train.checkpoint import load_checkpoint, save_checkpoint
 from regbench.train.speed import AMP_DTYPES
 

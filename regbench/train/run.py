@@ -45,10 +45,6 @@ def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, Batc
                   resized_crop_scale=tuple(ds.resized_crop_scale), shard=shard)
     train = BatchLoader(splits.train, batch_size=tr.batch_size, augment=tuple(ds.augment), drop_last=tr.drop_last,
                         **common)
-    if train.num_batches == 0:
-        raise UserError(f"trainer.batch_size={tr.batch_size} with drop_last leaves no batch of the "
-                        f"{len(splits.train)} training images: lower the batch size")
-
     def evaluation(split: Any) -> BatchLoader | None:
         return None if split is None else BatchLoader(split, batch_size=tr.eval_batch_size, augment=(),
                                                       drop_last=False, even_shards=False, **common)

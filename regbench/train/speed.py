@@ -82,7 +82,7 @@ def compile_model(model: nn.Layer, sample: paddle.Tensor) -> list[str]:
     if int(paddle.__version__.split(".")[0]) < 3 and paddle.__version__ != "0.0.0":  # 0.0.0: a develop build
         # Paddle 2.6's dy2static leaves failed trial conversions behind (and crashed in them here)
         log.warning("trainer.compile needs Paddle 3 (this is %s): training eagerly", paddle.__version__)
-        return [""]
+        return ["model"]
     state = {k: v.clone() for k, v in model.state_dict().items()}  # trial runs update BatchNorm statistics
     inputs = _layer_inputs(model, sample)
     modes = [(m, m.training) for m in model.sublayers(include_self=True)]
