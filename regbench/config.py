@@ -43,9 +43,10 @@ def _first_values(overrides: list[str]) -> list[str]:
         group = override.key_or_group.lstrip("+~")
         if group in GROUPS and not override.is_delete():
             options = group_options(group)
-            for value in values or [override.get_value_element_as_str()]:
-                if value not in options and value != "null":
-                    raise UserError(f"unknown {group} {value!r}; choose one of: {', '.join(options)}")
+            for value in override.sweep_iterator() if values else [override.value()]:
+                for name in value if isinstance(value, list) else [value]:  # reg=[dropblock,cutmix]: each
+                    if name not in options and name not in (None, "null"):
+                        raise UserError(f"unknown {group} {name!r}; choose one of: {', '.join(options)}")
         plain.append(f"{key}={values[0]}" if values else text)
     return plain
 
