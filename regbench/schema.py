@@ -37,6 +37,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sched.T_max", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("dataset.image_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),
+    ("dataset.label", lambda v: v in ("fine", "coarse"), "fine or coarse"),
     ("dataset.num_classes", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
     ("reg.p", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("reg.dropblock.keep_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -46,7 +47,6 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("reg.mixup.alpha", lambda v: v > 0, "> 0"),
     ("reg.cutmix.alpha", lambda v: v > 0, "> 0"),
     ("reg.cutmix.prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("dataset.label", lambda v: v in ("fine", "coarse"), "fine or coarse"),
 ]
 
 
