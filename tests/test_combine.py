@@ -56,14 +56,11 @@ def test_conflict_and_unknown_option_in_a_list_are_one_line_exit_2_nothing_writt
         assert not (tmp_path / "outputs").exists()
 
 
-def test_a_sweep_job_with_a_conflict_fails_alone(tmp_path: Path) -> None:
-    """Hydra composes a sweep's later jobs itself: the model build checks each job's combination."""
-    proc = regbench("train", "-m", "reg=dropout,[dropout2d,dropout_all]", *TINY, f"hydra.sweep.dir={tmp_path / 's'}",
-                    cwd=tmp_path, check=False)
-    assert proc.returncode == 1
-    assert read_json(tmp_path / "s" / "0" / "summary.json")["status"] == "completed"
-    failed = read_json(tmp_path / "s" / "1" / "summary.json")
-    assert failed["status"] == "failed" and "both fill the conv place" in failed["error"]
+def test_a_conflict_in_any_value_of_a_sweep_stops_it_before_the_first_job(tmp_path: Path) -> None:
+    proc = regbench("train", "-m", "reg=dropout,[dropout2d,dropout_all]", *TINY, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "reg options dropout2d and dropout_all both fill the conv place" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize("sweep", ["none,dropblock,cutmix,[dropblock,cutmix]",
