@@ -112,6 +112,10 @@ def _reproduce(argv: list[str]) -> None:
 
 
 def _summary(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="regbench summary", description="Print the composed model's parameter and "
+                                     "FLOP counts as one JSON line (no data is loaded).")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=resnet18 dataset=cifar10")
+    argv = parser.parse_args(argv).overrides
     _require_paddle()
     from regbench.config import compose
     from regbench.models import build_model
