@@ -97,6 +97,12 @@ def sum_over_ranks(values: list[float]) -> list[float]:
     return total.tolist()
 
 
+def run_length(epochs: int, steps_per_epoch: int, max_steps: int | None) -> int:
+    """The number of training steps a run takes: its epochs, cut at max_steps when set."""
+    total = epochs * steps_per_epoch
+    return min(total, max_steps) if max_steps else total
+
+
 class Trainer:
     def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                  lr: paddle.optimizer.lr.LRScheduler, train: BatchLoader, val: BatchLoader,
@@ -106,8 +112,8 @@ class Trainer:
         self.train_loader, self.val_loader, self.test_loader = train, val, test
         self.folder, self.cfg, self.on_eval = folder, cfg, on_eval
         self.steps_per_epoch = train.num_batches
-        total = cfg.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.total_steps = run_length(cfg.epochs, self.steps_per_epoch, cfg.max_steps)
+        self.step_lr = float(optimizer.get_lr())  # the learning rate the last step used (logged with its metrics)
         self.scheduled = [m for m in model.sublayers(include_self=True) if hasattr(m, "set_progress")]
         self.progress = Progress()
         self.scaler = paddle.amp.GradScaler() if cfg.amp == "fp16" else None  # bf16 has float32's range
@@ -154,6 +160,7 @@ class Trainer:
         paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *([self.rank] if self.world > 1 else [])))
         for layer in self.scheduled:
             layer.set_progress(p.step / self.total_steps)
+        self.step_lr = float(self.optimizer.get_lr())
         if self.cfg.amp != "off":
             # O1: matmuls and convs in half precision, BatchNorm, softmax and the loss in float32
             with paddle.amp.auto_cast(level="O1", dtype=AMP_DTYPES[self.cfg.amp]):
@@ -189,7 +196,7 @@ class Trainer:
         train_loss = p.loss_sum / max(p.seen, 1)
         val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing, self.cfg.amp)
         self.model.train()
-        row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=float(self.optimizer.get_lr()),
+        row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=self.step_lr,
                    train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
                    epoch_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1))
         p.history.append(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import signal
 import time
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from regbench.errors import UserError
 from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.train import run_dir, speed
-from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer
+from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer
 
 log = logging.getLogger("regbench")
@@ -91,7 +92,8 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
         paddle.distributed.init_parallel_env()
         model = paddle.DataParallel(model)
         log.info("data parallel: rank %d of %d, %d training images per rank and epoch", rank, world, train.shard_size)
-    units = tr.epochs * (train.num_batches if cfg.sched.interval == "step" else 1)
+    steps = run_length(tr.epochs, train.num_batches, tr.max_steps)
+    units = steps if cfg.sched.interval == "step" else math.ceil(steps / train.num_batches)
     lr = build_lr(cfg.sched, cfg.optim.lr, units)
     optimizer = build_optimizer(cfg.optim, lr, model.parameters())
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
