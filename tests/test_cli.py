@@ -84,8 +84,8 @@ def test_train_on_mnist5k_writes_every_file(tmp_path: Path) -> None:
     assert 0.5 < summary["test_acc"] <= 1.0  # 30 steps of LeNet on real digits is far above chance
     rows = read_jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [15, 30]
-    assert set(rows[0]) >= {"epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s",
-                            "train_img_per_s"}
+    assert set(rows[0]) >= {"epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "train_time_s",
+                            "train_img_per_s", "eval_time_s"}
     assert summary["best_val_acc"] == max(r["val_acc"] for r in rows)
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "outputs").exists()

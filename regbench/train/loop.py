@@ -44,7 +44,8 @@ class Progress:
     step: int = 0
     best_val_acc: float = -1.0
     best_epoch: float | None = None
-    # running sums since the last evaluation
+    # running sums since the last evaluation; train_time_s: seconds spent in training steps (producing the batch
+    # included, as `regbench bench` times a step), not in evaluation, checkpoints or plots
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
@@ -194,11 +195,14 @@ class Trainer:
     def _evaluate(self) -> None:
         p = self.progress
         train_loss = p.loss_sum / max(p.seen, 1)
+        start = time.perf_counter()
         val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing, self.cfg.amp)
+        eval_time_s = time.perf_counter() - start
         self.model.train()
         row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=self.step_lr,
                    train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
-                   epoch_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1))
+                   train_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1),
+                   eval_time_s=round(eval_time_s, 3))
         p.history.append(row)
         improved = val_acc > p.best_val_acc
         if improved:
@@ -246,6 +250,7 @@ class Trainer:
                 if self._due_for_eval(end_of_epoch):
                     self._flush(window)
                     self._evaluate()
+                    window.reset()  # evaluation, checkpoints and plots are not training time
                 if self.stop_signal is not None:
                     self._flush(window)
                     self._checkpoint(improved=False)
