@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -163,15 +164,56 @@ def test_booby_trapped_cifar_pickle_is_refused_and_never_runs(tmp_path: Path) ->
     assert read_json(run / "summary.json")["status"] == "failed"
 
 
-def test_killed_sweep_resumes_skipping_completed_jobs(tmp_path: Path) -> None:
+# 2 epochs of 8 steps, evaluated every 4: a sweep of two such jobs, small enough to run several times
+TINY = ("model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64", "trainer.epochs=2",
+        "trainer.batch_size=32", "trainer.eval_every_steps=4", "trainer.log_every=4")
+
+
+@pytest.fixture(scope="module")
+def job_1(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """An uninterrupted run of the second job of the sweeps below (seed 1), per optimizer."""
+    runs: dict[str, Path] = {}
+
+    def run(optim: str) -> Path:
+        if optim not in runs:
+            runs[optim] = tmp_path_factory.mktemp("job_1") / optim
+            regbench("train", *TINY, f"optim={optim}", "seed=1", f"hydra.run.dir={runs[optim]}")
+        return runs[optim]
+
+    return run
+
+
+def kill_after_first_evaluation(args: list[str], run: Path) -> None:
+    """Start `regbench train ARGS`, SIGKILL it as soon as `run` has its first metrics line (mid-epoch)."""
+    proc = subprocess.Popen([sys.executable, "-m", "regbench", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for_metrics(run, proc, lines=1)
+    proc.kill()
+    proc.wait()
+    assert read_json(run / "summary.json")["status"] == "running"
+    assert read_jsonl(run / "metrics.jsonl")[-1]["step"] < 16
+
+
+@pytest.mark.parametrize("optim", ["adam", "momentum"])
+def test_sweep_killed_mid_job_resumes_every_job_exactly(tmp_path: Path, job_1: Callable[[str], Path],
+                                                        optim: str) -> None:
     sweep = tmp_path / "sweep"
-    args = ("train", "-m", *SMALL, "trainer.epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
-    regbench(*args)
+    args = ["-m", *TINY, f"optim={optim}", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    kill_after_first_evaluation(args, sweep / "1")
+    assert read_json(sweep / "0" / "summary.json")["status"] == "completed"
     first = (sweep / "0" / "checkpoints" / "last.npz").stat().st_mtime_ns
-    # job 1 was killed: its summary still says running
-    summary = read_json(sweep / "1" / "summary.json")
-    (sweep / "1" / "summary.json").write_text(__import__("json").dumps({**summary, "status": "running"}))
-    out = regbench(*args, "trainer.resume=true").stdout
-    assert "already completed" in out
+    proc = regbench("train", *args, "trainer.resume=true")
+    out = proc.stdout + proc.stderr
+    assert "already completed" in out and "resumed from" in out
     assert (sweep / "0" / "checkpoints" / "last.npz").stat().st_mtime_ns == first
-    assert read_json(sweep / "1" / "summary.json")["status"] == "completed"
+    # the resumed job continued with its optimizer's state, in a process that built other models first
+    assert_same_run(sweep / "1", job_1(optim))
+
+
+def test_run_resumes_in_a_process_that_built_other_models_first(tmp_path: Path, job_1: Callable[[str], Path]) -> None:
+    sweep = tmp_path / "sweep"
+    kill_after_first_evaluation([*TINY, "optim=adam", "seed=1", f"hydra.run.dir={sweep / '1'}"], sweep / "1")
+    # a sweep whose job 0 (another seed) trains from scratch, then job 1 resumes the killed run
+    regbench("train", "-m", *TINY, "optim=adam", "seed=0,1", "trainer.resume=true", f"hydra.sweep.dir={sweep}")
+    assert read_json(sweep / "0" / "summary.json")["status"] == "completed"
+    assert_same_run(sweep / "1", job_1("adam"))

@@ -15,7 +15,7 @@ import paddle
 import paddle.nn.functional as F
 
 from regbench.data.batches import BatchLoader
-from regbench.train.checkpoint import load_checkpoint, save_checkpoint
+from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.speed import AMP_DTYPES
 
 log = logging.getLogger("regbench")
@@ -137,7 +137,7 @@ class Trainer:
             return False
         model_state, optim_state, trainer_state = load_checkpoint(self.last_path)
         self.model.set_state_dict(model_state)
-        self.optimizer.set_state_dict(optim_state)
+        load_optimizer_state(self.optimizer, self.model, optim_state)
         # the checkpoint holds the lr the schedule had reached; recompute it for this run's length, which may have
         # grown (a finished cosine would otherwise stay at its end value): closed form at the checkpoint's step
         self.lr.step(self.lr.last_epoch)
@@ -170,18 +170,18 @@ class Trainer:
             with paddle.amp.auto_cast(level="O1", dtype=AMP_DTYPES[self.cfg.amp]):
                 logits = self.model(images)
             loss = loss_fn(logits.astype("float32"), labels, self.cfg.label_smoothing)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
         else:
             logits = self.model(images)
             loss = loss_fn(logits, labels, self.cfg.label_smoothing)
-            loss.backward()
-            self.optimizer.step()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        # fresh names: the optimizer names the state it creates on its first step `{parameter}_{accumulator}_0`,
+        # whatever the process built before, as checkpoint.load_optimizer_state expects
+        with paddle.utils.unique_name.guard():
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
         self.optimizer.clear_grad()
         if self.cfg.sched_interval == "step":
             self.lr.step()
