@@ -1,8 +1,11 @@
 """Nothing lost: real training processes killed, interrupted, fed NaNs, bad configs and bad files."""
 from __future__ import annotations
 
+import ast
 import os
 import re
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,3 +220,94 @@ def test_run_resumes_in_a_process_that_built_other_models_first(tmp_path: Path, 
     regbench("train", "-m", *TINY, "optim=adam", "seed=0,1", "trainer.resume=true", f"hydra.sweep.dir={sweep}")
     assert read_json(sweep / "0" / "summary.json")["status"] == "completed"
     assert_same_run(sweep / "1", job_1("adam"))
+
+
+def test_full_disk_ends_in_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path: Path, uninterrupted: Path) -> None:
+    # a file-size limit on the run process (no root needed): a checkpoint with one evaluation in its history fits,
+    # one with two (about a kilobyte more) does not
+    first = tmp_path / "first"
+    regbench("train", *SMALL, "trainer.max_steps=8", f"hydra.run.dir={first}")
+    limit = (first / "checkpoints" / "last.npz").stat().st_size + 400
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "regbench", "train", *SMALL, f"hydra.run.dir={run}"],
+                          preexec_fn=limited, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    (line,) = [line for line in out.splitlines() if "error" in line.lower()]
+    assert re.search(r"cannot write \S+/checkpoints/(best|last)\.npz: File too large \(EFBIG\)", line), line
+    assert "trainer.resume=true" in line and "Traceback" not in out
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "failed" and "File too large" in summary["error"] and summary["steps"] == 8
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [8]
+    with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as ckpt:
+        assert '"step": 8' in str(ckpt["__meta__"])
+    # space freed: the run continues from its last checkpoint as if nothing had happened
+    regbench("train", *SMALL, "trainer.resume=true", f"hydra.run.dir={run}")
+    assert_same_run(run, uninterrupted)
+
+
+def test_unwritable_summary_is_said_in_one_line(tmp_path: Path) -> None:
+    # 300 bytes: too little for summary.json (Hydra's .hydra/ copy is off, train.log is cut short). Python's own
+    # .pyc writes come before regbench can ignore SIGXFSZ, so the child ignores it from the start here.
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "regbench", "train", *SMALL, f"hydra.run.dir={run}",
+                           "hydra.output_subdir=null"], preexec_fn=limited, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out
+    (line,) = [line for line in out.splitlines() if "error" in line.lower()]
+    assert f"cannot write {run / 'summary.json'}: File too large (EFBIG)" in line
+    assert sorted(p.name for p in run.iterdir()) == ["train.log"]
+
+
+@pytest.mark.parametrize("command, name", [("table", "table.md"), ("plot", "plot.png")])
+def test_report_that_cannot_be_written_keeps_the_previous_one(tmp_path: Path, uninterrupted: Path, command: str,
+                                                              name: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted, run)
+    (run / name).write_text("the previous report\n")
+
+    def limited() -> None:  # 64 bytes: less than any table or plot
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    proc = subprocess.run([sys.executable, "-m", "regbench", command, str(run)], preexec_fn=limited,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr == f"regbench: error: cannot write {run / name}: File too large (EFBIG)\n"
+    assert (run / name).read_text() == "the previous report\n"
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_every_file_regbench_writes_goes_through_the_atomic_helper() -> None:
+    """Outside regbench/files.py, a write names a file object of atomic_write, never a path of its own."""
+    savers = {"savefig", "save", "savez", "savez_compressed", "dump", "write", "writelines"}  # given a file object
+    forbidden = {"os.replace", "os.rename", "shutil.copy", "shutil.copyfile", "shutil.copy2", "shutil.move"}
+    offenders = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "regbench").rglob("*.py")):
+        if path.name == "files.py":
+            continue
+        tree = ast.parse(path.read_text())
+        atomic = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.With)
+                  for item in node.items if isinstance(item.context_expr, ast.Call)
+                  and ast.unparse(item.context_expr.func).endswith("atomic_write")
+                  and isinstance(item.optional_vars, ast.Name)}
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            func = ast.unparse(call.func)
+            method = func.rpartition(".")[2] if isinstance(call.func, ast.Attribute) else None
+            receiver = [call.func.value] if isinstance(call.func, ast.Attribute) else []
+            names = {a.id for a in [*receiver, *call.args, *(k.value for k in call.keywords)] if isinstance(a, ast.Name)}
+            mode = next((a.value for a in call.args[1:2] if isinstance(a, ast.Constant)), "r")
+            if (func in forbidden or method in ("write_text", "write_bytes")
+                    or (method or func) in savers and not names & atomic
+                    or func == "open" and isinstance(mode, str) and set(mode) & set("wax+")):
+                offenders.append(f"{path.name}:{call.lineno}: {ast.unparse(call)[:80]}")
+    assert not offenders, "\n".join(offenders)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ import paddle
 import paddle.nn.functional as F
 
 from regbench.data.batches import BatchLoader
+from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.speed import AMP_DTYPES
 
@@ -147,11 +147,12 @@ class Trainer:
     def _checkpoint(self, improved: bool) -> None:
         if self.rank != 0:
             return
-        save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress))
+        # best first: when a write fails (a full disk), last.npz, from which a run resumes, stays a step behind best
         if improved:
-            tmp = self.best_path.with_name(".best.npz.tmp")
-            shutil.copyfile(self.last_path, tmp)
-            tmp.replace(self.best_path)
+            save_checkpoint(self.best_path, self.model, self.optimizer, asdict(self.progress))
+            copy_file(self.best_path, self.last_path)
+        else:
+            save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress))
 
     # -- the loop -----------------------------------------------------------------------------------
     def epoch_of(self, step: int) -> float:
