@@ -16,6 +16,7 @@ from regbench.errors import UserError
 # the official file, as paddle.vision.datasets.Cifar10 fetches it
 URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # the dataset authors' page
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 MEMBERS = (*TRAIN_BATCHES, "test_batch", "batches.meta")
 FOLDER = "cifar-10-batches-py"
@@ -58,7 +59,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def load_cifar10(data_file: str | None) -> Splits:
     """The 50,000 training images as train and the official 10,000 test images as val (no separate test split)."""
-    path = data_file if data_file is not None else download(URL, MD5, ARCHIVE)
+    path = data_file if data_file is not None else download(URL, MD5, ARCHIVE, OFFICIAL_URL)
     batches = read_members(path, FOLDER, MEMBERS, ARCHIVE)
     train = [batch_arrays(path, f"{FOLDER}/{name}", batches[name], b"labels") for name in TRAIN_BATCHES]
     return official_splits(
@@ -122,7 +123,7 @@ def label_names(path: str, member: str, meta: object, key: bytes) -> tuple[str, 
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[key])
 
 
-def download(url: str, md5: str, archive: str) -> str:
+def download(url: str, md5: str, archive: str, official_url: str) -> str:
     """The official `archive` through Paddle's downloader (cached, MD5-checked), or a UserError saying what to do."""
     from paddle.dataset.common import DATA_HOME, download as paddle_download
 
@@ -130,6 +131,7 @@ def download(url: str, md5: str, archive: str) -> str:
         return paddle_download(url, "cifar", md5)
     except Exception as e:  # Paddle's downloader raises RuntimeError offline, other errors on odd networks
         raise UserError(
-            f"cannot download {url} into {os.path.join(DATA_HOME, 'cifar')} ({e}): download the official {archive} "
-            f"(MD5 {md5}) elsewhere and set dataset.data_file=PATH to it"
+            f"cannot download {url} into {os.path.join(DATA_HOME, 'cifar')} ({e}): get the official {archive} "
+            f"(MD5 {md5}, from {official_url}) and set dataset.data_file=PATH, "
+            f"or use dataset=imagefolder dataset.root=DIR dataset.num_classes=N for a folder of images"
         ) from e

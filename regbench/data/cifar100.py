@@ -8,6 +8,7 @@ from regbench.errors import UserError
 # the official file, as paddle.vision.datasets.Cifar100 fetches it
 URL = "https://dataset.bj.bcebos.com/cifar/cifar-100-python.tar.gz"
 MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"  # the dataset authors' page
 ARCHIVE = "cifar-100-python.tar.gz"
 FOLDER = "cifar-100-python"
 MEMBERS = ("train", "test", "meta")
@@ -20,7 +21,7 @@ def load_cifar100(data_file: str | None, label: str) -> Splits:
     labelled with the 100 fine classes or the 20 coarse superclasses."""
     if label not in LABELS:
         raise UserError(f"dataset.label={label!r} is invalid: it must be fine or coarse")
-    path = data_file if data_file is not None else download(URL, MD5, ARCHIVE)
+    path = data_file if data_file is not None else download(URL, MD5, ARCHIVE, OFFICIAL_URL)
     members = read_members(path, FOLDER, MEMBERS, ARCHIVE)
     labels_key, names_key = LABELS[label]
     return official_splits(
