@@ -87,7 +87,7 @@ def test_offline_download_error_names_the_archive_its_md5_and_data_file(tmp_path
                     env={"HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"})
     assert proc.returncode == 2
     out = proc.stdout + proc.stderr
-    assert "cifar-100-python.tar.gz (MD5 eb9058c3a382ffc7106e4002c42a8d85)" in out
+    assert "cifar-100-python.tar.gz (MD5 eb9058c3a382ffc7106e4002c42a8d85, from https://www.cs.toronto.edu/" in out
     assert "dataset.data_file=PATH" in out and "Traceback" not in out
 
 
