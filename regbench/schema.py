@@ -35,6 +35,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sched.interval", lambda v: v in ("step", "epoch"), "step or epoch"),
     ("sched.step_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("sched.gamma", lambda v: v > 0, "> 0"),
+    ("sched.milestones", lambda v: len(v) >= 1 and all(isinstance(m, int) and m >= 1 for m in v)
+     and list(v) == sorted(set(v)), "a list of increasing integers >= 1"),
     ("sched.T_max", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("dataset.image_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),

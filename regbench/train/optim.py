@@ -15,7 +15,9 @@ def build_lr(sched: DictConfig, lr: float, total_units: int) -> paddle.optimizer
         return paddle.optimizer.lr.StepDecay(lr, step_size=sched.step_size, gamma=sched.gamma)
     if sched.name == "cosine":
         return paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=sched.T_max or total_units, eta_min=sched.eta_min)
-    raise UserError(f"unknown sched.name {sched.name!r}; choose one of: constant, step, cosine")
+    if sched.name == "multistep":
+        return paddle.optimizer.lr.MultiStepDecay(lr, milestones=list(sched.milestones), gamma=sched.gamma)
+    raise UserError(f"unknown sched.name {sched.name!r}; choose one of: constant, step, cosine, multistep")
 
 
 def build_optimizer(optim: DictConfig, lr: paddle.optimizer.lr.LRScheduler,
