@@ -98,7 +98,8 @@ def values_equal(a: Any, b: Any) -> bool:
 
 
 def _ignored(key: str) -> bool:
-    return key in IGNORED_KEYS or key == "hydra" or key.startswith(("hydra.", "hydra/"))
+    # data_files.NAME: where a dataset's official archive lives (the league's rows read theirs from it)
+    return key in IGNORED_KEYS or key == "hydra" or key.startswith(("hydra.", "hydra/", "data_files."))
 
 
 def parse_overrides(lines: Sequence[str]) -> dict[str, Any]:
