@@ -53,6 +53,9 @@ def _preflight(argv: list[str]) -> None:
                for a in argv):
         cfg = validate_overrides(argv)
         process_env.prepare(cfg.trainer)
+        from regbench.track import require
+
+        require(cfg.logger)  # a chosen tracker's package is installed
         _require_paddle()
         from regbench.models import build_model
 

@@ -20,6 +20,7 @@ from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
 from regbench.models import build_model
 from regbench.models.summary import count_params
+from regbench.track import Trackers, open_trackers
 from regbench.train import run_dir, speed
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer
 from regbench.train.optim import build_lr, build_optimizer
@@ -100,7 +101,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval), device
 
 
-def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
+def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Trackers) -> None:
     title = f"{summary['model']} · {summary['act']} · {summary['reg']} · {summary['dataset']} · seed {cfg.seed}"
 
     def on_eval(p: Progress) -> None:  # rank 0 only
@@ -111,6 +112,7 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
                        final_train_acc=last["train_acc"])
         run_dir.write_json(folder / run_dir.SUMMARY, summary)
         run_dir.plot_curves(folder / run_dir.CURVES, p.history, title)
+        trackers.log(p.history)
 
     trainer, device = build_trainer(cfg, folder, on_eval)
     summary["total_params"], summary["trainable_params"] = count_params(trainer.model)
@@ -132,6 +134,7 @@ def _config_hash(cfg: DictConfig) -> str:
     """Identifies what a run trains: the whole config except whether it resumes."""
     config = OmegaConf.to_container(cfg, resolve=True)
     config["trainer"].pop("resume")
+    config.pop("logger", None)  # trackers mirror a run, they do not change it
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -157,8 +160,11 @@ def train(cfg: DictConfig) -> None:
     main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
     if main:
         run_dir.write_json(summary_path, summary)
+    trackers = Trackers({})
     try:
-        _run(cfg, folder, summary)
+        if main:
+            trackers = open_trackers(cfg, folder, config_hash)
+        _run(cfg, folder, summary, trackers)
         summary["status"] = "completed"
     except Interrupted as err:
         summary.update(status="interrupted", error=str(err))
@@ -175,6 +181,7 @@ def train(cfg: DictConfig) -> None:
         summary["wall_time_s"] = round(time.time() - start, 2)
         if main:
             run_dir.write_json(summary_path, summary)
+        trackers.close(summary)
     if interrupted is not None:
         log.warning("%s", summary["error"])
         raise SystemExit(128 + interrupted)
