@@ -131,6 +131,9 @@ class Trainer:
         model_state, optim_state, trainer_state = load_checkpoint(self.last_path)
         self.model.set_state_dict(model_state)
         self.optimizer.set_state_dict(optim_state)
+        # the checkpoint holds the lr the schedule had reached; recompute it for this run's length, which may have
+        # grown (a finished cosine would otherwise stay at its end value): closed form at the checkpoint's step
+        self.lr.step(self.lr.last_epoch)
         self.progress = Progress(**trainer_state)
         return True
 
