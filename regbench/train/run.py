@@ -21,6 +21,7 @@ from regbench.errors import UserError
 from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.track import Trackers, open_trackers
+from regbench.tune import NoObjective, objective
 from regbench.train import run_dir, speed
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer
 from regbench.train.optim import build_lr, build_optimizer
@@ -138,8 +139,9 @@ def _config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train(cfg: DictConfig) -> None:
-    """Hydra task: train one configuration in the job's run folder; record the outcome in summary.json."""
+def train(cfg: DictConfig) -> float | NoObjective:
+    """Hydra task: train one configuration in the job's run folder; record the outcome in summary.json. Returns the
+    objective a sweeper may search on (best val accuracy; NoObjective when the run did not complete)."""
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir)
     choices = hydra_cfg.runtime.choices
@@ -149,7 +151,7 @@ def train(cfg: DictConfig) -> None:
     previous = run_dir.read_json(summary_path) if cfg.trainer.resume else None
     if previous and previous.get("status") == "completed" and previous.get("config_hash") == config_hash:
         log.info("%s: already completed with this config, nothing to resume", folder)
-        return
+        return objective(previous)
     start = time.time() - (previous or {}).get("wall_time_s", 0.0)
     summary: dict[str, Any] = dict(
         status="running", model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset,
@@ -189,3 +191,4 @@ def train(cfg: DictConfig) -> None:
         log.error("%s: %s", summary["status"], summary["error"])
         if hydra_cfg.mode != RunMode.MULTIRUN:  # in a sweep the other jobs go on; the CLI exits non-zero at the end
             raise SystemExit(2 if summary["status"] == "failed" else 1)
+    return objective(summary)
