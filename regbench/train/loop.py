@@ -28,8 +28,9 @@ class Diverged(RuntimeError):
 class Interrupted(RuntimeError):
     """Training stopped on a signal after writing a checkpoint."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by signal {signum} at a checkpoint; rerun with trainer.resume=true to continue")
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"stopped by signal {signum} at a checkpoint at step {step}; "
+                         "rerun with trainer.resume=true to continue")
         self.signum = signum
 
 
@@ -218,11 +219,21 @@ class Trainer:
         if not math.isfinite(p.loss_sum):
             raise Diverged(f"training loss became {p.loss_sum} by step {p.step}")
 
+    def _agreed_stop(self) -> int:
+        """The signal to stop on after this step (0: go on), the same on every data-parallel rank: the largest any
+        rank has received. A signal reaches ranks at different steps; each stopping on its own would leave the others
+        waiting in a collective it never joins."""
+        if self.world == 1:
+            return self.stop_signal or 0
+        flag = paddle.to_tensor([self.stop_signal or 0], dtype="int32")
+        paddle.distributed.all_reduce(flag, op=paddle.distributed.ReduceOp.MAX)
+        return int(flag.item())
+
     def fit(self) -> None:
         """Train until epochs or max_steps are done, evaluating and checkpointing on the way.
 
-        When `stop_signal` gets set (by a signal handler), the loop checkpoints after the current step and raises
-        Interrupted."""
+        When `stop_signal` gets set (by a signal handler) on any rank, every rank stops after the same step: rank 0
+        checkpoints, and all raise Interrupted."""
         p = self.progress
         bar = _ProgressBar(self.total_steps, p.step)
         self.model.train()
@@ -242,11 +253,12 @@ class Trainer:
                 if self._due_for_eval(end_of_epoch):
                     self._flush(window)
                     self._evaluate()
-                if self.stop_signal is not None:
+                stop = self._agreed_stop()
+                if stop:
                     self._flush(window)
                     self._checkpoint(improved=False)
                     bar.close()
-                    raise Interrupted(self.stop_signal)
+                    raise Interrupted(stop, p.step)
                 if p.step >= self.total_steps:
                     break
         bar.close()

@@ -186,6 +186,8 @@ def train(cfg: DictConfig) -> float | NoObjective:
         trackers.close(summary)
     if interrupted is not None:
         log.warning("%s", summary["error"])
+        if paddle.distributed.get_world_size() > 1:  # rank 0 has written the summary before any rank exits:
+            paddle.distributed.barrier()               # a launcher stops the other ranks when one exits
         raise SystemExit(128 + interrupted)
     if summary["status"] != "completed":
         log.error("%s: %s", summary["status"], summary["error"])
