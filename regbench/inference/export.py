@@ -67,6 +67,10 @@ def to_onnx(program: Path, params: Path, out: Path, opset: int) -> None:
         import paddle2onnx
     except ImportError:
         raise UserError("--format onnx needs paddle2onnx: pip install 'regbench[export]'") from None
+    except Exception as err:  # paddle2onnx 2.x refuses to load beside Paddle 2.6
+        reason = str(err).split(". ")[0].split(": python -m")[0]
+        raise UserError(f"paddle2onnx cannot run with Paddle {paddle.__version__} ({reason}); with Paddle 2.6 "
+                        "install paddle2onnx 1.x: pip install 'paddle2onnx<2'") from None
     paddle2onnx.export(str(program), str(params), str(out), opset_version=opset, verbose=False)
     if not out.is_file():
         raise RuntimeError("paddle2onnx wrote no file")

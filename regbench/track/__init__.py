@@ -61,6 +61,23 @@ def status_text(summary: dict[str, Any]) -> str:
     return summary["status"] + (f": {summary['error']}" if summary.get("error") else "")
 
 
+class WriterTracker:
+    """A tracker over a dashboard writer that has add_scalar(tag, value, step), add_text(tag, text, step), flush()
+    and close() (tensorboardX's SummaryWriter, VisualDL's LogWriter)."""
+
+    writer: Any
+    logged_step: int
+
+    def log(self, row: dict[str, Any]) -> None:
+        for tag, value in scalars(row).items():
+            self.writer.add_scalar(tag, value, row["step"])
+        self.writer.flush()
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.writer.add_text("status", status_text(summary), summary.get("steps") or 0)
+        self.writer.close()
+
+
 def require(logger_cfg: DictConfig) -> None:
     """A UserError naming the package to install for the first chosen tracker whose package is missing."""
     for name in logger_cfg or {}:

@@ -5,7 +5,7 @@ from typing import Any
 
 import yaml
 
-from regbench.track import RunInfo, scalars, status_text
+from regbench.track import RunInfo, WriterTracker
 
 
 def config_markdown(config: dict[str, Any]) -> str:
@@ -13,7 +13,7 @@ def config_markdown(config: dict[str, Any]) -> str:
     return "\n".join("    " + line for line in yaml.safe_dump(config, sort_keys=False).splitlines())
 
 
-class TensorBoardTracker:
+class TensorBoardTracker(WriterTracker):
     """Scalars (losses, accuracies, lr, img/s) at every evaluation, the composed config as text."""
 
     def __init__(self, run: RunInfo, subdir: str) -> None:
@@ -26,12 +26,3 @@ class TensorBoardTracker:
         self.writer.add_text("config", config_markdown(run.config), 0)
         self.writer.flush()
         self.logged_step = -1
-
-    def log(self, row: dict[str, Any]) -> None:
-        for tag, value in scalars(row).items():
-            self.writer.add_scalar(tag, value, row["step"])
-        self.writer.flush()
-
-    def close(self, summary: dict[str, Any]) -> None:
-        self.writer.add_text("status", status_text(summary), summary.get("steps") or 0)
-        self.writer.close()

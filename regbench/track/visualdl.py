@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from regbench.track import RunInfo, scalars, status_text
+from regbench.track import RunInfo, WriterTracker
 from regbench.track.tensorboard import config_markdown
 
 LOG_FILE = "vdlrecords.regbench.log"  # one file per run: a resumed run appends to it
@@ -17,7 +16,7 @@ def logged_steps(path: Path, tag: str = "val/acc") -> list[int]:
     return [int(r.id) for r in LogReader(file_path=str(path)).get_data("scalar", tag)]
 
 
-class VisualDLTracker:
+class VisualDLTracker(WriterTracker):
     """Scalars (losses, accuracies, lr, img/s) at every evaluation, the composed config as text."""
 
     def __init__(self, run: RunInfo, subdir: str) -> None:
@@ -29,12 +28,3 @@ class VisualDLTracker:
         if self.logged_step < 0:
             self.writer.add_text("config", config_markdown(run.config), 0)
             self.writer.flush()
-
-    def log(self, row: dict[str, Any]) -> None:
-        for tag, value in scalars(row).items():
-            self.writer.add_scalar(tag, value, row["step"])
-        self.writer.flush()
-
-    def close(self, summary: dict[str, Any]) -> None:
-        self.writer.add_text("status", status_text(summary), summary.get("steps") or 0)
-        self.writer.close()
