@@ -124,6 +124,8 @@ def run_exported(files: list[Path], fmt: str, images: np.ndarray) -> np.ndarray:
     config = paddle.inference.Config(str(files[0]), str(files[-1]))
     config.disable_gpu()
     config.disable_glog_info()
+    if paddle.__version__.startswith("2."):  # Paddle 2.6's oneDNN kernels refuse some of DY-ReLU's broadcasts
+        config.disable_mkldnn()
     predictor = paddle.inference.create_predictor(config)
     predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(images)
     predictor.run()
