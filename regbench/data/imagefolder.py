@@ -5,7 +5,6 @@ import hashlib
 import io
 import os
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from regbench.data.splits import Split, Splits
 from regbench.errors import UserError
+from regbench.files import WriteFailed, atomic_write
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "test")
@@ -144,23 +144,15 @@ def _read_cache(path: str) -> Splits | None:
 
 
 def _write_cache(path: str, splits: Splits) -> None:
-    """Write atomically (temp file + rename), so a crash or a parallel run never leaves a partial cache."""
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    train_images=splits.train.images,
-                    train_labels=splits.train.labels,
-                    val_images=splits.val.images,
-                    val_labels=splits.val.labels,
-                    classes=np.array(splits.classes, dtype=str),
-                )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    except OSError:
-        pass  # the cache only saves time; a read-only home must not stop a run
+        with atomic_write(path, "wb") as f:
+            np.savez(
+                f,
+                train_images=splits.train.images,
+                train_labels=splits.train.labels,
+                val_images=splits.val.images,
+                val_labels=splits.val.labels,
+                classes=np.array(splits.classes, dtype=str),
+            )
+    except WriteFailed:
+        pass  # the cache only saves time; a read-only or full home must not stop a run

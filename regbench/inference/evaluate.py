@@ -59,7 +59,7 @@ def plot_confusion(path: Path, counts: np.ndarray, classes: tuple[str, ...], tit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from regbench.train.run_dir import atomic_write
+    from regbench.files import atomic_write
 
     n = len(classes)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

@@ -11,13 +11,14 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
 import paddle
 from omegaconf import DictConfig
 
 from regbench.errors import UserError
+from regbench.files import copy_file, staged_files
 from regbench.inference import FORMATS
 from regbench.inference.run_folder import load_model, saved_config
 
@@ -25,16 +26,17 @@ INPUT_NAME = "image"
 
 
 @contextmanager
-def _captured_output(log: Path) -> Iterator[None]:
-    """Send what exporters print (Paddle's and paddle2onnx's C++ logs included) to `log` instead of the terminal."""
+def _captured_output() -> Iterator[IO[str]]:
+    """Send what exporters print (Paddle's and paddle2onnx's C++ logs included) to a temporary file, not the
+    terminal; the file is readable after the block."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(log, "w") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
+    with tempfile.TemporaryFile("w+") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
         try:
-            yield
+            yield log
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -44,8 +46,9 @@ def _captured_output(log: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-def _last_line(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+def _last_line(log: IO[str]) -> str:
+    log.seek(0)
+    lines = [line.strip() for line in log.read().splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 
@@ -80,26 +83,23 @@ def export_model(model: paddle.nn.Layer, input_shape: list[int], folder: Path, f
     """Write `model` in `fmt` into `folder` (files replaced atomically); returns the files written."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
-        work, log = Path(tmp), Path(tmp) / "export.log"
+    with tempfile.TemporaryDirectory() as scratch, staged_files(folder) as out, _captured_output() as log:
         try:
-            with _captured_output(log):
-                files = save_inference_model(model, input_shape, work / "model")
-                if fmt == "onnx":
-                    to_onnx(files[0], files[-1], work / "model.onnx", opset)
-                    files = [work / "model.onnx"]
+            program = save_inference_model(model, input_shape, Path(scratch) / "model")
+            if fmt == "onnx":
+                to_onnx(program[0], program[-1], out / "model.onnx", opset)
+                names = ["model.onnx"]
+            else:
+                for f in program:
+                    copy_file(f, out / f.name)
+                names = [f.name for f in program]  # the program first, its parameters last
         except UserError:
             raise
         except Exception as err:
             detail = _last_line(log) or f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
             raise UserError(f"{fmt} export of {type(model).__name__} failed with Paddle {paddle.__version__}"
                             f"{_onnx_version() if fmt == 'onnx' else ''}: {detail[:400]}") from None
-        written = []
-        for f in files:
-            os.replace(f, folder / f.name)
-            written.append(folder / f.name)
-    return written
+    return [folder / name for name in names]
 
 
 def _onnx_version() -> str:

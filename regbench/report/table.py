@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from regbench.files import write_text
 from regbench.report.runs import MISSING, PathLike, Run, find_runs, group_runs, parse_overrides, values_equal
 
 ARTICLES_FILE = Path(__file__).with_name("articles.yaml")
@@ -269,8 +270,8 @@ def save_table(runs: Sequence[Run], out_dir: PathLike) -> str:
     out = Path(out_dir)
     sections = build_sections(runs)
     markdown = render_markdown(sections, root=out)
-    (out / TABLE_MD).write_text(markdown)
-    (out / TABLE_CSV).write_text(render_csv(sections))
+    write_text(out / TABLE_MD, markdown)
+    write_text(out / TABLE_CSV, render_csv(sections))
     return markdown
 
 
