@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
-from regbench.files import WriteFailed
+from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.train import run_dir, speed
@@ -160,6 +160,7 @@ def train(cfg: DictConfig) -> None:
     main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
     try:
         if main:
+            remove_temporaries(folder)  # of a write that a kill -9 cut short
             run_dir.write_json(summary_path, summary)
         _run(cfg, folder, summary)
         summary["status"] = "completed"
