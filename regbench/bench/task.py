@@ -13,6 +13,7 @@ import paddle
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from regbench import regs
 from regbench.bench import HYDRA_OVERRIDES
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
@@ -37,7 +38,7 @@ def bench(cfg: DictConfig) -> None:
         log.error("%s: %s", " ".join(overrides), err)
         FAILED.append(f"{' '.join(overrides)}: {err}")
         return
-    row = dict(model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset, **figures,
+    row = dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset, **figures,
                overrides=overrides)
     RESULTS.append(row)
     print(json.dumps(row), flush=True)

@@ -8,9 +8,14 @@ import paddle.nn as nn
 
 from regbench.errors import UserError
 
+BLOCKS = 8  # BasicBlocks: four stages of two
+
 
 class BasicBlock(nn.Layer):
-    """conv3×3·BN·act·[conv] · conv3×3·BN, + shortcut (1×1 conv·BN if the shape changes), then act·[conv]."""
+    """conv3×3·BN·act·[conv] · conv3×3·BN·[residual], + shortcut (1×1 conv·BN if the shape changes), then act·[conv].
+
+    `residual` (e.g. DropPath) acts on the branch before the sum; without the sum (use_residual=False) there is no
+    residual branch and it is not used."""
 
     def __init__(
         self,
@@ -20,6 +25,7 @@ class BasicBlock(nn.Layer):
         use_residual: bool,
         act: Callable[[int], nn.Layer],
         conv_reg: Callable[[], nn.Layer],
+        residual: Callable[[], nn.Layer],
     ) -> None:
         super().__init__()
         self.body = nn.Sequential(
@@ -37,12 +43,13 @@ class BasicBlock(nn.Layer):
             self.shortcut = nn.Identity()
         # Article 4's use_residual=False keeps the shortcut layers (same parameter count) but never adds them.
         self.use_residual = use_residual
+        self.residual = residual() if use_residual else nn.Identity()
         self.after_sum = nn.Sequential(act(out_channels), conv_reg())
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         y = self.body(x)
         if self.use_residual:
-            y = y + self.shortcut(x)
+            y = self.residual(y) + self.shortcut(x)
         return self.after_sum(y)
 
 
@@ -66,6 +73,7 @@ def _stem(
 class ResNet18(nn.Layer):
     """stem · stage 64 · stage 128/2 · stage 256/2·[block ¼] · stage 512/2·[block] · avg pool · fc.
 
+    Block l of the 8 gets residual_reg(drop_scale=l/8) on its branch (stochastic depth's linear rule).
     ResNet18 has no hidden fully connected layer: `fc_reg` is accepted so that every model takes the same factories.
     """
 
@@ -79,14 +87,18 @@ class ResNet18(nn.Layer):
         conv_reg: Callable[[], nn.Layer],
         fc_reg: Callable[[], nn.Layer],
         block_reg: Callable[..., nn.Layer],
+        residual_reg: Callable[..., nn.Layer],
     ) -> None:
         super().__init__()
+        depth = iter(range(1, BLOCKS + 1))
+
+        def block(cin: int, cout: int, stride: int) -> BasicBlock:
+            drop_scale = next(depth) / BLOCKS
+            return BasicBlock(cin, cout, stride, use_residual, act, conv_reg,
+                              residual=lambda: residual_reg(drop_scale=drop_scale))
 
         def stage(cin: int, cout: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(
-                BasicBlock(cin, cout, stride, use_residual, act, conv_reg),
-                BasicBlock(cout, cout, 1, use_residual, act, conv_reg),
-            )
+            return nn.Sequential(block(cin, cout, stride), block(cout, cout, 1))
 
         # DropBlock paper's official code: stage 3 gets a quarter of stage 4's drop rate.
         self.net = nn.Sequential(

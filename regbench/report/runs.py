@@ -12,6 +12,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from regbench import regs
 from regbench.errors import UserError
 
 SUMMARY = "summary.json"
@@ -150,6 +151,8 @@ def load_run(path: PathLike) -> Run:
         config = OmegaConf.load(path / HYDRA_DIR / "config.yaml")
     except (OSError, yaml.YAMLError):
         config = None
+    if "reg" not in choices and isinstance(config, DictConfig) and isinstance(config.get("reg"), DictConfig):
+        choices["reg"] = regs.label(config.reg)  # Hydra records no choice for a list: reg=[dropblock,cutmix]
     return Run(path=path, status=(summary or {}).get("status") or "missing", summary=summary or {},
                metrics=_read_metrics(path / METRICS), choices=choices,
                overrides=parse_overrides(lines) if isinstance(lines, list) else {},

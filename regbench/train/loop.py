@@ -11,12 +11,12 @@ from typing import Any, Callable
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from regbench.data.batches import BatchLoader
 from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.speed import AMP_DTYPES
+from regbench.train.targets import BatchTransform, Targets, agreement, loss_fn
 
 log = logging.getLogger("regbench")
 
@@ -48,7 +48,7 @@ class Progress:
     # running sums since the last evaluation; train_time_s: seconds spent in training steps (producing the batch
     # included, as `regbench bench` times a step), not in evaluation, checkpoints or plots
     loss_sum: float = 0.0
-    correct: int = 0
+    correct: float = 0.0  # λ-weighted under mixed targets
     seen: int = 0
     train_time_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -65,14 +65,6 @@ class LoopConfig:
     seed: int
     log_every: int
     amp: str  # off | fp16 | bf16 (already "off" where the device cannot)
-
-
-def loss_fn(logits: paddle.Tensor, labels: paddle.Tensor, smoothing: float, reduction: str = "mean") -> paddle.Tensor:
-    """Cross-entropy, with label smoothing (1-ε)·y + ε/C when ε > 0."""
-    if smoothing:
-        target = F.label_smooth(F.one_hot(labels, logits.shape[-1]), epsilon=smoothing)
-        return F.cross_entropy(logits, target, soft_label=True, reduction=reduction)
-    return F.cross_entropy(logits, labels, reduction=reduction)
 
 
 def evaluate(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str = "off") -> tuple[float, float]:
@@ -109,8 +101,11 @@ class Trainer:
     def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                  lr: paddle.optimizer.lr.LRScheduler, train: BatchLoader, val: BatchLoader,
                  test: BatchLoader | None, folder: Path, cfg: LoopConfig,
-                 on_eval: Callable[[Progress], None]) -> None:
+                 on_eval: Callable[[Progress], None], batch_reg: BatchTransform | None = None) -> None:
         self.model, self.optimizer, self.lr = model, optimizer, lr
+        # batch-level regularizers, called on each training batch; `mixes`: they may return Mixed targets
+        self.batch_reg = batch_reg
+        self.mixes = bool(getattr(batch_reg, "mixes", False))
         self.train_loader, self.val_loader, self.test_loader = train, val, test
         self.folder, self.cfg, self.on_eval = folder, cfg, on_eval
         self.steps_per_epoch = train.num_batches
@@ -162,8 +157,12 @@ class Trainer:
     def train_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
         """One optimization step at the current progress.step: (detached loss, number of right predictions)."""
         p = self.progress
-        # dropout draws depend on the step (and rank) alone: exact resume
-        paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *([self.rank] if self.world > 1 else [])))
+        # dropout and batch-regularizer draws depend on the step (and rank) alone: exact resume
+        rank = [self.rank] if self.world > 1 else []
+        paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *rank))
+        targets: Targets = labels
+        if self.batch_reg is not None:
+            images, targets = self.batch_reg(images, labels, np.random.default_rng([self.cfg.seed, 2, p.step, *rank]))
         for layer in self.scheduled:
             layer.set_progress(p.step / self.total_steps)
         self.step_lr = float(self.optimizer.get_lr())
@@ -171,10 +170,10 @@ class Trainer:
             # O1: matmuls and convs in half precision, BatchNorm, softmax and the loss in float32
             with paddle.amp.auto_cast(level="O1", dtype=AMP_DTYPES[self.cfg.amp]):
                 logits = self.model(images)
-            loss = loss_fn(logits.astype("float32"), labels, self.cfg.label_smoothing)
+            loss = loss_fn(logits.astype("float32"), targets, self.cfg.label_smoothing)
         else:
             logits = self.model(images)
-            loss = loss_fn(logits, labels, self.cfg.label_smoothing)
+            loss = loss_fn(logits, targets, self.cfg.label_smoothing)
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         # fresh names: the optimizer names the state it creates on its first step `{parameter}_{accumulator}_0`,
         # whatever the process built before, as checkpoint.load_optimizer_state expects
@@ -187,7 +186,7 @@ class Trainer:
         self.optimizer.clear_grad()
         if self.cfg.sched_interval == "step":
             self.lr.step()
-        return loss.detach(), (logits.argmax(axis=1) == labels).astype("int64").sum()
+        return loss.detach(), agreement(logits, targets)
 
     def _due_for_eval(self, end_of_epoch: bool) -> bool:
         step = self.progress.step
@@ -208,6 +207,8 @@ class Trainer:
                    train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
                    train_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1),
                    eval_time_s=round(eval_time_s, 3))
+        if self.mixes:  # train_acc is the λ-weighted agreement with both labels of mixed samples
+            row["train_targets"] = "mixed"
         p.history.append(row)
         improved = val_acc > p.best_val_acc
         if improved:
@@ -224,7 +225,7 @@ class Trainer:
         p = self.progress
         loss_sum, correct, seen = sum_over_ranks([window.loss_sum.item(), window.correct.item(), window.seen])
         p.loss_sum += loss_sum
-        p.correct += int(correct)
+        p.correct += correct
         p.seen += int(seen)
         p.train_time_s += time.perf_counter() - window.tick
         window.reset()
@@ -294,7 +295,7 @@ class _Window:
 
     def reset(self) -> None:
         self.loss_sum = paddle.zeros([])
-        self.correct = paddle.zeros([], dtype="int64")
+        self.correct = paddle.zeros([])
         self.seen, self.tick = 0, time.perf_counter()
 
     def add(self, loss: paddle.Tensor, correct: paddle.Tensor, n: int) -> None:

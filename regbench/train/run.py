@@ -16,6 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from regbench import regs
+from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
@@ -100,7 +102,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
                           max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
                           seed=cfg.seed, log_every=tr.log_every, amp=speed.amp_mode(tr.amp, device))
-    return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval), device
+    return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg)), device
 
 
 def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
@@ -152,7 +154,7 @@ def train(cfg: DictConfig) -> None:
         return
     start = time.time() - (previous or {}).get("wall_time_s", 0.0)
     summary: dict[str, Any] = dict(
-        status="running", model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset,
+        status="running", model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
         optim=choices.optim, sched=choices.sched, experiment=choices.get("experiment"), seed=cfg.seed,
         epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None, final_train_acc=None,
         test_acc=None, total_params=None, trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash,
