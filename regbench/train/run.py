@@ -24,7 +24,7 @@ from regbench.errors import UserError
 from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
-from regbench.train import run_dir, speed
+from regbench.train import run_dir, speed, threads
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer
 
@@ -80,7 +80,9 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     """The run's trainer (model, data, optimizer, schedule) with the trainer's speed switches applied; its device."""
     tr = cfg.trainer
     device = select_device(tr.device)
-    speed.configure(device, threads=tr.threads, cudnn_benchmark=tr.cudnn_benchmark)
+    cpu_threads = threads.resolve(tr)
+    speed.configure(device, threads=cpu_threads, cudnn_benchmark=tr.cudnn_benchmark)
+    log.info("CPU threads: %d (trainer.threads=%s)", cpu_threads, tr.threads)
     paddle.seed(cfg.seed)
     model = build_model(cfg.model, cfg.act, cfg.reg)
     rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
