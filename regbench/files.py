@@ -14,6 +14,7 @@ from typing import IO, Any, Iterator, Union
 from regbench.errors import UserError
 
 PathLike = Union[str, Path]
+TEMPORARY = ".tmp"  # the suffix of the temporary files, which a killed process may leave behind
 
 
 class WriteFailed(UserError):
@@ -30,7 +31,7 @@ class WriteFailed(UserError):
 def atomic_write(path: PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """A file object whose contents replace `path` when the block ends without an error."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel jobs may share a cache file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY}")  # per process: parallel jobs may share a cache
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode) as f:
@@ -44,6 +45,13 @@ def atomic_write(path: PathLike, mode: str = "w") -> Iterator[IO[Any]]:
             cause = f"{err.strerror} ({errno.errorcode.get(err.errno, err.errno)})" if err.errno else str(err)
             raise WriteFailed(path, cause) from None
         raise
+
+
+def remove_temporaries(folder: PathLike) -> None:
+    """Delete what writes into `folder` and its subfolders left behind when their process was killed (only safe
+    where no other process writes at the same time, like a run folder)."""
+    for tmp in Path(folder).rglob(f".*{TEMPORARY}"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: PathLike, text: str) -> None:

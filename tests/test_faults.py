@@ -67,8 +67,11 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path
     with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as ckpt:
         assert len(ckpt.files) > 10
     assert all(r["step"] % 8 == 0 for r in read_jsonl(run / "metrics.jsonl"))
+    # what a kill during a checkpoint write leaves: the resumed run removes it
+    (run / "checkpoints" / ".last.npz.4242.tmp").write_bytes(b"half a checkpoint")
     regbench("train", *SMALL, "trainer.resume=true", f"hydra.run.dir={run}")
     assert_same_run(run, uninterrupted)
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

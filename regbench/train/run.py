@@ -21,7 +21,7 @@ from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
-from regbench.files import WriteFailed
+from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.track import Trackers, open_trackers
@@ -170,6 +170,7 @@ def train(cfg: DictConfig) -> float | NoObjective:
     trackers = Trackers({})
     try:
         if main:
+            remove_temporaries(folder)  # of a write that a kill -9 cut short
             run_dir.write_json(summary_path, summary)
             trackers = open_trackers(cfg, folder, config_hash)
         _run(cfg, folder, summary, trackers)
