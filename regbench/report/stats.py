@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -33,5 +34,7 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Diffe
         return Difference(delta, None, None)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(va + vb)
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # scipy warns of precision loss when one side is constant; the p is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return Difference(delta, (delta - half, delta + half), p)
