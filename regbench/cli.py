@@ -44,19 +44,29 @@ def _quiet_imports() -> None:
 
 
 def _preflight(argv: list[str]) -> None:
-    """Unless Hydra is only asked for help: check the first job's config, apply what Paddle reads when it loads,
-    load Paddle and build the model, so that mistakes cost no work."""
-    from regbench.config import validate_overrides
+    """Unless Hydra is only asked for help: compose and check every job's config, apply what Paddle reads when it
+    loads, load Paddle and build each job's model, so that mistakes cost no work."""
+    from omegaconf import OmegaConf
+
+    from regbench.jobs import command_jobs
     from regbench.train import process_env
+    from regbench.train.resume_check import check_resume
 
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("-sc", "--shell-completion"))
                for a in argv):
-        cfg = validate_overrides(argv)
-        process_env.prepare(cfg.trainer)
+        jobs = command_jobs(argv)
+        for job in jobs:  # before Hydra rewrites the saved config of the folder it resumes
+            check_resume(job.cfg, job.folder)
+        process_env.prepare(jobs[0].cfg.trainer)
         _require_paddle()
         from regbench.models import build_model
 
-        build_model(cfg.model, cfg.act, cfg.reg)  # a model that does not fit the data fails here, before any work
+        built: set[str] = set()
+        for job in jobs:  # a model that does not fit the data fails here, before any work
+            key = json.dumps([OmegaConf.to_container(job.cfg[k], resolve=True) for k in ("model", "act", "reg")])
+            if key not in built:
+                built.add(key)
+                build_model(job.cfg.model, job.cfg.act, job.cfg.reg)
 
 
 def _data_parallel(argv: list[str]) -> list[str]:

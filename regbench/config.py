@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import hydra
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -35,31 +38,36 @@ def hydra_app(task: Callable[[DictConfig], Any], argv: list[str], prog: str) -> 
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
 
 
-def _first_values(overrides: list[str]) -> list[str]:
-    """Check every group choice of every sweep value; return the overrides with each sweep reduced to its first value."""
-    plain = []
+def check_group_choices(parsed: list[Override]) -> None:
+    """Every value given to a config group names one of its options: each value of a sweep, each entry of a list."""
+    for override in parsed:
+        group = override.key_or_group
+        if group not in GROUPS or override.is_delete() or override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        options = group_options(group)
+        for value in values:
+            if isinstance(value, dict):  # a config override of the group's keys, not a choice
+                continue
+            for name in value if isinstance(value, list) else [value]:
+                if name is not None and str(name) not in options:
+                    raise UserError(f"unknown {group} {name!r}; choose one of: {', '.join(options)}")
+
+
+def parse_overrides(overrides: list[str], **kwargs: Any) -> list[Override]:
+    """Hydra's parse of command-line overrides, or a one-line UserError."""
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        return OverridesParser.create(**kwargs).parse_overrides(overrides)
     except HydraException as err:
         raise UserError(f"bad override: {str(err).splitlines()[0]}") from None
-    for override, text in zip(parsed, overrides):
-        key = override.get_key_element()
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else None
-        group = override.key_or_group.lstrip("+~")
-        if group in GROUPS and not override.is_delete():
-            options = group_options(group)
-            for value in values or [override.get_value_element_as_str()]:
-                if value not in options and value != "null":
-                    raise UserError(f"unknown {group} {value!r}; choose one of: {', '.join(options)}")
-        plain.append(f"{key}={values[0]}" if values else text)
-    return plain
 
 
-def validate_overrides(argv: list[str]) -> DictConfig:
-    """Compose the config for the command line's first job before any work, so mistakes cost no training."""
-    from hydra._internal.utils import get_args_parser
-
-    return compose(get_args_parser().parse_args(argv).overrides)
+def _first_values(overrides: list[str]) -> list[str]:
+    """Check every group choice of every sweep value; return the overrides with each sweep reduced to its first value."""
+    parsed = parse_overrides(overrides)
+    check_group_choices(parsed)
+    return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else text
+            for o, text in zip(parsed, overrides)]
 
 
 def compose(overrides: list[str]) -> DictConfig:
@@ -68,23 +76,41 @@ def compose(overrides: list[str]) -> DictConfig:
     try:
         with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = hydra.compose("config", overrides=overrides, return_hydra_config=True)
-        OmegaConf.to_container(run_config(cfg), resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(_explain(str(err), overrides)) from None
-    from regbench.schema import check
-
-    check(cfg)
+        raise UserError(explain(str(err), overrides)) from None
+    check_composed(cfg, overrides)
     return cfg
 
 
-def _explain(message: str, overrides: list[str]) -> str:
+def check_composed(cfg: DictConfig, overrides: list[str]) -> None:
+    """Every value of a composed config resolves and is in range, or a one-line UserError."""
+    try:
+        OmegaConf.to_container(run_config(cfg), resolve=True, throw_on_missing=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(explain(str(err), overrides)) from None
+    from regbench.schema import check
+
+    check(cfg)
+
+
+@contextmanager
+def _initialized() -> Iterator[None]:
+    """Hydra's global state set to conf/ (left as it is when a caller has set it already)."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield
+
+
+def explain(message: str, overrides: list[str]) -> str:
     """One line for a composition error; an unknown key lists the valid keys beside it."""
     unknown = re.search(r"Could not override '([^']+)'", message)
     if unknown:
         key = unknown.group(1)
         parent, _, leaf = key.rpartition(".")
         groups_only = [o for o in overrides if o.split("=")[0].lstrip("+~") in GROUPS]
-        with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with _initialized():
             node = OmegaConf.select(hydra.compose("config", overrides=groups_only), parent) if parent else None
         if isinstance(node, DictConfig):
             return f"unknown option {key!r}; {parent} has: {', '.join(str(k) for k in node)} (add new keys with +{key}=...)"

@@ -1,11 +1,18 @@
 """Data-parallel training: sharding of every epoch, and a real two-process run on the CPU (gloo) via Paddle's launcher."""
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import read_json, read_jsonl
 from regbench.data.batches import BatchLoader
@@ -57,3 +64,62 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path: Path) -> None:
     # only rank 0 wrote: one run folder, one log, and nothing else appeared beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["launch", "run"]
     assert "rank 0 of 2" in (run / "train.log").read_text()
+
+
+def start_ranks(args: list[str], cwd: Path, world: int = 2) -> list[subprocess.Popen]:
+    """`regbench ARGS` as `world` data-parallel ranks on the CPU (gloo), each started with the environment
+    paddle.distributed.launch gives it, but without the launcher, so that each rank's exit code is its own."""
+    sockets = [socket.socket() for _ in range(world + 1)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    master, *ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    endpoints = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "PADDLE_MASTER": f"127.0.0.1:{master}", "PADDLE_NNODES": "1",
+               "PADDLE_GLOBAL_SIZE": str(world), "PADDLE_LOCAL_SIZE": str(world), "PADDLE_TRAINERS_NUM": str(world),
+               "PADDLE_GLOBAL_RANK": str(rank), "PADDLE_LOCAL_RANK": str(rank), "PADDLE_RANK_IN_NODE": str(rank),
+               "PADDLE_TRAINER_ID": str(rank), "PADDLE_TRAINER_ENDPOINTS": endpoints,
+               "PADDLE_CURRENT_ENDPOINT": f"127.0.0.1:{ports[rank]}", "PADDLE_DISTRI_BACKEND": "gloo"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "regbench", *args], cwd=cwd, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    return procs
+
+
+def finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
+    """Each rank's output once all have exited; a test failure (and no stray process) when they hang."""
+    try:
+        return [p.communicate(timeout=timeout)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("the ranks did not stop:\n" + "\n".join(p.communicate()[0] for p in procs))
+
+
+def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_the_run_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", "model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64",
+            "trainer.batch_size=32", "trainer.epochs=8", "trainer.eval_every_steps=4", f"hydra.run.dir={run}"]
+    ranks = start_ranks(args, tmp_path)
+    deadline = time.time() + 300
+    while not ((run / "metrics.jsonl").exists() and read_jsonl(run / "metrics.jsonl")):
+        assert time.time() < deadline and all(p.poll() is None for p in ranks), finish(ranks, 60)
+        time.sleep(0.05)
+    ranks[1].send_signal(signal.SIGTERM)  # rank 1 only: rank 0 learns of it from the others
+    outputs = finish(ranks, timeout=120)
+    assert [p.returncode for p in ranks] == [143, 143], outputs
+    steps = [re.findall(r"stopped by signal 15 at a checkpoint at step (\d+)", out) for out in outputs]
+    assert steps[0] and steps[0][:1] == steps[1][:1], outputs  # the same step on both ranks
+    step = int(steps[0][0])
+    assert 4 <= step < 32  # 4 steps per epoch on each rank (128 images of 256), 8 epochs
+    with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as ckpt:
+        assert json.loads(str(ckpt["__meta__"]))["trainer"]["step"] == step  # rank 0 wrote it after that step
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.npz", "last.npz"]
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "interrupted" and f"at step {step}" in summary["error"]
+    outputs = finish(start_ranks([*args, "trainer.resume=true"], tmp_path), timeout=600)
+    summary = read_json(run / "summary.json")
+    assert (summary["status"], summary["steps"]) == ("completed", 32), outputs
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == list(range(4, 33, 4))

@@ -28,8 +28,9 @@ class Diverged(RuntimeError):
 class Interrupted(RuntimeError):
     """Training stopped on a signal after writing a checkpoint."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by signal {signum} at a checkpoint; rerun with trainer.resume=true to continue")
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"stopped by signal {signum} at a checkpoint at step {step}; "
+                         "rerun with trainer.resume=true to continue")
         self.signum = signum
 
 
@@ -132,6 +133,9 @@ class Trainer:
         model_state, optim_state, trainer_state = load_checkpoint(self.last_path)
         self.model.set_state_dict(model_state)
         self.optimizer.set_state_dict(optim_state)
+        # the checkpoint holds the lr the schedule had reached; recompute it for this run's length, which may have
+        # grown (a finished cosine would otherwise stay at its end value): closed form at the checkpoint's step
+        self.lr.step(self.lr.last_epoch)
         self.progress = Progress(**trainer_state)
         return True
 
@@ -219,11 +223,21 @@ class Trainer:
         if not math.isfinite(p.loss_sum):
             raise Diverged(f"training loss became {p.loss_sum} by step {p.step}")
 
+    def _agreed_stop(self) -> int:
+        """The signal to stop on after this step (0: go on), the same on every data-parallel rank: the largest any
+        rank has received. A signal reaches ranks at different steps; each stopping on its own would leave the others
+        waiting in a collective it never joins."""
+        if self.world == 1:
+            return self.stop_signal or 0
+        flag = paddle.to_tensor([self.stop_signal or 0], dtype="int32")
+        paddle.distributed.all_reduce(flag, op=paddle.distributed.ReduceOp.MAX)
+        return int(flag.item())
+
     def fit(self) -> None:
         """Train until epochs or max_steps are done, evaluating and checkpointing on the way.
 
-        When `stop_signal` gets set (by a signal handler), the loop checkpoints after the current step and raises
-        Interrupted."""
+        When `stop_signal` gets set (by a signal handler) on any rank, every rank stops after the same step: rank 0
+        checkpoints, and all raise Interrupted."""
         p = self.progress
         bar = _ProgressBar(self.total_steps, p.step)
         self.model.train()
@@ -243,11 +257,12 @@ class Trainer:
                 if self._due_for_eval(end_of_epoch):
                     self._flush(window)
                     self._evaluate()
-                if self.stop_signal is not None:
+                stop = self._agreed_stop()
+                if stop:
                     self._flush(window)
                     self._checkpoint(improved=False)
                     bar.close()
-                    raise Interrupted(self.stop_signal)
+                    raise Interrupted(stop, p.step)
                 if p.step >= self.total_steps:
                     break
         bar.close()

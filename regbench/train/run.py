@@ -180,6 +180,8 @@ def train(cfg: DictConfig) -> None:
             run_dir.write_json(summary_path, summary)
     if interrupted is not None:
         log.warning("%s", summary["error"])
+        if paddle.distributed.get_world_size() > 1:  # rank 0 has written the summary before any rank exits:
+            paddle.distributed.barrier()               # a launcher stops the other ranks when one exits
         raise SystemExit(128 + interrupted)
     if summary["status"] != "completed":
         log.error("%s: %s", summary["status"], summary["error"])
