@@ -112,7 +112,7 @@ def _bench(argv: list[str]) -> None:
 
 def _reproduce(argv: list[str]) -> None:
     from regbench.articles import article_names
-    from regbench.reproduce import check_rows, sweep_overrides
+    from regbench.reproduce import sweep_overrides
 
     parser = argparse.ArgumentParser(prog="regbench reproduce", description="Run an article's grid as one sweep.")
     parser.add_argument("article", choices=article_names())
@@ -120,9 +120,7 @@ def _reproduce(argv: list[str]) -> None:
                         help="full: the article's own budget; quick, ...: the reductions its file names "
                              "(docs/reproducing.md)")
     args, overrides = parser.parse_known_args(argv)
-    arguments = sweep_overrides(args.article, args.budget, overrides)
-    check_rows(args.article, args.budget, overrides)
-    _train(arguments)
+    _train(sweep_overrides(args.article, args.budget, overrides))
 
 
 def _summary(argv: list[str]) -> None:

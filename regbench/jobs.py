@@ -1,7 +1,8 @@
 """The jobs of a `regbench train|bench` command line, every one composed and checked before the first one starts.
 
 A multirun is expanded as Hydra's basic sweeper expands it (`hydra.sweeper.params`, then the command line; the
-cartesian product of the swept values) and numbered as Hydra numbers its jobs. Each job's config is the one Hydra
+cartesian product of the swept values), or regbench's rows sweeper (each row before each such combination), and
+numbered as Hydra numbers its jobs. Each job's config is the one Hydra
 composes for it: Hydra builds the defaults tree from the config-group choices (and its own `hydra` overrides) alone
 and applies every other override to the result, so the tree is built once per distinct set of choices and the other
 overrides are applied to a copy, as Hydra applies them. A 100-job sweep of one choice set composes in about a second.
@@ -21,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from hydra.types import RunMode
+from hydra_plugins.regbench_sweeper.rows_sweeper import row_jobs
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -67,8 +69,10 @@ def command_jobs(argv: list[str]) -> list[Job]:
             task = parse_overrides([*params, *(o.input_line for o in parsed if not o.is_hydra_override())],
                                    config_loader=loader)
             check_group_choices(task)
+            rows = master.hydra.sweeper.get("rows")  # regbench's rows sweeper (hydra/sweeper=rows)
             try:
-                (batch,) = BasicSweeper.split_arguments(task, max_batch_size=None)
+                (batch,) = BasicSweeper.split_arguments(task, max_batch_size=None) if rows is None else [
+                    row_jobs(rows, task)]
             except HydraException as err:
                 raise UserError(str(err).splitlines()[0]) from None
             jobs = [Job(num, [*hydra_overrides, *job], compose([*hydra_overrides, *job]), multirun=True)

@@ -22,16 +22,3 @@ def sweep_overrides(name: str, budget: str, overrides: list[str]) -> list[str]:
             *plan.overrides, f"hydra.sweep.dir=outputs/reproduce/{name}-{budget}/${{now:%Y-%m-%d_%H-%M-%S.%f}}",
             *overrides]
 
-
-def check_rows(name: str, budget: str, overrides: list[str]) -> None:
-    """Compose every row of the article at `budget` with the user's overrides: a row that cannot run fails before any
-    job starts, in one line."""
-    from regbench.config import compose
-
-    article = load_article(name)
-    for row in article.rows:
-        try:
-            compose([f"experiment={article.experiment}", *row.overrides, *article.budgets[budget].overrides,
-                     *overrides])
-        except UserError as err:
-            raise UserError(f"row {row.label!r} of article {name}: {err}") from None

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import pytest
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra_plugins.regbench_sweeper.rows_sweeper import row_jobs
 from omegaconf import OmegaConf
 
 from conftest import SHARED_DATA, read_json, regbench
 from regbench.articles import article_names, load_article
-from regbench.config import CONF_DIR
+from regbench.jobs import command_jobs
 from regbench.report.runs import load_run
 from regbench.report.table import budget_of, match_row
 from regbench.reproduce import sweep_overrides
@@ -20,53 +17,44 @@ from regbench.reproduce import sweep_overrides
 BUDGETS = [(name, budget) for name in article_names() for budget in load_article(name).budgets]
 
 
-def jobs_of(arguments: list[str]) -> list[list[str]]:
-    """The jobs the rows sweeper makes of `regbench train` arguments, as Hydra hands it the parsed overrides."""
-    assert arguments[0] == "-m" and "hydra/sweeper=rows" in arguments
-    parser = OverridesParser.create()
-    [rows] = [parser.parse_override(a).value() for a in arguments if a.startswith("hydra.sweeper.rows=")]
-    task = parser.parse_overrides([a for a in arguments[1:] if not a.startswith("hydra")])
-    return row_jobs(rows, task)
-
-
-def run_folder(folder: Path, job: list[str]) -> Path:
-    """The .hydra/ files Hydra writes for `job`, without training."""
-    with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra.compose("config", overrides=job, return_hydra_config=True)
-    (folder / ".hydra").mkdir(parents=True)
-    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    (folder / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(task))
-    (folder / ".hydra" / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, "hydra")))
-    (folder / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(job)))
-    return folder
+def run_folders(tmp_path: Path, arguments: list[str]) -> list[Path]:
+    """The .hydra/ files Hydra writes for each job of `regbench train ARGUMENTS`, as the CLI composes them first."""
+    folders = []
+    for job in command_jobs(arguments):
+        folder = tmp_path / str(job.num) / ".hydra"
+        folder.mkdir(parents=True)
+        task = OmegaConf.masked_copy(job.cfg, [k for k in job.cfg if k != "hydra"])
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(task))
+        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(job.cfg, "hydra")))
+        (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(job.cfg.hydra.overrides.task))
+        folders.append(folder.parent)
+    return folders
 
 
 @pytest.mark.parametrize(("name", "budget"), BUDGETS)
 def test_every_row_runs_once_per_seed_and_its_runs_match_row_and_budget(tmp_path: Path, name: str,
                                                                          budget: str) -> None:
     article = load_article(name)
-    jobs = jobs_of(sweep_overrides(name, budget, []))
+    folders = run_folders(tmp_path, sweep_overrides(name, budget, []))
     seeds = article.budgets[budget].seeds
-    assert len(jobs) == len(article.rows) * len(seeds)
-    for i, job in enumerate(jobs):
-        run = load_run(run_folder(tmp_path / str(i), job))
-        assert match_row(article, run) == i // len(seeds), job  # rows in the file's order, each with every seed
+    assert len(folders) == len(article.rows) * len(seeds)
+    for i, folder in enumerate(folders):
+        run = load_run(folder)
+        assert match_row(article, run) == i // len(seeds), run.overrides  # the file's rows in order, every seed
         assert run.config.seed == seeds[i % len(seeds)]
         assert budget_of(article, run) == (budget if article.budgets[budget].overrides else "full")
 
 
 def test_the_honest_variant_is_no_budget_of_the_article(tmp_path: Path) -> None:
     """dataset.val_size=5000 selects on held-out images: the table keeps the row's label, not the article's numbers."""
-    job = jobs_of(sweep_overrides("dropblock", "full", ["dataset.val_size=5000"]))[0]
-    run = load_run(run_folder(tmp_path / "0", job))
+    run = load_run(run_folders(tmp_path, sweep_overrides("dropblock", "full", ["dataset.val_size=5000"]))[0])
     assert run.config.dataset.val_size == 5000
     assert match_row(load_article("dropblock"), run) == 0 and budget_of(load_article("dropblock"), run) is None
 
 
 def test_dyrelu_grid_has_both_dyrelu_c_rows(tmp_path: Path) -> None:
-    jobs = jobs_of(sweep_overrides("dyrelu", "quick", []))
-    softmax = [OmegaConf.select(load_run(run_folder(tmp_path / str(i), job)).config, "act.attention_softmax")
-               for i, job in enumerate(jobs)]
+    folders = run_folders(tmp_path, sweep_overrides("dyrelu", "quick", []))
+    softmax = [OmegaConf.select(load_run(folder).config, "act.attention_softmax") for folder in folders]
     assert softmax == [None, None, None, "width", "positions"]
 
 
@@ -78,7 +66,7 @@ def test_unknown_article_or_budget_is_one_line(tmp_path: Path) -> None:
         in proc.stderr
     # a row that cannot compose with the user's overrides stops everything before any job
     proc = regbench("reproduce", "dyrelu", "act.temperature=2", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "row 'ReLU' of article dyrelu" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "unknown option 'act.temperature'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs").exists()
 
 
