@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
 import warnings
 from typing import Callable
@@ -34,6 +36,14 @@ def _require_paddle() -> None:
     except ImportError:
         _fail("PaddlePaddle is not installed: pip install 'regbench[cpu]' (paddlepaddle) on CPU machines "
               "or 'regbench[gpu]' (paddlepaddle-gpu) on CUDA machines, never both")
+
+
+def _full_disk_as_errors() -> None:
+    """A write past a file-size limit (ulimit -f) fails with EFBIG, reported like a full disk, instead of killing the
+    process (SIGXFSZ); a log line that cannot reach train.log is dropped, not reported with a traceback each time."""
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    logging.raiseExceptions = False
 
 
 def _quiet_imports() -> None:
@@ -124,6 +134,10 @@ def _reproduce(argv: list[str]) -> None:
 
 
 def _summary(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="regbench summary", description="Print the composed model's parameter and "
+                                     "FLOP counts as one JSON line (no data is loaded).")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=resnet18 dataset=cifar10")
+    argv = parser.parse_args(argv).overrides
     _require_paddle()
     from regbench.config import compose
     from regbench.models import build_model
@@ -175,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_imports()
+    _full_disk_as_errors()
     # Hydra's shell completion calls the program itself (`regbench -sc query=bash`): route it to `train`.
     if argv and argv[0].startswith(("-sc", "--shell-completion")):
         if "COMP_LINE" in os.environ:
@@ -189,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         COMMANDS[command](rest)
     except UserError as err:
-        _fail(str(err))
+        _fail(str(err), code=err.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
 

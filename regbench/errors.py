@@ -3,3 +3,5 @@
 
 class UserError(Exception):
     """Bad input from the user (config, data file, checkpoint): the message says what is wrong and how to fix it."""
+
+    exit_code = 2

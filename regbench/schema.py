@@ -19,6 +19,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.eval_every", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("trainer.eval_every_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("trainer.max_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
+    ("trainer.log_every", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("trainer.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("trainer.device", lambda v: v in ("auto", "cpu", "gpu"), "one of auto, cpu, gpu"),
     ("trainer.amp", lambda v: isinstance(v, str) and v in ("off", "fp16", "bf16"), "one of off, fp16, bf16"),
@@ -40,6 +41,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("dataset.image_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),
     ("dataset.num_classes", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
+    *((f"dataset.limit.{split}", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1")
+      for split in ("train", "val", "test")),
     ("reg.p", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("reg.dropblock.keep_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("reg.dropblock.block_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),

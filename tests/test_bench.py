@@ -5,6 +5,7 @@ import json
 import os
 import logging
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +34,26 @@ def json_lines(stdout: str) -> list[dict]:
 
 
 def test_bench_prints_one_json_line_with_every_figure_and_writes_no_run_folder(tmp_path: Path) -> None:
-    proc = regbench("bench", "model=mynet", "reg=dropblock", "reg.dropblock.block_size=3", *SMALL, cwd=tmp_path)
+    start = time.perf_counter()
+    proc = regbench("bench", "model=mynet", "reg=dropblock", "reg.dropblock.block_size=3", *SMALL, "bench.steps=10",
+                    "bench.eval_repeats=3", cwd=tmp_path)
+    wall_s = time.perf_counter() - start
     (row,) = json_lines(proc.stdout)
     assert set(row) == KEYS
     assert (row["model"], row["act"], row["reg"], row["dataset"]) == ("mynet", "relu", "dropblock", "synthetic")
     assert (row["device"], row["batch_size"], row["amp"], row["peak_mem_mb"]) == ("cpu", 32, "off", None)
-    assert row["paddle_version"] == paddle.__version__ and row["steps"] == 3 and row["warmup"] == 1
-    assert row["train_img_per_s"] == pytest.approx(32 / row["step_ms"] * 1000, rel=1e-2)
+    assert row["paddle_version"] == paddle.__version__ and row["steps"] == 10 and row["warmup"] == 1
     q1, q3 = row["step_ms_iqr"]
     assert 0 < q1 <= row["step_ms"] <= q3
-    assert 0 < row["data_ms_per_batch"] and row["data_share_of_step"] == pytest.approx(
-        row["data_ms_per_batch"] / row["step_ms"], rel=1e-2, abs=1e-4)
-    assert row["eval_img_per_s"] > 0 and row["max_rss_mb"] > 100
+    # checked against independent facts, not the code's own formulas: half of the 10 timed steps took at least
+    # the median, and the process ran all of them; a step produces its batch, then trains on it; evaluating
+    # (forward only) is faster per image than training (forward, backward, update)
+    assert 5 * row["step_ms"] / 1000 < wall_s
+    assert 32 * 5 / row["train_img_per_s"] < wall_s
+    assert 0 < row["data_ms_per_batch"] < row["step_ms"] and 0 < row["data_share_of_step"] < 1
+    assert row["train_img_per_s"] < row["eval_img_per_s"]
+    # the memory the process holds: Paddle alone takes more than 100 MB, and less than this machine has
+    assert 100 < row["max_rss_mb"] < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     # Hydra's folder holds its log only: no .hydra copy, no run files
     files = [p.relative_to(tmp_path) for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
     assert [f.name for f in files] == ["bench.log"] and files[0].parts[:2] == ("outputs", "bench")

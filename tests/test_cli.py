@@ -42,14 +42,34 @@ def test_shell_completion_routes_to_train(tmp_path: Path) -> None:
     assert "model=" in out.split()
 
 
+def resnet18_cifar_flops() -> int:
+    """paddle.flops's count for article 3's ResNet18 on 3x32x32, by hand from the architecture: convs (no bias)
+    count out_elements * in_channels * k * k, BatchNorm 2 per input element, the 4x4 average pool (16 + 1) per
+    output, the classifier in * out."""
+    def conv(cin: int, cout: int, k: int, hw: int) -> int:
+        return cout * hw * hw * cin * k * k
+
+    def bn(c: int, hw: int) -> int:
+        return 2 * c * hw * hw
+
+    flops, cin = conv(3, 64, 3, 32) + bn(64, 32), 64
+    for cout, hw in ((64, 32), (128, 16), (256, 8), (512, 4)):
+        for _ in range(2):
+            flops += conv(cin, cout, 3, hw) + conv(cout, cout, 3, hw) + 2 * bn(cout, hw)
+            if cin != cout:  # the projection shortcut: 1x1 conv and BatchNorm
+                flops += conv(cin, cout, 1, hw) + bn(cout, hw)
+            cin = cout
+    return flops + (16 + 1) * 512 + 512 * 10
+
+
 def test_summary_counts_without_loading_data(tmp_path: Path) -> None:
     # dataset.data_file is null: loading CIFAR-10 would need a download, which this machine cannot do
     line = regbench("summary", "model=resnet18", "dataset=cifar10", cwd=tmp_path).stdout.strip().splitlines()[-1]
     info = json.loads(line)
+    # trainable = total less BatchNorm's running mean and variance: 2 x (64 + 2*2*64 + (4+1)*(128+256+512)) = 9,600
     assert info == {"model": "resnet18", "act": "relu", "reg": "none", "dataset": "cifar10",
-                    "input_shape": [1, 3, 32, 32], "total_params": 11183562, "trainable_params": info["trainable_params"],
-                    "flops": info["flops"]}
-    assert 11_000_000 < info["trainable_params"] < 11183562 and info["flops"] > 500_000_000
+                    "input_shape": [1, 3, 32, 32], "total_params": 11183562, "trainable_params": 11183562 - 9600,
+                    "flops": resnet18_cifar_flops()}
     nndl = json.loads(regbench("summary", "model=resnet18_nndl", "dataset=mnist_nndl", cwd=tmp_path).stdout)
     assert (nndl["total_params"], nndl["flops"]) == (11185034, 35529728)
 
@@ -64,8 +84,8 @@ def test_train_on_mnist5k_writes_every_file(tmp_path: Path) -> None:
     assert 0.5 < summary["test_acc"] <= 1.0  # 30 steps of LeNet on real digits is far above chance
     rows = read_jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [15, 30]
-    assert set(rows[0]) >= {"epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s",
-                            "train_img_per_s"}
+    assert set(rows[0]) >= {"epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "train_time_s",
+                            "train_img_per_s", "eval_time_s"}
     assert summary["best_val_acc"] == max(r["val_acc"] for r in rows)
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "outputs").exists()
@@ -94,8 +114,9 @@ def test_default_run_folders_are_unique_per_microsecond(tmp_path: Path) -> None:
 
 
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    # a constant lr: cutting a run with max_steps makes a cosine annealing end sooner
     common = ("model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64",
-              "trainer.epochs=2", "trainer.batch_size=32", "reg=none")
+              "trainer.epochs=2", "trainer.batch_size=32", "reg=none", "sched=constant")
     regbench("train", *common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
     regbench("train", *common, "trainer.max_steps=8", f"hydra.run.dir={tmp_path / 'cut'}", cwd=tmp_path)
     first = read_jsonl(tmp_path / "cut" / "metrics.jsonl")
@@ -138,3 +159,19 @@ def test_missing_paddle_is_named_in_one_line(tmp_path: Path) -> None:
     proc = regbench("summary", cwd=tmp_path, check=False, env=env)
     assert proc.returncode == 2
     assert "paddlepaddle" in proc.stderr and "paddlepaddle-gpu" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_offline_cifar_names_the_official_archive_and_the_ways_around(tmp_path: Path) -> None:
+    # an empty home (no cached download) and a proxy nobody listens on: the download fails at once, as offline
+    dead = "http://127.0.0.1:9"
+    env = {"HOME": str(tmp_path / "home"), "https_proxy": dead, "HTTPS_PROXY": dead, "http_proxy": dead,
+           "HTTP_PROXY": dead, "no_proxy": "", "NO_PROXY": ""}
+    proc = regbench("train", "model=mynet", "dataset=cifar10", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                    env=env, check=False)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    (error,) = [line for line in out.splitlines() if "ERROR" in line]
+    for needed in ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", "dataset.data_file=PATH",
+                   "dataset=imagefolder"):
+        assert needed in error
+    assert "Traceback" not in out and "shared/data" not in out

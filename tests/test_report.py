@@ -44,7 +44,7 @@ def make_run(folder: Path, *, choices: dict[str, Any], overrides: list[str], con
 def curve(val_accs: list[float], train_accs: list[float], losses: list[float]) -> list[dict[str, Any]]:
     """One metrics.jsonl line per epoch (10 steps each)."""
     return [dict(epoch=float(e + 1), step=10 * (e + 1), lr=0.001, train_loss=loss, train_acc=ta, val_loss=1.0,
-                 val_acc=va, epoch_time_s=1.0, train_img_per_s=640.0)
+                 val_acc=va, train_time_s=1.0, train_img_per_s=640.0, eval_time_s=0.1)
             for e, (va, ta, loss) in enumerate(zip(val_accs, train_accs, losses))]
 
 

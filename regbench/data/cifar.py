@@ -15,6 +15,7 @@ from regbench.errors import UserError
 # the official file, as paddle.vision.datasets.Cifar10 fetches it
 URL = "https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # the dataset authors' page
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 MEMBERS = (*TRAIN_BATCHES, "test_batch", "batches.meta")
 FOLDER = "cifar-10-batches-py"
@@ -120,7 +121,7 @@ def _download() -> str:
         return download(URL, "cifar", MD5)
     except Exception as e:  # Paddle's downloader raises RuntimeError offline, other errors on odd networks
         raise UserError(
-            f"cannot download {URL} into {os.path.join(DATA_HOME, 'cifar')} ({e}): set dataset.data_file=PATH to "
-            f"the official cifar-10-python.tar.gz or to one written in its layout "
-            f"(e.g. by /work/shared/data/make_cifar10_python.py)"
+            f"cannot download {URL} into {os.path.join(DATA_HOME, 'cifar')} ({e}): get the official "
+            f"cifar-10-python.tar.gz (MD5 {MD5}, from {OFFICIAL_URL}) and set dataset.data_file=PATH, "
+            f"or use dataset=imagefolder dataset.root=DIR dataset.num_classes=N for a folder of images"
         ) from e

@@ -5,7 +5,6 @@ import hashlib
 import io
 import os
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from regbench.data.splits import Split, Splits
 from regbench.errors import UserError
+from regbench.files import WriteFailed, atomic_write
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "val", "test")  # val/ is optional
@@ -151,21 +151,13 @@ def _read_cache(path: str) -> Splits | None:
 
 
 def _write_cache(path: str, splits: Splits) -> None:
-    """Write atomically (temp file + rename), so a crash or a parallel run never leaves a partial cache."""
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        try:
-            arrays = {}
-            for name in ("train", "val", "test"):
-                split = getattr(splits, name)
-                if split is not None:
-                    arrays.update({f"{name}_images": split.images, f"{name}_labels": split.labels})
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays, classes=np.array(splits.classes, dtype=str))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    except OSError:
-        pass  # the cache only saves time; a read-only home must not stop a run
+        arrays = {}
+        for name in ("train", "val", "test"):
+            split = getattr(splits, name)
+            if split is not None:
+                arrays.update({f"{name}_images": split.images, f"{name}_labels": split.labels})
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **arrays, classes=np.array(splits.classes, dtype=str))
+    except WriteFailed:
+        pass  # the cache only saves time; a read-only or full home must not stop a run

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
+from regbench.files import atomic_write  # noqa: E402
 from regbench.report.runs import ABSENT, Group, PathLike, Run, find_runs, group_runs  # noqa: E402
 
 PLOT_PNG = "plot.png"
@@ -74,8 +75,11 @@ def plot_runs(runs: Sequence[Run], path: PathLike) -> Path:
         fig.text(0.5, 0.5, "no evaluations recorded yet", ha="center", va="center")
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(out, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return out
 
 

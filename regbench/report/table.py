@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from regbench.articles import Article, articles_by_experiment
-from regbench.report.baseline import Baseline, baseline_of, by_value, compare, default_baseline, summary_line
 from regbench.errors import UserError
+from regbench.files import write_text
+from regbench.report.baseline import Baseline, baseline_of, by_value, compare, default_baseline, summary_line
 from regbench.report.runs import (MISSING, PathLike, Run, find_runs, format_value, group_runs, parse_overrides,
                                   values_equal)
 from regbench.report.stats import Difference
@@ -430,8 +431,8 @@ def save_table(runs: Sequence[Run], out_dir: PathLike, baseline: tuple[str, str]
     out = Path(out_dir)
     sections = build_sections(runs, baseline=baseline)
     markdown = render_markdown(sections, root=out)
-    (out / TABLE_MD).write_text(markdown)
-    (out / TABLE_CSV).write_text(render_csv(sections))
+    write_text(out / TABLE_MD, markdown)
+    write_text(out / TABLE_CSV, render_csv(sections))
     return markdown
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,10 @@ import numpy as np
 import paddle
 
 from regbench.errors import UserError
-from regbench.train.run_dir import atomic_write
+from regbench.files import atomic_write
 
 _META = "__meta__"
+_INDEX = re.compile(r"_\d+$")  # the counter unique_name.generate appends to an accumulator's name
 
 
 def _split(prefix: str, state: dict[str, Any], arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -25,13 +27,43 @@ def _split(prefix: str, state: dict[str, Any], arrays: dict[str, np.ndarray], me
             meta[f"{prefix}/{key}"] = value
 
 
+def _structured(optimizer_state: dict[str, Any], model: paddle.nn.Layer) -> dict[str, Any]:
+    """The optimizer's state keyed `features.0.weight:moment1` (the parameter's model.state_dict() key, the
+    accumulator): Paddle keys it `conv2d_3.w_0_moment1_0`, by process-global names that depend on what the process
+    built before (the CLI's preflight model, a sweep's earlier jobs), so a resumed process would not find it."""
+    owners = {p.name: key for key, p in model.state_dict().items()}
+    state = {}
+    for key, value in optimizer_state.items():
+        if isinstance(value, paddle.Tensor):
+            owner = max((n for n in owners if key.startswith(n + "_")), key=len)
+            key = f"{owners[owner]}:{_INDEX.sub('', key[len(owner) + 1:])}"
+        state[key] = value
+    return state
+
+
+def _paddle_names(state: dict[str, Any], model: paddle.nn.Layer) -> dict[str, Any]:
+    """Structured optimizer state keyed as this process's optimizer names it: `{parameter name}_{accumulator}_0`,
+    which the optimizer step's unique_name.guard (Trainer.train_step) makes the name it creates."""
+    params = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        owner, structured, accumulator = key.partition(":")
+        out[f"{params[owner].name}_{accumulator}_0" if structured and owner in params else key] = value
+    return out
+
+
+def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer, state: dict[str, Any]) -> None:
+    """Restore optimizer state saved by save_checkpoint into the optimizer of `model`, whatever the process built."""
+    optimizer.set_state_dict(_paddle_names(state, model))
+
+
 def save_checkpoint(path: Path, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                     trainer_state: dict[str, Any]) -> None:
     """Write model and optimizer state and the trainer's own state atomically to `path`."""
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
     _split("model", model.state_dict(), arrays, meta)
-    _split("optim", optimizer.state_dict(), arrays, meta)
+    _split("optim", _structured(optimizer.state_dict(), model), arrays, meta)
     meta["trainer"] = trainer_state
     arrays[_META] = np.array(json.dumps(meta))
     with atomic_write(path, "wb") as f:

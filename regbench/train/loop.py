@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,7 +14,8 @@ import paddle
 import paddle.nn.functional as F
 
 from regbench.data.batches import BatchLoader
-from regbench.train.checkpoint import load_checkpoint, save_checkpoint
+from regbench.files import copy_file
+from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.speed import AMP_DTYPES
 
 log = logging.getLogger("regbench")
@@ -45,7 +45,8 @@ class Progress:
     step: int = 0
     best_val_acc: float = -1.0
     best_epoch: float | None = None
-    # running sums since the last evaluation
+    # running sums since the last evaluation; train_time_s: seconds spent in training steps (producing the batch
+    # included, as `regbench bench` times a step), not in evaluation, checkpoints or plots
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
@@ -98,6 +99,12 @@ def sum_over_ranks(values: list[float]) -> list[float]:
     return total.tolist()
 
 
+def run_length(epochs: int, steps_per_epoch: int, max_steps: int | None) -> int:
+    """The number of training steps a run takes: its epochs, cut at max_steps when set."""
+    total = epochs * steps_per_epoch
+    return min(total, max_steps) if max_steps else total
+
+
 class Trainer:
     def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                  lr: paddle.optimizer.lr.LRScheduler, train: BatchLoader, val: BatchLoader,
@@ -108,8 +115,8 @@ class Trainer:
         self.train_eval_loader = train_eval  # the training split in eval mode, scored at every evaluation if given
         self.folder, self.cfg, self.on_eval = folder, cfg, on_eval
         self.steps_per_epoch = train.num_batches
-        total = cfg.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.total_steps = run_length(cfg.epochs, self.steps_per_epoch, cfg.max_steps)
+        self.step_lr = float(optimizer.get_lr())  # the learning rate the last step used (logged with its metrics)
         self.scheduled = [m for m in model.sublayers(include_self=True) if hasattr(m, "set_progress")]
         self.progress = Progress()
         self.scaler = paddle.amp.GradScaler() if cfg.amp == "fp16" else None  # bf16 has float32's range
@@ -132,7 +139,7 @@ class Trainer:
             return False
         model_state, optim_state, trainer_state = load_checkpoint(self.last_path)
         self.model.set_state_dict(model_state)
-        self.optimizer.set_state_dict(optim_state)
+        load_optimizer_state(self.optimizer, self.model, optim_state)
         # the checkpoint holds the lr the schedule had reached; recompute it for this run's length, which may have
         # grown (a finished cosine would otherwise stay at its end value): closed form at the checkpoint's step
         self.lr.step(self.lr.last_epoch)
@@ -142,11 +149,12 @@ class Trainer:
     def _checkpoint(self, improved: bool) -> None:
         if self.rank != 0:
             return
-        save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress))
+        # best first: when a write fails (a full disk), last.npz, from which a run resumes, stays a step behind best
         if improved:
-            tmp = self.best_path.with_name(".best.npz.tmp")
-            shutil.copyfile(self.last_path, tmp)
-            tmp.replace(self.best_path)
+            save_checkpoint(self.best_path, self.model, self.optimizer, asdict(self.progress))
+            copy_file(self.best_path, self.last_path)
+        else:
+            save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress))
 
     # -- the loop -----------------------------------------------------------------------------------
     def epoch_of(self, step: int) -> float:
@@ -159,23 +167,24 @@ class Trainer:
         paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *([self.rank] if self.world > 1 else [])))
         for layer in self.scheduled:
             layer.set_progress(p.step / self.total_steps)
+        self.step_lr = float(self.optimizer.get_lr())
         if self.cfg.amp != "off":
             # O1: matmuls and convs in half precision, BatchNorm, softmax and the loss in float32
             with paddle.amp.auto_cast(level="O1", dtype=AMP_DTYPES[self.cfg.amp]):
                 logits = self.model(images)
             loss = loss_fn(logits.astype("float32"), labels, self.cfg.label_smoothing)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
         else:
             logits = self.model(images)
             loss = loss_fn(logits, labels, self.cfg.label_smoothing)
-            loss.backward()
-            self.optimizer.step()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        # fresh names: the optimizer names the state it creates on its first step `{parameter}_{accumulator}_0`,
+        # whatever the process built before, as checkpoint.load_optimizer_state expects
+        with paddle.utils.unique_name.guard():
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
         self.optimizer.clear_grad()
         if self.cfg.sched_interval == "step":
             self.lr.step()
@@ -192,14 +201,19 @@ class Trainer:
     def _evaluate(self) -> None:
         p = self.progress
         train_loss = p.loss_sum / max(p.seen, 1)
+        start = time.perf_counter()
         val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing, self.cfg.amp)
-        row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=float(self.optimizer.get_lr()),
-                   train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
-                   epoch_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1))
         if self.train_eval_loader is not None:
-            row["train_eval_loss"], row["train_eval_acc"] = evaluate(
+            train_eval_loss, train_eval_acc = evaluate(
                 self.model, self.train_eval_loader, self.cfg.label_smoothing, self.cfg.amp)
+        eval_time_s = time.perf_counter() - start
         self.model.train()
+        row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=self.step_lr,
+                   train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
+                   train_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1),
+                   eval_time_s=round(eval_time_s, 3))
+        if self.train_eval_loader is not None:
+            row.update(train_eval_loss=train_eval_loss, train_eval_acc=train_eval_acc)
         p.history.append(row)
         improved = val_acc > p.best_val_acc
         if improved:
@@ -257,6 +271,7 @@ class Trainer:
                 if self._due_for_eval(end_of_epoch):
                     self._flush(window)
                     self._evaluate()
+                    window.reset()  # evaluation, checkpoints and plots are not training time
                 stop = self._agreed_stop()
                 if stop:
                     self._flush(window)

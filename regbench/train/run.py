@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import signal
 import time
 from contextlib import contextmanager
@@ -18,10 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
+from regbench.files import WriteFailed
 from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.train import run_dir, speed
-from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer
+from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer
 
 log = logging.getLogger("regbench")
@@ -92,7 +94,8 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
         paddle.distributed.init_parallel_env()
         model = paddle.DataParallel(model)
         log.info("data parallel: rank %d of %d, %d training images per rank and epoch", rank, world, train.shard_size)
-    units = tr.epochs * (train.num_batches if cfg.sched.interval == "step" else 1)
+    steps = run_length(tr.epochs, train.num_batches, tr.max_steps)
+    units = steps if cfg.sched.interval == "step" else math.ceil(steps / train.num_batches)
     lr = build_lr(cfg.sched, cfg.optim.lr, units)
     optimizer = build_optimizer(cfg.optim, lr, model.parameters())
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
@@ -144,7 +147,7 @@ def train(cfg: DictConfig) -> None:
     folder = Path(hydra_cfg.runtime.output_dir)
     choices = hydra_cfg.runtime.choices
     summary_path = folder / run_dir.SUMMARY
-    interrupted = None
+    interrupted = code = None
     config_hash = _config_hash(cfg)
     previous = run_dir.read_json(summary_path) if cfg.trainer.resume else None
     if previous and previous.get("status") == "completed" and previous.get("config_hash") == config_hash:
@@ -158,14 +161,18 @@ def train(cfg: DictConfig) -> None:
         test_acc=None, final_test_acc=None, selected_on=None, total_params=None, trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash,
         world_size=paddle.distributed.get_world_size())
     main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
-    if main:
-        run_dir.write_json(summary_path, summary)
     try:
+        if main:
+            run_dir.write_json(summary_path, summary)
         _run(cfg, folder, summary)
         summary["status"] = "completed"
     except Interrupted as err:
         summary.update(status="interrupted", error=str(err))
         interrupted = err.signum
+    except WriteFailed as err:  # a full disk or a file-size limit: what was written before is whole and kept
+        summary.update(status="failed", error=f"{err}; free space, then rerun with trainer.resume=true to continue "
+                                                 "from the last checkpoint")
+        code = err.exit_code
     except (UserError, Diverged) as err:
         summary.update(status="diverged" if isinstance(err, Diverged) else "failed", error=str(err).splitlines()[0])
     except KeyboardInterrupt:
@@ -177,7 +184,13 @@ def train(cfg: DictConfig) -> None:
     finally:
         summary["wall_time_s"] = round(time.time() - start, 2)
         if main:
-            run_dir.write_json(summary_path, summary)
+            try:
+                run_dir.write_json(summary_path, summary)
+            except WriteFailed as err:
+                if str(err) not in (summary["error"] or ""):  # say so, unless that is what went wrong already
+                    stale = f"{run_dir.SUMMARY} is not up to date either ({err.cause})"
+                    summary["error"] = f"{summary['error']}; {stale}" if summary["error"] else str(err)
+                summary["status"], code = "failed", err.exit_code
     if interrupted is not None:
         log.warning("%s", summary["error"])
         if paddle.distributed.get_world_size() > 1:  # rank 0 has written the summary before any rank exits:
@@ -186,4 +199,4 @@ def train(cfg: DictConfig) -> None:
     if summary["status"] != "completed":
         log.error("%s: %s", summary["status"], summary["error"])
         if hydra_cfg.mode != RunMode.MULTIRUN:  # in a sweep the other jobs go on; the CLI exits non-zero at the end
-            raise SystemExit(2 if summary["status"] == "failed" else 1)
+            raise SystemExit(code or (2 if summary["status"] == "failed" else 1))

@@ -1,0 +1,56 @@
+"""How regbench writes every file: into a temporary file beside it, synced to disk, then renamed over it. A reader
+never sees half a file, and a write that fails (no space left, a file-size limit) keeps the previous version,
+removes its temporary file and raises WriteFailed, one line naming the file and the cause."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator, Union
+
+from regbench.errors import UserError
+
+PathLike = Union[str, Path]
+
+
+class WriteFailed(UserError):
+    """A file could not be written; its previous version, if any, is untouched."""
+
+    exit_code = 1  # the machine's state (disk, limits, permissions), not the command line
+
+    def __init__(self, path: Path, cause: str) -> None:
+        super().__init__(f"cannot write {path}: {cause}")
+        self.path, self.cause = path, cause
+
+
+@contextmanager
+def atomic_write(path: PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """A file object whose contents replace `path` when the block ends without an error."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel jobs may share a cache file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            cause = f"{err.strerror} ({errno.errorcode.get(err.errno, err.errno)})" if err.errno else str(err)
+            raise WriteFailed(path, cause) from None
+        raise
+
+
+def write_text(path: PathLike, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def copy_file(source: PathLike, path: PathLike) -> None:
+    """Copy `source` to `path` atomically."""
+    with open(source, "rb") as src, atomic_write(path, "wb") as f:
+        shutil.copyfileobj(src, f)
