@@ -97,15 +97,19 @@ class Probe(nn.Layer):
 def _resnet_places() -> list[tuple[str, int]]:
     places = [("act", 64), ("conv", 64)]  # stem
     for channels in (64, 128, 256, 512):
-        places += [("act", channels), ("conv", channels)] * 4  # two blocks: after the first BN, after the sum
-        places += {256: [("block 0.25", 256)], 512: [("block 1.0", 512)]}.get(channels, [])
+        scale = {256: 0.25, 512: 1.0}.get(channels)
+        # stages 3 and 4: DropBlock places inside each block (the official TF ResNet's: after the first conv·BN·act,
+        # after the second conv·BN, on the shortcut), then after the stage
+        inside = [(f"block {scale} block", channels)] * 3 if scale else []
+        block = [("act", channels), ("conv", channels), *inside, ("act", channels), ("conv", channels)]
+        places += block * 2 + ([(f"block {scale} stage", channels)] if scale else [])
     return places
 
 
 PLACES = {
     "lenet5": [("act", 6), ("conv", 6), ("act", 16), ("conv", 16), ("act", 120), ("conv", 120),
                ("act", 84), ("fc", 84)],
-    "mynet": [("act", 32), ("conv", 32), ("act", 64), ("conv", 64), ("act", 64), ("conv", 64), ("block 1.0", 64),
+    "mynet": [("act", 32), ("conv", 32), ("act", 64), ("conv", 64), ("act", 64), ("conv", 64), ("block 1.0 stage", 64),
               ("act", 64), ("conv", 64), ("act", 64), ("fc", 64)],
     "resnet18": _resnet_places(),
     "resnet18_nndl": _resnet_places(),
@@ -127,7 +131,7 @@ def test_factories_are_called_at_the_articles_places(model: str) -> None:
         act=act,
         conv_reg=lambda: Probe(log, "conv"),
         fc_reg=lambda: Probe(log, "fc"),
-        block_reg=lambda drop_scale: Probe(log, f"block {drop_scale}"),
+        block_reg=lambda drop_scale, site: Probe(log, f"block {drop_scale} {site}"),
     )
     net.eval()
     net(paddle.randn([1, *input_shape(cfg)]))

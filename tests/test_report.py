@@ -338,7 +338,8 @@ def test_dropblock_mynet_is_article_1() -> None:
     assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every, cfg.trainer.label_smoothing) == (
         3, 64, 1, 0.0)
     block = cfg.reg.block
-    assert block._target_.endswith("DropBlock") and cfg.reg.conv is None and cfg.reg.fc is None
+    assert block._target_.endswith("placed_dropblock") and block.placement == "stage"
+    assert cfg.reg.conv is None and cfg.reg.fc is None
     assert (block.block_size, block.keep_prob, block.schedule, block.seed_region) == (5, 0.9, "constant", "full")
     valid = composed("experiment=dropblock_mynet", "reg.dropblock.seed_region=valid").reg.block
     assert (valid.block_size, valid.keep_prob, valid.seed_region) == (5, 0.9, "valid")
