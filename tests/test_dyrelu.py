@@ -227,3 +227,24 @@ def test_relu_factory_ignores_channels() -> None:
 def test_bad_settings_raise_user_error(kwargs) -> None:
     with pytest.raises(UserError):
         DyReLUC(**kwargs)
+
+
+def test_attention_script_reports_where_pi_is_below_one(tmp_path) -> None:
+    """scripts/dyrelu_attention.py on a trained run: article 3's softmax leaves π = 1 on LeNet's 28×28 maps."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, regbench
+
+    run = tmp_path / "run"
+    regbench("train", "model=lenet5", "act=dyrelu_c", "act.attention_softmax=width", "dataset=synthetic",
+             "dataset.train_size=64", "dataset.test_size=16", "trainer.max_steps=2", f"hydra.run.dir={run}",
+             cwd=tmp_path)
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "dyrelu_attention.py"), str(run), "--images", "6"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    lines = out.splitlines()
+    assert "attention_softmax=width, 6 val images" in lines[0]
+    assert any("28×28" in line and "π < 1 at 0.0000% of positions" in line for line in lines)
+    # the 1×1 maps of conv3: a softmax over one position is 1, times 1/3: π < 1 everywhere there
+    assert any("1×1" in line and "π < 1 at 100.0000% of positions" in line for line in lines)
+    assert lines[-1].startswith("  all 4 DY-ReLU-C layers: π < 1 at ")
