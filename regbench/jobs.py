@@ -5,7 +5,7 @@ cartesian product of the swept values), or regbench's rows sweeper (each row bef
 numbered as Hydra numbers its jobs. Each job's config is the one Hydra
 composes for it: Hydra builds the defaults tree from the config-group choices (and its own `hydra` overrides) alone
 and applies every other override to the result, so the tree is built once per distinct set of choices and the other
-overrides are applied to a copy, as Hydra applies them. A 100-job sweep of one choice set composes in about a second.
+overrides are applied to a copy, as Hydra applies them: a sweep over seeds and numbers composes its tree once.
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from regbench import regs
 from regbench.errors import UserError
 
 # (dotted key, test, what the value must be); keys absent from the config are skipped.
@@ -28,7 +29,10 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("dataset.val_size", lambda v: not isinstance(v, bool) and ((isinstance(v, int) and v >= 0) or 0 < v < 1),
      "a number of images >= 0 or a fraction in (0, 1)"),
     ("trainer.cudnn_benchmark", lambda v: isinstance(v, bool), "true or false"),
-    ("trainer.threads", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    ("trainer.threads", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+     "auto or an integer >= 1"),
+    ("trainer.auto_threads_max", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+     "an integer >= 1"),
     ("trainer.fast_conv_bias", lambda v: isinstance(v, bool), "true or false"),
     ("trainer.mkl_amd_avx2", lambda v: isinstance(v, bool), "true or false"),
     ("bench.steps", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
@@ -40,12 +44,18 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sched.T_max", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("dataset.image_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),
+    ("dataset.label", lambda v: v in ("fine", "coarse"), "fine or coarse"),
     ("dataset.num_classes", lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
     *((f"dataset.limit.{split}", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1")
       for split in ("train", "val", "test")),
     ("reg.p", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("reg.dropblock.keep_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("reg.dropblock.block_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("reg.droppath.rate", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("reg.cutout.size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("reg.mixup.alpha", lambda v: v > 0, "> 0"),
+    ("reg.cutmix.alpha", lambda v: v > 0, "> 0"),
+    ("reg.cutmix.prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
 ]
 
 
@@ -65,3 +75,8 @@ def check(cfg: DictConfig) -> None:
         values = list(cfg.dataset[name])
         if len(values) != cfg.dataset.channels:
             raise UserError(f"dataset.{name} has {len(values)} values for {cfg.dataset.channels} channel(s): give one per channel")
+    size = OmegaConf.select(cfg, "reg.cutout.size")
+    if cfg.reg.batch.get("cutout") is not None and size > cfg.dataset.image_size:
+        raise UserError(f"reg.cutout.size={size} is larger than the {cfg.dataset.image_size}×{cfg.dataset.image_size} "
+                        f"images (dataset.image_size): give at most {cfg.dataset.image_size}")
+    regs.check(cfg.reg)

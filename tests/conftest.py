@@ -67,3 +67,32 @@ def write_cifar_tarball(path: Path, n_train: int = 500, n_test: int = 100, seed:
 @pytest.fixture(scope="session")
 def cifar_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_cifar_tarball(tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz")
+
+
+def write_cifar100_tarball(path: Path, n_train: int = 500, n_test: int = 100, seed: int = 0) -> Path:
+    """A cifar-100-python.tar.gz in the official layout: cifar-100-python/{train, test, meta}, pickled dicts with
+    b'data', b'fine_labels', b'coarse_labels' (each fine class inside one superclass, as in the real set)."""
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    fine_names = [f"fine_{i:02d}".encode() for i in range(100)]
+    coarse_names = [f"coarse_{i:02d}".encode() for i in range(20)]
+
+    def batch(n: int, label: str) -> dict:
+        fine = rng.integers(0, 100, n)
+        data = np.clip(fine[:, None] * 2 + rng.normal(30, 40, (n, 3072)), 0, 255).astype(np.uint8)
+        return {b"filenames": [f"img_{i}.png".encode() for i in range(n)], b"batch_label": label.encode(),
+                b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist(), b"data": data}
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, obj in (("train", batch(n_train, "training batch 1 of 1")), ("test", batch(n_test, "testing batch 1 of 1")),
+                          ("meta", {b"fine_label_names": fine_names, b"coarse_label_names": coarse_names})):
+            blob = pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path

@@ -79,7 +79,7 @@ def test_an_experiments_rows_expand_as_the_rows_sweeper_does() -> None:
 
 def test_a_list_of_known_group_options_is_accepted_and_an_unknown_entry_named() -> None:
     check_group_choices(parse_overrides(["reg=[dropout,dropblock]", "act=relu,dyrelu_a", "reg=[none],[dropout]"]))
-    with pytest.raises(UserError, match="unknown reg 'cutmixx'; choose one of: dropblock"):
+    with pytest.raises(UserError, match="unknown reg 'cutmixx'; choose one of: cutmix, cutout, dropblock"):
         check_group_choices(parse_overrides(["reg=[dropout,cutmixx]"]))
     with pytest.raises(UserError, match="unknown act 'swish'"):
         check_group_choices(parse_overrides(["act=relu,swish"]))

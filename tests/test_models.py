@@ -94,15 +94,18 @@ class Probe(nn.Layer):
         return x
 
 
-def _resnet_places() -> list[tuple[str, int]]:
+def _resnet_places(residual: bool = True) -> list[tuple[str, int]]:
     places = [("act", 64), ("conv", 64)]  # stem
-    for channels in (64, 128, 256, 512):
+    for stage, channels in enumerate((64, 128, 256, 512)):
         scale = {256: 0.25, 512: 1.0}.get(channels)
         # stages 3 and 4: DropBlock places inside each block (the official TF ResNet's: after the first conv·BN·act,
-        # after the second conv·BN, on the shortcut), then after the stage
-        inside = [(f"block {scale} block", channels)] * 3 if scale else []
-        block = [("act", channels), ("conv", channels), *inside, ("act", channels), ("conv", channels)]
-        places += block * 2 + ([(f"block {scale} stage", channels)] if scale else [])
+        # after the second conv·BN, on the shortcut, which runs only with the sum), then after the stage
+        inside = [(f"block {scale} block", channels)] if scale else []
+        for block in (2 * stage + 1, 2 * stage + 2):  # after the first BN, on the branch, after the sum
+            branch = [(f"residual {block / 8}", channels), *inside] if residual else []
+            places += [("act", channels), ("conv", channels), *inside * 2, *branch, ("act", channels),
+                       ("conv", channels)]
+        places += [(f"block {scale} stage", channels)] if scale else []
     return places
 
 
@@ -113,12 +116,13 @@ PLACES = {
               ("act", 64), ("conv", 64), ("act", 64), ("fc", 64)],
     "resnet18": _resnet_places(),
     "resnet18_nndl": _resnet_places(),
+    "resnet18_nndl model.use_residual=false": _resnet_places(residual=False),  # no sum, no residual branch
 }
 
 
 @pytest.mark.parametrize("model", PLACES)
 def test_factories_are_called_at_the_articles_places(model: str) -> None:
-    cfg = compose_config(model)
+    cfg = compose_config(*model.split())
     log: list[tuple[str, int]] = []
     act_channels: list[int] = []
 
@@ -132,6 +136,7 @@ def test_factories_are_called_at_the_articles_places(model: str) -> None:
         conv_reg=lambda: Probe(log, "conv"),
         fc_reg=lambda: Probe(log, "fc"),
         block_reg=lambda drop_scale, site: Probe(log, f"block {drop_scale} {site}"),
+        residual_reg=lambda drop_scale: Probe(log, f"residual {drop_scale}"),
     )
     net.eval()
     net(paddle.randn([1, *input_shape(cfg)]))
@@ -162,8 +167,8 @@ def _identity(*args: object, **kwargs: object) -> nn.Layer:
 @pytest.mark.parametrize(
     ("make", "smallest", "too_small"),
     [
-        (lambda size: LeNet5(1, 10, size, "avg", relu, _identity, _identity, _identity), 32, 28),
-        (lambda size: MyNet(3, 10, size, relu, _identity, _identity, _identity), 7, 6),
+        (lambda size: LeNet5(1, 10, size, "avg", relu, _identity, _identity, _identity, _identity), 32, 28),
+        (lambda size: MyNet(3, 10, size, relu, _identity, _identity, _identity, _identity), 7, 6),
     ],
     ids=["lenet5", "mynet"],
 )

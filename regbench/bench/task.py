@@ -13,10 +13,12 @@ import paddle
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from regbench import regs
 from regbench.bench import HYDRA_OVERRIDES
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
 from regbench.train.loop import derive_seed, evaluate
+from regbench.train import threads
 from regbench.train.run import build_trainer
 
 log = logging.getLogger("regbench")
@@ -37,7 +39,7 @@ def bench(cfg: DictConfig) -> None:
         log.error("%s: %s", " ".join(overrides), err)
         FAILED.append(f"{' '.join(overrides)}: {err}")
         return
-    row = dict(model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset, **figures,
+    row = dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset, **figures,
                overrides=overrides)
     RESULTS.append(row)
     print(json.dumps(row), flush=True)
@@ -74,7 +76,7 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     data_ms = 1000 * statistics.median(data_s)
     return dict(
         device=device, batch_size=cfg.trainer.batch_size, amp=amp, compile=cfg.trainer.compile,
-        threads=cfg.trainer.threads, paddle_version=paddle.__version__,
+        threads=threads.resolve(cfg.trainer), paddle_version=paddle.__version__,
         train_img_per_s=round(cfg.trainer.batch_size / step_ms * 1000, 1),
         eval_img_per_s=round(len(val.split) / statistics.median(eval_s), 1),
         step_ms=round(step_ms, 2), step_ms_iqr=[round(1000 * q1, 2), round(1000 * q3, 2)],

@@ -9,10 +9,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from regbench import regs
 from regbench.errors import UserError
 
 log = logging.getLogger("regbench")
-PLACES = ("conv", "fc", "block")
+PLACES = ("conv", "fc", "block", "residual")
 
 
 def _identity(*args: Any, **kwargs: Any) -> nn.Layer:
@@ -21,6 +22,7 @@ def _identity(*args: Any, **kwargs: Any) -> nn.Layer:
 
 def build_model(model: DictConfig, act: DictConfig, reg: DictConfig) -> nn.Layer:
     """Instantiate `model` with the activation factory and the regularizer factories (null places get Identity)."""
+    regs.check(reg)  # a sweep's later jobs are composed by Hydra alone: check each one's combination
     used: set[str] = set()
 
     def place(kind: str) -> Callable[..., nn.Layer]:

@@ -15,7 +15,8 @@ class LeNet5(nn.Layer):
     """conv5·act·[conv]·maxpool · conv5·act·[conv]·(max|avg)pool · conv5→120·act·[conv]
     · fc→84·act·[fc] · fc.
 
-    LeNet-5 has no DropBlock place: `block_reg` is accepted so that every model takes the same factories.
+    LeNet-5 has no DropBlock place and no residual branch: `block_reg` and `residual_reg` are accepted so that every
+    model takes the same factories.
     """
 
     def __init__(
@@ -28,6 +29,7 @@ class LeNet5(nn.Layer):
         conv_reg: Callable[[], nn.Layer],
         fc_reg: Callable[[], nn.Layer],
         block_reg: Callable[..., nn.Layer],
+        residual_reg: Callable[..., nn.Layer],
     ) -> None:
         super().__init__()
         if image_size < 32:

@@ -11,7 +11,9 @@ from regbench.errors import UserError
 
 class MyNet(nn.Layer):
     """conv 32·act·[conv] · conv 64/2·act·[conv] · conv 64/2·act·[conv]·[block] · conv 64/2·act·[conv]
-    · fc 64·act·[fc] · fc."""
+    · fc 64·act·[fc] · fc.
+
+    MyNet has no residual branch: `residual_reg` is accepted so that every model takes the same factories."""
 
     def __init__(
         self,
@@ -22,6 +24,7 @@ class MyNet(nn.Layer):
         conv_reg: Callable[[], nn.Layer],
         fc_reg: Callable[[], nn.Layer],
         block_reg: Callable[..., nn.Layer],
+        residual_reg: Callable[..., nn.Layer],
     ) -> None:
         super().__init__()
         if image_size < 7:

@@ -8,13 +8,17 @@ import paddle.nn as nn
 
 from regbench.errors import UserError
 
+BLOCKS = 8  # BasicBlocks: four stages of two
+
 
 class BasicBlock(nn.Layer):
-    """conv3×3·BN·act·[conv]·[drop] · conv3×3·BN·[drop], + shortcut (1×1 conv·BN if the shape changes)·[drop], then
-    act·[conv].
+    """conv3×3·BN·act·[conv]·[drop] · conv3×3·BN·[drop]·[residual], + shortcut (1×1 conv·BN if the shape
+    changes)·[drop], then act·[conv].
 
     `drop` makes the block's DropBlock places (Identity where there are none): where the official TF ResNet applies
-    DropBlock inside its bottleneck blocks — after each conv·BN(·ReLU) of the body and on the shortcut."""
+    DropBlock inside its bottleneck blocks — after each conv·BN(·ReLU) of the body and on the shortcut. `residual`
+    (e.g. DropPath) acts on the branch before the sum; without the sum (use_residual=False) there is no residual
+    branch and it is not used."""
 
     def __init__(
         self,
@@ -25,6 +29,7 @@ class BasicBlock(nn.Layer):
         act: Callable[[int], nn.Layer],
         conv_reg: Callable[[], nn.Layer],
         drop: Callable[[], nn.Layer],
+        residual: Callable[[], nn.Layer],
     ) -> None:
         super().__init__()
         self.body = nn.Sequential(
@@ -42,12 +47,13 @@ class BasicBlock(nn.Layer):
             self.shortcut = drop()
         # Article 4's use_residual=False keeps the shortcut layers (same parameter count) but never adds them.
         self.use_residual = use_residual
+        self.residual = residual() if use_residual else nn.Identity()
         self.after_sum = nn.Sequential(act(out_channels), conv_reg())
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         y = self.body(x)
         if self.use_residual:
-            y = y + self.shortcut(x)
+            y = self.residual(y) + self.shortcut(x)
         return self.after_sum(y)
 
 
@@ -73,8 +79,9 @@ class ResNet18(nn.Layer):
 
     DropBlock places (`block_reg(drop_scale, site)`): "stage" after stages 3 and 4, "block" inside every block of
     stages 3 and 4 (see BasicBlock); stage 3 gets a quarter of stage 4's drop rate at both, as the DropBlock paper's
-    official code gives group 3. ResNet18 has no hidden fully connected layer: `fc_reg` is accepted so that every
-    model takes the same factories.
+    official code gives group 3. Block l of the 8 gets residual_reg(drop_scale=l/8) on its branch (stochastic
+    depth's linear rule). ResNet18 has no hidden fully connected layer: `fc_reg` is accepted so that every model
+    takes the same factories.
     """
 
     def __init__(
@@ -87,17 +94,21 @@ class ResNet18(nn.Layer):
         conv_reg: Callable[[], nn.Layer],
         fc_reg: Callable[[], nn.Layer],
         block_reg: Callable[..., nn.Layer],
+        residual_reg: Callable[..., nn.Layer],
     ) -> None:
         super().__init__()
+        depth = iter(range(1, BLOCKS + 1))
+
+        def block(cin: int, cout: int, stride: int, drop: Callable[[], nn.Layer]) -> BasicBlock:
+            drop_scale = next(depth) / BLOCKS
+            return BasicBlock(cin, cout, stride, use_residual, act, conv_reg, drop,
+                              residual=lambda: residual_reg(drop_scale=drop_scale))
 
         def stage(cin: int, cout: int, stride: int, drop_scale: float | None = None) -> nn.Sequential:
             def drop() -> nn.Layer:
                 return nn.Identity() if drop_scale is None else block_reg(drop_scale=drop_scale, site="block")
 
-            return nn.Sequential(
-                BasicBlock(cin, cout, stride, use_residual, act, conv_reg, drop),
-                BasicBlock(cout, cout, 1, use_residual, act, conv_reg, drop),
-            )
+            return nn.Sequential(block(cin, cout, stride, drop), block(cout, cout, 1, drop))
 
         self.net = nn.Sequential(
             _stem(stem, in_channels, act, conv_reg),

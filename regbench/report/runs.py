@@ -12,6 +12,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from regbench import regs
 from regbench.errors import UserError
 
 SUMMARY = "summary.json"
@@ -20,8 +21,8 @@ HYDRA_DIR = ".hydra"
 
 # Overrides that do not change what a run computes: runs differing only in these are repeats of one setup.
 IGNORED_KEYS = frozenset({"seed", "trainer.resume", "trainer.device", "trainer.log_every", "trainer.eval_batch_size",
-                          "trainer.threads", "trainer.compile", "trainer.cudnn_benchmark", "trainer.fast_conv_bias",
-                          "trainer.mkl_amd_avx2", "dataset.data_file", "dataset.data_dir"})
+                          "trainer.threads", "trainer.auto_threads_max", "trainer.compile", "trainer.cudnn_benchmark",
+                          "trainer.fast_conv_bias", "trainer.mkl_amd_avx2", "dataset.data_file", "dataset.data_dir"})
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
 SUMMARY_CHOICES = ("model", "act", "reg", "dataset", "optim", "sched", "experiment")
 STATUS_ORDER = ("completed", "running", "interrupted", "diverged", "failed", "missing")
@@ -150,6 +151,8 @@ def load_run(path: PathLike) -> Run:
         config = OmegaConf.load(path / HYDRA_DIR / "config.yaml")
     except (OSError, yaml.YAMLError):
         config = None
+    if "reg" not in choices and isinstance(config, DictConfig) and isinstance(config.get("reg"), DictConfig):
+        choices["reg"] = regs.label(config.reg)  # Hydra records no choice for a list: reg=[dropblock,cutmix]
     return Run(path=path, status=(summary or {}).get("status") or "missing", summary=summary or {},
                metrics=_read_metrics(path / METRICS), choices=choices,
                overrides=parse_overrides(lines) if isinstance(lines, list) else {},

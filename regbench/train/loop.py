@@ -11,12 +11,12 @@ from typing import Any, Callable
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from regbench.data.batches import BatchLoader
 from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.speed import AMP_DTYPES
+from regbench.train.targets import BatchTransform, Targets, agreement, loss_fn
 
 log = logging.getLogger("regbench")
 
@@ -48,7 +48,7 @@ class Progress:
     # running sums since the last evaluation; train_time_s: seconds spent in training steps (producing the batch
     # included, as `regbench bench` times a step), not in evaluation, checkpoints or plots
     loss_sum: float = 0.0
-    correct: int = 0
+    correct: float = 0.0  # λ-weighted under mixed targets
     seen: int = 0
     train_time_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -65,14 +65,6 @@ class LoopConfig:
     seed: int
     log_every: int
     amp: str  # off | fp16 | bf16 (already "off" where the device cannot)
-
-
-def loss_fn(logits: paddle.Tensor, labels: paddle.Tensor, smoothing: float, reduction: str = "mean") -> paddle.Tensor:
-    """Cross-entropy, with label smoothing (1-ε)·y + ε/C when ε > 0."""
-    if smoothing:
-        target = F.label_smooth(F.one_hot(labels, logits.shape[-1]), epsilon=smoothing)
-        return F.cross_entropy(logits, target, soft_label=True, reduction=reduction)
-    return F.cross_entropy(logits, labels, reduction=reduction)
 
 
 def evaluate(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str = "off") -> tuple[float, float]:
@@ -109,8 +101,12 @@ class Trainer:
     def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                  lr: paddle.optimizer.lr.LRScheduler, train: BatchLoader, val: BatchLoader,
                  test: BatchLoader | None, folder: Path, cfg: LoopConfig,
-                 on_eval: Callable[[Progress], None], train_eval: BatchLoader | None = None) -> None:
+                 on_eval: Callable[[Progress], None], batch_reg: BatchTransform | None = None,
+                 train_eval: BatchLoader | None = None) -> None:
         self.model, self.optimizer, self.lr = model, optimizer, lr
+        # batch-level regularizers, called on each training batch; `mixes`: they may return Mixed targets
+        self.batch_reg = batch_reg
+        self.mixes = bool(getattr(batch_reg, "mixes", False))
         self.train_loader, self.val_loader, self.test_loader = train, val, test
         self.train_eval_loader = train_eval  # the training split in eval mode, scored at every evaluation if given
         self.folder, self.cfg, self.on_eval = folder, cfg, on_eval
@@ -163,8 +159,12 @@ class Trainer:
     def train_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
         """One optimization step at the current progress.step: (detached loss, number of right predictions)."""
         p = self.progress
-        # dropout draws depend on the step (and rank) alone: exact resume
-        paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *([self.rank] if self.world > 1 else [])))
+        # dropout and batch-regularizer draws depend on the step (and rank) alone: exact resume
+        rank = [self.rank] if self.world > 1 else []
+        paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *rank))
+        targets: Targets = labels
+        if self.batch_reg is not None:
+            images, targets = self.batch_reg(images, labels, np.random.default_rng([self.cfg.seed, 2, p.step, *rank]))
         for layer in self.scheduled:
             layer.set_progress(p.step / self.total_steps)
         self.step_lr = float(self.optimizer.get_lr())
@@ -172,10 +172,10 @@ class Trainer:
             # O1: matmuls and convs in half precision, BatchNorm, softmax and the loss in float32
             with paddle.amp.auto_cast(level="O1", dtype=AMP_DTYPES[self.cfg.amp]):
                 logits = self.model(images)
-            loss = loss_fn(logits.astype("float32"), labels, self.cfg.label_smoothing)
+            loss = loss_fn(logits.astype("float32"), targets, self.cfg.label_smoothing)
         else:
             logits = self.model(images)
-            loss = loss_fn(logits, labels, self.cfg.label_smoothing)
+            loss = loss_fn(logits, targets, self.cfg.label_smoothing)
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         # fresh names: the optimizer names the state it creates on its first step `{parameter}_{accumulator}_0`,
         # whatever the process built before, as checkpoint.load_optimizer_state expects
@@ -188,7 +188,7 @@ class Trainer:
         self.optimizer.clear_grad()
         if self.cfg.sched_interval == "step":
             self.lr.step()
-        return loss.detach(), (logits.argmax(axis=1) == labels).astype("int64").sum()
+        return loss.detach(), agreement(logits, targets)
 
     def _due_for_eval(self, end_of_epoch: bool) -> bool:
         step = self.progress.step
@@ -214,6 +214,8 @@ class Trainer:
                    eval_time_s=round(eval_time_s, 3))
         if self.train_eval_loader is not None:
             row.update(train_eval_loss=train_eval_loss, train_eval_acc=train_eval_acc)
+        if self.mixes:  # train_acc is the λ-weighted agreement with both labels of mixed samples
+            row["train_targets"] = "mixed"
         p.history.append(row)
         improved = val_acc > p.best_val_acc
         if improved:
@@ -230,7 +232,7 @@ class Trainer:
         p = self.progress
         loss_sum, correct, seen = sum_over_ranks([window.loss_sum.item(), window.correct.item(), window.seen])
         p.loss_sum += loss_sum
-        p.correct += int(correct)
+        p.correct += correct
         p.seen += int(seen)
         p.train_time_s += time.perf_counter() - window.tick
         window.reset()
@@ -306,7 +308,7 @@ class _Window:
 
     def reset(self) -> None:
         self.loss_sum = paddle.zeros([])
-        self.correct = paddle.zeros([], dtype="int64")
+        self.correct = paddle.zeros([])
         self.seen, self.tick = 0, time.perf_counter()
 
     def add(self, loss: paddle.Tensor, correct: paddle.Tensor, n: int) -> None:

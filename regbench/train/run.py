@@ -16,13 +16,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from regbench import regs
+from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
 from regbench.files import WriteFailed
 from regbench.models import build_model
 from regbench.models.summary import count_params
-from regbench.train import run_dir, speed
+from regbench.train import run_dir, speed, threads
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer
 
@@ -79,7 +81,9 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     """The run's trainer (model, data, optimizer, schedule) with the trainer's speed switches applied; its device."""
     tr = cfg.trainer
     device = select_device(tr.device)
-    speed.configure(device, threads=tr.threads, cudnn_benchmark=tr.cudnn_benchmark)
+    cpu_threads = threads.resolve(tr)
+    speed.configure(device, threads=cpu_threads, cudnn_benchmark=tr.cudnn_benchmark)
+    log.info("CPU threads: %d (trainer.threads=%s)", cpu_threads, tr.threads)
     paddle.seed(cfg.seed)
     model = build_model(cfg.model, cfg.act, cfg.reg)
     rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
@@ -101,7 +105,8 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
                           max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
                           seed=cfg.seed, log_every=tr.log_every, amp=speed.amp_mode(tr.amp, device))
-    return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, train_eval), device
+    return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg),
+                   train_eval), device
 
 
 def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
@@ -155,10 +160,11 @@ def train(cfg: DictConfig) -> None:
         return
     start = time.time() - (previous or {}).get("wall_time_s", 0.0)
     summary: dict[str, Any] = dict(
-        status="running", model=choices.model, act=choices.act, reg=choices.reg, dataset=choices.dataset,
+        status="running", model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
         optim=choices.optim, sched=choices.sched, experiment=choices.get("experiment"), seed=cfg.seed,
         epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None, final_train_acc=None,
-        test_acc=None, final_test_acc=None, selected_on=None, total_params=None, trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash,
+        test_acc=None, final_test_acc=None, selected_on=None, total_params=None, trainable_params=None, wall_time_s=0.0,
+        error=None, config_hash=config_hash,
         world_size=paddle.distributed.get_world_size())
     main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
     try:

@@ -1,0 +1,39 @@
+"""Cutout (DeVries & Taylor 2017): erase one square per training image."""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+
+from regbench.errors import UserError
+from regbench.train.targets import Targets
+
+
+class Cutout:
+    """Zero one size×size square per image, centred at a uniformly drawn pixel and clipped at the image borders.
+
+    Images arrive normalized, so erased pixels are 0 after normalization, as in the paper's code (which applies it
+    after ToTensor and Normalize). Targets pass through unchanged.
+    """
+
+    mixes = False
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise UserError(f"cutout size must be >= 1 (got {size})")
+        self.size = size
+
+    def __call__(self, images: paddle.Tensor, targets: Targets, rng: np.random.Generator) -> tuple[paddle.Tensor, Targets]:
+        b, _, h, w = images.shape
+        if self.size > min(h, w):
+            raise UserError(f"reg.cutout.size={self.size} is larger than the {h}×{w} images: give at most {min(h, w)}")
+        rows = _span(rng.integers(0, h, b), self.size, h)  # [B, H]
+        cols = _span(rng.integers(0, w, b), self.size, w)  # [B, W]
+        erased = rows.unsqueeze(2) * cols.unsqueeze(1)      # [B, H, W]
+        return images * (1.0 - erased.unsqueeze(1)).astype(images.dtype), targets
+
+
+def _span(centres: np.ndarray, size: int, n: int) -> paddle.Tensor:
+    """[B, n] float 1 on [c − size//2, c − size//2 + size) ∩ [0, n) for each centre c, else 0."""
+    start = paddle.to_tensor(centres - size // 2).unsqueeze(1)
+    index = paddle.arange(n, dtype="int64").unsqueeze(0)
+    return ((index >= start) & (index < start + size)).astype("float32")

@@ -1,0 +1,71 @@
+"""Mixup (Zhang et al., ICLR 2018) and CutMix (Yun et al., ICCV 2019): mix each training batch with a permutation
+of itself, one λ per batch as in both papers' code; targets become Mixed (λ of the own label, 1 − λ of the other)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import paddle
+
+from regbench.errors import UserError
+from regbench.train.targets import Mixed, Targets
+
+
+def _check_alpha(alpha: float) -> None:
+    if not alpha > 0:
+        raise UserError(f"the Beta(α, α) parameter alpha must be > 0 (got {alpha})")
+
+
+def _mixed(labels: Targets, perm: paddle.Tensor, lam: float) -> Mixed:
+    if isinstance(labels, Mixed):  # regs.check refuses two label-mixing options; this guards direct use
+        raise UserError("a batch can be label-mixed once: combine mixup or cutmix with other regularizers, not both")
+    return Mixed(labels, paddle.gather(labels, perm), paddle.full([labels.shape[0]], lam, dtype="float32"))
+
+
+class Mixup:
+    """λ ~ Beta(α, α); images λ·x + (1 − λ)·x[perm]; loss λ·CE(y) + (1 − λ)·CE(y[perm])."""
+
+    mixes = True
+
+    def __init__(self, alpha: float) -> None:
+        _check_alpha(alpha)
+        self.alpha = alpha
+
+    def __call__(self, images: paddle.Tensor, labels: Targets, rng: np.random.Generator) -> tuple[paddle.Tensor, Targets]:
+        lam = float(rng.beta(self.alpha, self.alpha))
+        perm = paddle.to_tensor(rng.permutation(images.shape[0]))
+        return lam * images + (1.0 - lam) * paddle.gather(images, perm), _mixed(labels, perm, lam)
+
+
+class CutMix:
+    """With probability prob: λ ~ Beta(α, α), a box of area fraction 1 − λ (sides ⌊side·√(1 − λ)⌋) centred at a
+    uniformly drawn pixel and clipped at the borders is pasted from x[perm]; λ is then recomputed from the clipped
+    box, 1 − box area / image area. Otherwise the batch passes unchanged."""
+
+    mixes = True
+
+    def __init__(self, alpha: float, prob: float) -> None:
+        _check_alpha(alpha)
+        if not 0.0 <= prob <= 1.0:
+            raise UserError(f"cutmix prob must be in [0, 1] (got {prob})")
+        self.alpha, self.prob = alpha, prob
+
+    def __call__(self, images: paddle.Tensor, labels: Targets, rng: np.random.Generator) -> tuple[paddle.Tensor, Targets]:
+        if not rng.random() < self.prob:
+            return images, labels
+        b, _, h, w = images.shape
+        lam = rng.beta(self.alpha, self.alpha)
+        cut = math.sqrt(1.0 - lam)
+        (top, bottom), (left, right) = (_clipped(rng, n, int(n * cut)) for n in (h, w))
+        box = np.zeros((h, w), np.float32)
+        box[top:bottom, left:right] = 1.0
+        perm = paddle.to_tensor(rng.permutation(b))
+        inside = paddle.to_tensor(box).astype(images.dtype)
+        mixed = images * (1.0 - inside) + paddle.gather(images, perm) * inside
+        return mixed, _mixed(labels, perm, 1.0 - (bottom - top) * (right - left) / (h * w))
+
+
+def _clipped(rng: np.random.Generator, n: int, length: int) -> tuple[int, int]:
+    """[start, end) of a span of `length` centred at a uniform pixel of 0..n-1, clipped to [0, n)."""
+    start = int(rng.integers(0, n)) - length // 2
+    return max(start, 0), min(start + length, n)

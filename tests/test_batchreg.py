@@ -1,0 +1,192 @@
+"""Cutout, Mixup, CutMix: their statistics against the papers' definitions, computed here independently by
+enumeration; what they do to images and targets; the loss and train accuracy of mixed targets."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import paddle
+import pytest
+
+from regbench.batchreg import BatchRegs, build_batch_regs
+from regbench.batchreg.cutout import Cutout
+from regbench.batchreg.mix import CutMix, Mixup
+from regbench.config import compose
+from regbench.errors import UserError
+from regbench.train.targets import Mixed, agreement, loss_fn
+
+
+def mean_clipped_span(length: int, n: int) -> float:
+    """E|[c − length//2, c − length//2 + length) ∩ [0, n)| over the centres c = 0..n-1, by enumeration."""
+    return float(np.mean([len(set(range(c - length // 2, c - length // 2 + length)) & set(range(n)))
+                          for c in range(n)]))
+
+
+def numbered(b: int, c: int = 3, n: int = 32) -> paddle.Tensor:
+    """Image i is the constant i + 1 (never 0), so every output pixel tells which image it came from."""
+    return paddle.to_tensor(np.broadcast_to(np.arange(1, b + 1, dtype=np.float32)[:, None, None, None], (b, c, n, n)))
+
+
+# -- Cutout ------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size, n", [(16, 32), (8, 32), (5, 12)])
+def test_cutout_erases_one_clipped_square_per_image_of_the_expected_mean_area(size: int, n: int) -> None:
+    cutout, rng = Cutout(size), np.random.default_rng(0)
+    fractions = []
+    for _ in range(16):
+        x = paddle.ones([256, 3, n, n])
+        y, targets = cutout(x, paddle.arange(256), rng)
+        erased = (y.numpy() == 0)
+        assert (erased == erased[:, :1]).all()  # the same pixels in every channel
+        erased = erased[:, 0]
+        rows, cols = erased.any(axis=2), erased.any(axis=1)
+        # one axis-aligned rectangle per image, at most size×size, at least (size//2 + 1) on each side it spans
+        assert (erased == (rows[:, :, None] & cols[:, None, :])).all()
+        for spans in (rows.sum(axis=1), cols.sum(axis=1)):
+            assert spans.max() <= size and spans.min() >= size - size // 2
+        assert np.array_equal(targets.numpy(), np.arange(256))
+        fractions.append(erased.mean(axis=(1, 2)))
+    measured = float(np.concatenate(fractions).mean())
+    expected = (mean_clipped_span(size, n) / n) ** 2  # centres independent per axis
+    assert abs(measured - expected) < 0.005, (measured, expected)
+
+
+def test_cutout_16_on_cifar_erases_19_percent_not_25() -> None:
+    """The paper's 16×16 on 32×32 with centres anywhere: clipping cuts the mean area from 256 to 14² = 196 pixels."""
+    assert mean_clipped_span(16, 32) == 14.0
+
+
+def test_cutout_erased_pixels_are_zero_after_normalization() -> None:
+    x = paddle.randn([8, 3, 32, 32]) + 5.0  # a normalized batch without zeros
+    y = Cutout(16)(x, paddle.zeros([8], dtype="int64"), np.random.default_rng(1))[0].numpy()
+    kept = y != 0
+    assert np.array_equal(y[kept], x.numpy()[kept]) and (~kept).any()
+
+
+def test_cutout_larger_than_the_image_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="larger than the 16×16 images"):
+        Cutout(20)(paddle.ones([1, 3, 16, 16]), paddle.zeros([1], dtype="int64"), np.random.default_rng(0))
+
+
+# -- Mixup -------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alpha", [1.0, 0.2])
+def test_mixup_lambda_follows_beta_and_mixes_images_and_labels_with_one_permutation(alpha: float) -> None:
+    mixup, rng = Mixup(alpha), np.random.default_rng(0)
+    lams = []
+    for _ in range(4000):
+        x = numbered(4, n=2)
+        y, t = mixup(x, paddle.arange(4), rng)
+        assert isinstance(t, Mixed)
+        lam, partner = float(t.lam[0]), t.b.numpy()
+        assert np.array_equal(t.a.numpy(), np.arange(4)) and sorted(partner) == [0, 1, 2, 3]
+        np.testing.assert_allclose(t.lam.numpy(), lam)
+        # every image is λ·itself + (1 − λ)·the image its second label names
+        np.testing.assert_allclose(y.numpy()[:, 0, 0, 0], lam * np.arange(1, 5) + (1 - lam) * (partner + 1), rtol=1e-5)
+        lams.append(lam)
+    lams = np.array(lams)
+    mean, var = 0.5, 1.0 / (4.0 * (2.0 * alpha + 1.0))  # Beta(α, α)
+    assert abs(lams.mean() - mean) < 4 * math.sqrt(var / len(lams))
+    assert abs(lams.var() - var) < 0.1 * var
+
+
+# -- CutMix ------------------------------------------------------------------------------------------------------------
+
+def expected_cutmix_lambda(n: int, alpha: float, grid: int = 20000) -> float:
+    """E[λ after clipping] for λ ~ Beta(α, α): 1 − E[clipped box area]/n², integrated over λ on a midpoint grid."""
+    lam = (np.arange(grid) + 0.5) / grid
+    weight = lam ** (alpha - 1) * (1 - lam) ** (alpha - 1)
+    spans = {length: mean_clipped_span(length, n) for length in range(n + 1)}
+    area = np.array([spans[int(n * math.sqrt(1 - v))] ** 2 for v in lam])
+    return float(1 - (weight * area).sum() / weight.sum() / n**2)
+
+
+def test_cutmix_is_applied_with_prob_and_lambda_after_clipping_has_the_expected_mean() -> None:
+    cutmix, rng, n = CutMix(alpha=1.0, prob=0.5), np.random.default_rng(0), 32
+    applied, lams = 0, []
+    calls = 6000
+    for _ in range(calls):
+        x = numbered(2, c=1, n=n)
+        y, t = cutmix(x, paddle.arange(2), rng)
+        if not isinstance(t, Mixed):
+            assert np.array_equal(y.numpy(), x.numpy()) and np.array_equal(t.numpy(), [0, 1])
+            continue
+        applied += 1
+        own = (y.numpy()[:, 0] == x.numpy()[:, 0]).mean(axis=(1, 2))
+        swapped = t.b.numpy() != t.a.numpy()
+        # λ is the share of each image's own pixels (where the permutation swapped it), the box a rectangle
+        np.testing.assert_allclose(own[swapped], t.lam.numpy()[swapped], atol=1e-6)
+        box = y.numpy()[0, 0] != x.numpy()[0, 0]
+        if swapped.all():
+            assert (box == (box.any(axis=1)[:, None] & box.any(axis=0)[None, :])).all()
+        lams.append(float(t.lam[0]))
+    assert abs(applied / calls - 0.5) < 4 * math.sqrt(0.25 / calls)
+    expected = expected_cutmix_lambda(n, 1.0)
+    std = float(np.std(lams))
+    assert abs(np.mean(lams) - expected) < 4 * std / math.sqrt(len(lams)), (np.mean(lams), expected)
+    assert expected > 0.5 + 0.05  # clipping shrinks boxes: λ is well above the unclipped 0.5
+
+
+@pytest.mark.parametrize("prob", [0.0, 1.0])
+def test_cutmix_prob_bounds(prob: float) -> None:
+    rng = np.random.default_rng(0)
+    kinds = {isinstance(CutMix(1.0, prob)(numbered(2), paddle.arange(2), rng)[1], Mixed) for _ in range(50)}
+    assert kinds == {prob == 1.0}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Mixup(0.0), "alpha must be > 0"), (lambda: CutMix(-1.0, 0.5), "alpha must be > 0"),
+    (lambda: CutMix(1.0, 1.5), "prob must be in"), (lambda: Cutout(0), "size must be >= 1"),
+])
+def test_bad_settings_raise_user_error(make, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        make()
+
+
+def test_two_label_mixers_in_a_row_are_refused() -> None:
+    both = BatchRegs([Mixup(1.0), CutMix(1.0, 1.0)])
+    with pytest.raises(UserError, match="label-mixed once"):
+        both(numbered(4), paddle.arange(4), np.random.default_rng(0))
+
+
+def test_reg_batch_builds_the_transforms_in_order_and_knows_they_mix() -> None:
+    batch = build_batch_regs(compose(["reg=[cutout,droppath,cutmix]"]).reg)
+    assert [type(t).__name__ for t in batch.transforms] == ["Cutout", "CutMix"] and batch.mixes
+    assert build_batch_regs(compose(["reg=dropblock"]).reg) is None
+    assert not build_batch_regs(compose(["reg=cutout"]).reg).mixes
+
+
+# -- loss and train accuracy of mixed targets ----------------------------------------------------------------------
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_mixed_loss_is_lambda_weighted_cross_entropy_of_both_labels(smoothing: float) -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 5)).astype(np.float32)
+    a, b, lam = rng.integers(0, 5, 6), rng.integers(0, 5, 6), rng.random(6).astype(np.float32)
+    targets = Mixed(paddle.to_tensor(a), paddle.to_tensor(b), paddle.to_tensor(lam))
+    logp = log_softmax(logits.astype(np.float64))
+
+    def ce(y: np.ndarray) -> np.ndarray:
+        soft = np.full((6, 5), smoothing / 5) + (1 - smoothing) * np.eye(5)[y]
+        return -(soft * logp).sum(axis=1)
+
+    expected = lam * ce(a) + (1 - lam) * ce(b)
+    got = loss_fn(paddle.to_tensor(logits), targets, smoothing)
+    np.testing.assert_allclose(float(got), expected.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss_fn(paddle.to_tensor(logits), targets, smoothing, "sum")), expected.sum(),
+                               rtol=1e-5)
+    hard = loss_fn(paddle.to_tensor(logits), paddle.to_tensor(a), smoothing)
+    np.testing.assert_allclose(float(hard), ce(a).mean(), rtol=1e-5)
+
+
+def test_train_accuracy_of_mixed_targets_is_the_lambda_weighted_agreement() -> None:
+    logits = paddle.to_tensor(np.eye(4, dtype=np.float32))  # predicts 0, 1, 2, 3
+    targets = Mixed(paddle.to_tensor([0, 1, 0, 3]), paddle.to_tensor([1, 1, 2, 0]), paddle.to_tensor([0.7, 0.6, 0.2, 0.5]))
+    # sample 0: 0.7 (a right) · 1: 1.0 (both) · 2: 0.8 (b right) · 3: 0.5 (a right)
+    assert float(agreement(logits, targets)) == pytest.approx(0.7 + 1.0 + 0.8 + 0.5)
+    assert float(agreement(logits, paddle.to_tensor([0, 0, 2, 3]))) == 3.0
