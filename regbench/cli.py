@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
 USAGE = """usage: regbench COMMAND [ARGS]
@@ -20,6 +21,10 @@ commands:
                           run an article's grid (dropblock, dropout, dyrelu, nndl) as one sweep, then its table
   table DIR [DIR ...]     aggregate run folders into the articles' accuracy tables (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
+  eval RUN_DIR [--checkpoint best|last] [--split S] [overrides]
+                          score a run's checkpoint again: one JSON line and a confusion-matrix PNG
+  export RUN_DIR --format paddle|onnx [--checkpoint best|last]
+                          a Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx)
 
 Configs live in {conf}; `regbench train --help` lists the config groups and their options.
 """
@@ -59,14 +64,18 @@ def _preflight(argv: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from regbench.jobs import command_jobs
+    from regbench.track import require
+    from regbench.tune import require_sweeper
     from regbench.train import process_env
     from regbench.train.resume_check import check_resume
 
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("-sc", "--shell-completion"))
                for a in argv):
+        require_sweeper(argv)
         jobs = command_jobs(argv)
         for job in jobs:  # before Hydra rewrites the saved config of the folder it resumes
             check_resume(job.cfg, job.folder)
+            require(job.cfg.logger)  # a chosen tracker's package is installed
         process_env.prepare(jobs[0].cfg.trainer)
         _require_paddle()
         from regbench.models import build_model
@@ -173,6 +182,48 @@ def _report(kind: str, argv: list[str]) -> None:
         print(report.write_plot(args.dirs))
 
 
+def _eval(argv: list[str]) -> None:
+    from regbench.inference import CHECKPOINTS, SPLITS
+
+    parser = argparse.ArgumentParser(prog="regbench eval", description="Score a run's checkpoint again: one JSON line "
+                                     "(split, n, accuracy, loss, per-class accuracy, img/s) and a confusion-matrix PNG.")
+    parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep)")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+    parser.add_argument("--split", choices=SPLITS,
+                        help="default: test when the dataset has a test split distinct from val, else val")
+    parser.add_argument("--output", help="the confusion-matrix PNG (default: RUN/confusion_<split>_<checkpoint>.png)")
+    parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
+                        "dataset.data_file=PATH (another dataset of the same shape)")
+    args = parser.parse_intermixed_args(argv)
+    _require_paddle()
+    from regbench.inference.evaluate import evaluate_run
+
+    output = Path(args.output) if args.output else None
+    print(json.dumps(evaluate_run(Path(args.run), args.checkpoint, args.split, output, args.overrides)))
+
+
+def _export(argv: list[str]) -> None:
+    from regbench.inference import CHECKPOINTS, FORMATS
+
+    parser = argparse.ArgumentParser(prog="regbench export", description="Export a run's model for inference: a "
+                                     "Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx).")
+    parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep)")
+    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+    parser.add_argument("--output", help="folder for the files (default: RUN/export/<checkpoint>/)")
+    parser.add_argument("--opset", type=int, default=13, help="ONNX opset version")
+    parser.add_argument("--check", type=int, default=32, metavar="N", help="compare the exported model's logits "
+                        "with the eager model's on the first N val images (0: no check)")
+    parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config")
+    args = parser.parse_intermixed_args(argv)
+    _require_paddle()
+    from regbench.inference.export import export_run
+
+    output = Path(args.output) if args.output else None
+    print(json.dumps(export_run(Path(args.run), args.format, args.checkpoint, output, args.overrides, args.opset,
+                                args.check)))
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": _train,
     "summary": _summary,
@@ -180,6 +231,8 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "reproduce": _reproduce,
     "table": lambda argv: _report("table", argv),
     "plot": lambda argv: _report("plot", argv),
+    "eval": _eval,
+    "export": _export,
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator, Union
@@ -13,6 +14,7 @@ from typing import IO, Any, Iterator, Union
 from regbench.errors import UserError
 
 PathLike = Union[str, Path]
+TEMPORARY = ".tmp"  # the suffix of the temporary files, which a killed process may leave behind
 
 
 class WriteFailed(UserError):
@@ -29,7 +31,7 @@ class WriteFailed(UserError):
 def atomic_write(path: PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """A file object whose contents replace `path` when the block ends without an error."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel jobs may share a cache file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY}")  # per process: parallel jobs may share a cache
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode) as f:
@@ -45,6 +47,13 @@ def atomic_write(path: PathLike, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
+def remove_temporaries(folder: PathLike) -> None:
+    """Delete what writes into `folder` and its subfolders left behind when their process was killed (only safe
+    where no other process writes at the same time, like a run folder)."""
+    for tmp in Path(folder).rglob(f".*{TEMPORARY}"):
+        tmp.unlink(missing_ok=True)
+
+
 def write_text(path: PathLike, text: str) -> None:
     with atomic_write(path) as f:
         f.write(text)
@@ -54,3 +63,20 @@ def copy_file(source: PathLike, path: PathLike) -> None:
     """Copy `source` to `path` atomically."""
     with open(source, "rb") as src, atomic_write(path, "wb") as f:
         shutil.copyfileobj(src, f)
+
+
+@contextmanager
+def staged_files(folder: PathLike) -> Iterator[Path]:
+    """A temporary folder inside `folder` for tools that write by path (paddle.jit.save, paddle2onnx): when the block
+    ends without an error, each file left at its top level replaces its namesake in `folder` by one rename."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".staged-") as tmp:
+            yield Path(tmp)
+            for f in sorted(Path(tmp).iterdir()):
+                if f.is_file():
+                    os.replace(f, folder / f.name)
+    except OSError as err:
+        cause = f"{err.strerror} ({errno.errorcode.get(err.errno, err.errno)})" if err.errno else str(err)
+        raise WriteFailed(folder, cause) from None

@@ -30,6 +30,9 @@ from regbench.config import CONF_DIR, check_composed, check_group_choices, expla
 from regbench.errors import UserError
 
 
+BASIC_SWEEPER = f"{BasicSweeper.__module__}.{BasicSweeper.__name__}"
+
+
 @dataclass
 class Job:
     num: int  # hydra.job.num: the job's place in the sweep (0 for a single run)
@@ -63,6 +66,11 @@ def command_jobs(argv: list[str]) -> list[Job]:
                 raise UserError(f"{swept[0]} gives several values: add -m to run one job for each, "
                                 f"or quote the value to pass it as one string")
             jobs = [Job(0, overrides, master, multirun=False)]
+        elif master.hydra.sweeper._target_ != BASIC_SWEEPER:
+            # a search (e.g. Optuna) picks each job's values as it goes: check the sweep's own config as one job
+            jobs = [Job(0, overrides, master, multirun=True)]
+            with open_dict(master):
+                master.hydra.job.num = master.hydra.job.id = 0
         else:
             params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
             hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]

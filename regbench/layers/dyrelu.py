@@ -67,8 +67,9 @@ class _MaxOfLines(PyLayer):
         return (grad_x, *grad_a, *grad_b)
 
 
-def _max_of_lines(x: paddle.Tensor, coefs: Sequence[paddle.Tensor]) -> paddle.Tensor:
-    if x.stop_gradient and all(c.stop_gradient for c in coefs):  # inference: no masks to keep
+def _max_of_lines(x: paddle.Tensor, coefs: Sequence[paddle.Tensor], training: bool) -> paddle.Tensor:
+    # inference (eval mode, e.g. an exported static graph, or no gradients): plain ops, no masks to keep
+    if not training or (x.stop_gradient and all(c.stop_gradient for c in coefs)):
         return _upper_envelope(x, coefs)
     return _MaxOfLines.apply(x, *coefs)
 
@@ -109,21 +110,22 @@ class _DyReLU(nn.Layer):
 
     def _theta(self, x: paddle.Tensor) -> paddle.Tensor:
         """θ in (-1, 1) as [B, 1 or C, 2K], from x as [B, C, HW]."""
-        batch, channels, size = x.shape
+        channels, size = x.shape[1:]  # the batch size is left to reshape (0: as the input, -1: the rest), so
+        # that a static graph with a variable batch (an exported model) computes the same
         # mean over positions as a matrix product: Paddle's CPU mean and its gradient are ~10x slower
         mean = paddle.full([size, 1], 1.0 / size, dtype=x.dtype)
-        pooled = paddle.matmul(x.reshape([batch * channels, size]), mean)
-        theta = self.fc2(F.relu(self.fc1(pooled.reshape([batch, channels]))))
-        return (2 * F.sigmoid(theta) - 1).reshape([batch, -1, 2 * self.k])
+        pooled = paddle.matmul(x.reshape([-1, size]), mean)
+        theta = self.fc2(F.relu(self.fc1(pooled.reshape([-1, channels]))))
+        return (2 * F.sigmoid(theta) - 1).reshape([0, -1, 2 * self.k])
 
     def _lines(self, x: paddle.Tensor, coefs: paddle.Tensor, basis: paddle.Tensor) -> paddle.Tensor:
         """max_k of the lines whose coefficient maps are coefs[:, :, j] @ basis: [B, C, 2K, r] @ [B|1, r, HW]."""
         maps = [paddle.matmul(c, basis) for c in paddle.unbind(coefs, axis=2)]
-        return _max_of_lines(x, maps)
+        return _max_of_lines(x, maps, self.training)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         shape = x.shape
-        flat = x.reshape([shape[0], self.channels, -1])
+        flat = x.reshape([0, self.channels, -1])
         return self._dynamic(flat, shape[-1] if len(shape) == 4 else 1).reshape(shape)
 
 
@@ -131,9 +133,11 @@ class _SpatiallyShared(_DyReLU):
     """A and B: each coefficient map is a [B, C] coefficient times ones over the positions."""
 
     def _dynamic(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
-        batch, channels, size = x.shape
+        channels, size = x.shape[1:]
         coefs = self._theta(x) * self.lambdas + self.init_v
-        coefs = coefs.expand([batch, channels, 2 * self.k]).unsqueeze(-1)
+        if not self.per_channel:
+            coefs = coefs.tile([1, channels, 1])
+        coefs = coefs.unsqueeze(-1)
         return self._lines(x, coefs, paddle.ones([1, 1, size], dtype=x.dtype))
 
 
@@ -174,18 +178,18 @@ class DyReLUC(_DyReLU):
 
     def attention_scores(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
         """softmax(conv(x) / temperature) · HW / gamma as [B, 1, HW] from x as [B, C, HW]: π before clipping."""
-        batch, channels, size = x.shape
+        channels, size = x.shape[1:]
         # the 1×1 conv as a matrix product over channels (same parameters as nn.Conv2D, no im2col)
         logits = paddle.matmul(self.conv.weight.reshape([1, channels]), x) + self.conv.bias
         if self.attention_softmax == "width":
-            rows = F.softmax(logits.reshape([batch, 1, size // width, width]) / self.temperature, axis=-1)
-            return rows.reshape([batch, 1, size]) * (size / self.gamma)
+            rows = F.softmax(logits.reshape([0, 1, size // width, width]) / self.temperature, axis=-1)
+            return rows.reshape([0, 1, size]) * (size / self.gamma)
         return F.softmax(logits / self.temperature, axis=-1) * (size / self.gamma)
 
     def _dynamic(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
         attention = paddle.clip(self.attention_scores(x, width), max=1.0)
         residual = self._theta(x) * self.lambdas
         # coefficient map j = residual_j ⊗ π + init_j, one matrix product with rows (residual_j, init_j)
-        coefs = paddle.stack([residual, self.init_v.expand_as(residual)], axis=-1)
+        coefs = paddle.stack([residual, paddle.zeros_like(residual) + self.init_v], axis=-1)
         basis = paddle.concat([attention, paddle.ones_like(attention)], axis=1)
         return self._lines(x, coefs, basis)

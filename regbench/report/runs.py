@@ -22,7 +22,7 @@ HYDRA_DIR = ".hydra"
 # Overrides that do not change what a run computes: runs differing only in these are repeats of one setup.
 IGNORED_KEYS = frozenset({"seed", "trainer.resume", "trainer.device", "trainer.log_every", "trainer.eval_batch_size",
                           "trainer.threads", "trainer.auto_threads_max", "trainer.compile", "trainer.cudnn_benchmark",
-                          "trainer.fast_conv_bias", "trainer.mkl_amd_avx2", "dataset.data_file", "dataset.data_dir"})
+                          "trainer.fast_conv_bias", "trainer.mkl_amd_avx2", "dataset.data_file", "dataset.data_dir", "logger"})
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
 SUMMARY_CHOICES = ("model", "act", "reg", "dataset", "optim", "sched", "experiment")
 STATUS_ORDER = ("completed", "running", "interrupted", "diverged", "failed", "missing")
@@ -98,7 +98,7 @@ def values_equal(a: Any, b: Any) -> bool:
 
 
 def _ignored(key: str) -> bool:
-    return key in IGNORED_KEYS or key == "hydra" or key.startswith(("hydra.", "hydra/"))
+    return key in IGNORED_KEYS or key == "hydra" or key.startswith(("hydra.", "hydra/", "logger."))
 
 
 def parse_overrides(lines: Sequence[str]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -18,12 +19,16 @@ class WriteSweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from regbench.report import write_report
         from regbench.report.runs import find_runs
+        from regbench.tune import best_trial
 
         sweep_dir = config.hydra.sweep.dir
         try:
-            NOT_COMPLETED[:] = [f"{r.path}: {r.status}: {r.summary.get('error')}" for r in find_runs([sweep_dir])
-                                if r.status != "completed"]
+            runs = find_runs([sweep_dir])
+            NOT_COMPLETED[:] = [f"{r.path}: {r.status}: {r.summary.get('error')}" for r in runs if r.status != "completed"]
             print(write_report(sweep_dir))
+            best = best_trial(Path(sweep_dir), runs)
+            if best:
+                print(best)
         except Exception as err:  # a report problem must not hide the sweep's own outcome
             log.error("could not write the sweep report in %s: %s", sweep_dir, err)
             return

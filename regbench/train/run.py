@@ -21,9 +21,11 @@ from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
-from regbench.files import WriteFailed
+from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
+from regbench.track import Trackers, open_trackers
+from regbench.tune import NoObjective, objective
 from regbench.train import run_dir, speed, threads
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer
@@ -109,7 +111,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
                    train_eval), device
 
 
-def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
+def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Trackers) -> None:
     title = f"{summary['model']} · {summary['act']} · {summary['reg']} · {summary['dataset']} · seed {cfg.seed}"
 
     def on_eval(p: Progress) -> None:  # rank 0 only
@@ -120,6 +122,7 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any]) -> None:
                        final_train_acc=last["train_acc"])
         run_dir.write_json(folder / run_dir.SUMMARY, summary)
         run_dir.plot_curves(folder / run_dir.CURVES, p.history, title)
+        trackers.log(p.history)
 
     trainer, device = build_trainer(cfg, folder, on_eval)
     summary["total_params"], summary["trainable_params"] = count_params(trainer.model)
@@ -143,11 +146,13 @@ def _config_hash(cfg: DictConfig) -> str:
     """Identifies what a run trains: the whole config except whether it resumes."""
     config = OmegaConf.to_container(cfg, resolve=True)
     config["trainer"].pop("resume")
+    config.pop("logger", None)  # trackers mirror a run, they do not change it
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train(cfg: DictConfig) -> None:
-    """Hydra task: train one configuration in the job's run folder; record the outcome in summary.json."""
+def train(cfg: DictConfig) -> float | NoObjective:
+    """Hydra task: train one configuration in the job's run folder; record the outcome in summary.json. Returns the
+    objective a sweeper may search on (best val accuracy; NoObjective when the run did not complete)."""
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir)
     choices = hydra_cfg.runtime.choices
@@ -157,7 +162,7 @@ def train(cfg: DictConfig) -> None:
     previous = run_dir.read_json(summary_path) if cfg.trainer.resume else None
     if previous and previous.get("status") == "completed" and previous.get("config_hash") == config_hash:
         log.info("%s: already completed with this config, nothing to resume", folder)
-        return
+        return objective(previous)
     start = time.time() - (previous or {}).get("wall_time_s", 0.0)
     summary: dict[str, Any] = dict(
         status="running", model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
@@ -167,10 +172,13 @@ def train(cfg: DictConfig) -> None:
         error=None, config_hash=config_hash,
         world_size=paddle.distributed.get_world_size())
     main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
+    trackers = Trackers({})
     try:
         if main:
+            remove_temporaries(folder)  # of a write that a kill -9 cut short
             run_dir.write_json(summary_path, summary)
-        _run(cfg, folder, summary)
+            trackers = open_trackers(cfg, folder, config_hash)
+        _run(cfg, folder, summary, trackers)
         summary["status"] = "completed"
     except Interrupted as err:
         summary.update(status="interrupted", error=str(err))
@@ -197,6 +205,7 @@ def train(cfg: DictConfig) -> None:
                     stale = f"{run_dir.SUMMARY} is not up to date either ({err.cause})"
                     summary["error"] = f"{summary['error']}; {stale}" if summary["error"] else str(err)
                 summary["status"], code = "failed", err.exit_code
+        trackers.close(summary)
     if interrupted is not None:
         log.warning("%s", summary["error"])
         if paddle.distributed.get_world_size() > 1:  # rank 0 has written the summary before any rank exits:
@@ -206,3 +215,4 @@ def train(cfg: DictConfig) -> None:
         log.error("%s: %s", summary["status"], summary["error"])
         if hydra_cfg.mode != RunMode.MULTIRUN:  # in a sweep the other jobs go on; the CLI exits non-zero at the end
             raise SystemExit(code or (2 if summary["status"] == "failed" else 1))
+    return objective(summary)

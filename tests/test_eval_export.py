@@ -1,0 +1,174 @@
+"""`regbench eval` and `regbench export` on real run folders, and every model × act exported and run by Paddle
+Inference and onnxruntime on real images."""
+from __future__ import annotations
+
+import json
+import tarfile
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA, read_json, regbench, write_cifar_tarball
+
+MODELS = ("lenet5", "lenet5_nndl", "mynet", "resnet18", "resnet18_nndl")
+ACTS = ("relu", "dyrelu_a", "dyrelu_b", "dyrelu_c")
+TOLERANCE = 1e-4
+# ResNet18 (NNDL) with DY-ReLU-A amplifies float32 rounding: its eager model alone disagrees with itself by about 2e-4
+# between a batch of 8 and the same images one at a time (checked below), so its export is held to 5e-4
+LOOSER = {("resnet18_nndl", "dyrelu_a"): 5e-4}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of the default configuration (LeNet-5 on the offline MNIST digits): val and test splits."""
+    folder = tmp_path_factory.mktemp("eval") / "run"
+    regbench("train", "trainer.max_steps=30", "trainer.eval_every_steps=15", f"hydra.run.dir={folder}")
+    return folder
+
+
+def last_json(proc) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_eval_scores_as_the_trainer_did(run: Path, tmp_path: Path) -> None:
+    summary = read_json(run / "summary.json")
+    test = last_json(regbench("eval", str(run)))
+    assert test["split"] == "test" and test["n"] == 500 and test["checkpoint"] == "best"
+    assert test["accuracy"] == summary["test_acc"]
+    assert set(test["per_class_accuracy"]) == {str(d) for d in range(10)}
+    assert abs(np.mean(list(test["per_class_accuracy"].values())) - test["accuracy"]) < 0.05  # 50 per class
+    assert test["eval_img_per_s"] > 0 and test["loss"] > 0
+    png = Path(test["confusion_png"])
+    assert png == run / "confusion_test_best.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    val = last_json(regbench("eval", str(run), "--split", "val", "--output", str(tmp_path / "val.png")))
+    assert val["accuracy"] == summary["best_val_acc"] and (tmp_path / "val.png").is_file()
+    last = last_json(regbench("eval", str(run), "--checkpoint", "last", "dataset.limit.test=100"))
+    assert last["n"] == 100 and last["checkpoint"] == "last"
+
+
+def test_eval_another_data_file_of_the_same_shape(cifar_tarball: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    regbench("train", "model=lenet5", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "trainer.max_steps=8",
+             "trainer.eval_every_steps=8", f"hydra.run.dir={run}")
+    own = last_json(regbench("eval", str(run)))  # CIFAR-10's val is its test set: no distinct test split
+    assert own["split"] == "val" and own["n"] == 100 and own["accuracy"] == read_json(run / "summary.json")["best_val_acc"]
+    other = write_cifar_tarball(tmp_path / "other.tar.gz", n_train=50, n_test=40, seed=1)
+    out = last_json(regbench("eval", str(run), f"dataset.data_file={other}"))
+    assert out["split"] == "val" and out["n"] == 40
+    proc = regbench("eval", str(run), "--split", "test", check=False)
+    assert proc.returncode == 2 and "no test split distinct from val: use --split val" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("nope",), "nope is not a folder"),
+    (("{run}", "--checkpoint", "last", "dataset.nope=1"), "unknown option 'dataset.nope'"),
+    (("{run}", "dataset=mnist"), "give key=value overrides"),
+    (("{tmp}",), "has no .hydra/config.yaml"),
+])
+def test_eval_bad_input_is_one_line(run: Path, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    proc = regbench("eval", *(a.format(run=run, tmp=tmp_path) for a in args), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
+
+
+def test_eval_and_export_refuse_missing_or_corrupt_checkpoints(run: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / ".hydra").mkdir()
+    (broken / ".hydra" / "config.yaml").write_text((run / ".hydra" / "config.yaml").read_text())
+    truncated = (run / "checkpoints" / "best.npz").read_bytes()[:2000]
+    (broken / "checkpoints" / "best.npz").write_bytes(truncated)
+    for command in (("eval", str(broken)), ("export", str(broken), "--format", "onnx")):
+        proc = regbench(*command, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "is truncated or corrupt" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        proc = regbench(*command, "--checkpoint", "last", check=False)
+        assert proc.returncode == 2 and "has no checkpoints/last.npz" in proc.stderr
+    assert (broken / "checkpoints" / "best.npz").read_bytes() == truncated  # nothing touched
+    assert not (broken / "export").exists() and not list(broken.glob("*.png"))
+
+
+@pytest.mark.parametrize("fmt", ["paddle", "onnx"])
+def test_export_command_checks_itself_on_real_val_images(run: Path, fmt: str) -> None:
+    out = last_json(regbench("export", str(run), "--format", fmt))
+    files = [Path(f) for f in out["files"]]
+    assert all(f.is_file() and f.parent == run / "export" / "best" for f in files)
+    assert files[0].suffix == (".onnx" if fmt == "onnx" else ".json")
+    assert out["checked_images"] == 32 and out["max_abs_diff"] <= TOLERANCE
+    assert read_json(run / "export" / "best" / "export.json")["shape"] == ["batch", 1, 32, 32]
+    # and independently of the command: the exported model against the eager one on other real images
+    import paddle
+
+    from regbench.inference.export import max_abs_diff
+    from regbench.inference.run_folder import load_model, saved_config
+
+    model = load_model(saved_config(run, []), run, "best")
+    images = real_images(1, 8)
+    assert max_abs_diff(model, files, fmt, images) <= TOLERANCE
+    assert paddle.is_tensor(paddle.to_tensor(images))
+
+
+def real_images(channels: int, n: int) -> np.ndarray:
+    """n real 32×32 images normalized with mean 0.5, std 0.5: MNIST test digits (1 channel) or CIFAR-10 JPEGs."""
+    if channels == 1:
+        from regbench.data import resize
+        from regbench.data.mnist import load_mnist5k
+
+        images = resize(load_mnist5k().test.head(n), 32).images
+    else:
+        from PIL import Image
+
+        images = []
+        with tarfile.open(SHARED_DATA / "cifar10-jpeg.tar.gz") as tar:
+            for member in tar:
+                if member.name.startswith("test/") and member.name.endswith(".jpg"):
+                    images.append(np.asarray(Image.open(BytesIO(tar.extractfile(member).read())).convert("RGB")))
+                    if len(images) == n:
+                        break
+        images = np.stack(images).transpose(0, 3, 1, 2)
+    return ((images.astype(np.float32) / 255 - 0.5) / 0.5).astype(np.float32)
+
+
+def calibrate_batch_norm(model, images: np.ndarray) -> None:
+    """Set BatchNorm statistics from real images, as training leaves them. An untrained net keeps mean 0, variance 1:
+    its activations grow block by block (ResNet18 with DY-ReLU reaches logits near 1000), which no trained model
+    shows and which turns float32 rounding into differences far above what a trained model's export has."""
+    import paddle
+
+    norms = [m for m in model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
+    for norm in norms:
+        norm._momentum = 0.0  # running statistics := this batch's
+    model.train()
+    with paddle.no_grad():
+        model(paddle.to_tensor(images))
+    model.eval()
+
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_every_model_and_act_exports_to_paddle_inference_and_onnx(model_name: str, act: str, tmp_path: Path) -> None:
+    import paddle
+
+    from regbench.config import compose
+    from regbench.inference.export import max_abs_diff, save_inference_model, to_onnx
+    from regbench.models import build_model
+
+    dataset = "mnist5k" if model_name.endswith("_nndl") else "synthetic"  # 1 or 3 channels, 32×32
+    cfg = compose([f"model={model_name}", f"act={act}", f"dataset={dataset}"])
+    paddle.seed(0)
+    model = build_model(cfg.model, cfg.act, cfg.reg)
+    images = real_images(cfg.dataset.channels, 8)
+    calibrate_batch_norm(model, images)
+    files = save_inference_model(model, list(images.shape[1:]), tmp_path / "model")
+    to_onnx(files[0], files[-1], tmp_path / "model.onnx", opset=13)
+    figures = (max_abs_diff(model, files, "paddle", images), max_abs_diff(model, [tmp_path / "model.onnx"], "onnx", images))
+    print(f"\nexport {model_name} × {act}: max |Δlogits| Paddle Inference {figures[0]:.2e}, onnxruntime {figures[1]:.2e}")
+    if (model_name, act) in LOOSER:
+        with paddle.no_grad():
+            batched = model(paddle.to_tensor(images)).numpy()
+            alone = np.concatenate([model(paddle.to_tensor(images[i:i + 1])).numpy() for i in range(len(images))])
+        assert np.abs(batched - alone).max() > TOLERANCE  # the eager model itself: the reason for the looser bound
+    assert max(figures) <= LOOSER.get((model_name, act), TOLERANCE)
