@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from hydra_plugins.regbench_sweeper.rows_sweeper import row_jobs
+from hydra_plugins.regbench_sweeper.rows_sweeper import RowSweeper, row_jobs
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -31,6 +31,7 @@ from regbench.errors import UserError
 
 
 BASIC_SWEEPER = f"{BasicSweeper.__module__}.{BasicSweeper.__name__}"
+ROWS_SWEEPER = f"{RowSweeper.__module__}.{RowSweeper.__name__}"  # a grid too: its jobs are known up front
 
 
 @dataclass
@@ -66,7 +67,7 @@ def command_jobs(argv: list[str]) -> list[Job]:
                 raise UserError(f"{swept[0]} gives several values: add -m to run one job for each, "
                                 f"or quote the value to pass it as one string")
             jobs = [Job(0, overrides, master, multirun=False)]
-        elif master.hydra.sweeper._target_ != BASIC_SWEEPER:
+        elif master.hydra.sweeper._target_ not in (BASIC_SWEEPER, ROWS_SWEEPER):
             # a search (e.g. Optuna) picks each job's values as it goes: check the sweep's own config as one job
             jobs = [Job(0, overrides, master, multirun=True)]
             with open_dict(master):
