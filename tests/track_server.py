@@ -36,21 +36,48 @@ class Server:
         with urllib.request.urlopen(request, timeout=30) as r:
             return json.loads(r.read())
 
+    def tree(self) -> list[int]:
+        """The server's process and all its descendants (its uvicorn worker, job runner and queue consumers start
+        sessions of their own, so its process group does not hold them all)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(pid)
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
     def kill(self) -> None:
-        """Gone at once, as in a crash: the server and its workers."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        """Gone at once, as in a crash: the server and every process it started."""
+        for pid in self.tree():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
-        time.sleep(0.2)  # the group's other members are reaped by init
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:  # already gone
-            return
+        tree = self.tree() if self.proc.poll() is None else []
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()
+        for pid in tree[1:]:  # anything that outlived the polite request
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @contextmanager
