@@ -6,8 +6,10 @@ from regbench.errors import UserError
 
 
 def rows_override(article: Article) -> str:
-    """The article's rows as the rows sweeper's `hydra.sweeper.rows` override (a list of lists of quoted strings)."""
-    rows = ",".join("[" + ",".join(f"'{o}'" for o in row.overrides) + "]" for row in article.rows)
+    """The article's rows (of each of its tables) as the rows sweeper's `hydra.sweeper.rows` override (a list of lists
+    of quoted strings)."""
+    rows = ",".join("[" + ",".join(f"'{_escaped(o)}'" for o in row.overrides) + "]"
+                    for part in article.parts() for row in part.rows)
     return f"hydra.sweeper.rows=[{rows}]"
 
 
@@ -22,3 +24,9 @@ def sweep_overrides(name: str, budget: str, overrides: list[str]) -> list[str]:
             *plan.overrides, f"hydra.sweep.dir=outputs/reproduce/{name}-{budget}/${{now:%Y-%m-%d_%H-%M-%S.%f}}",
             *overrides]
 
+
+
+def _escaped(override: str) -> str:
+    # the sweeper's config would resolve an interpolation in a row (`dataset.data_file=${data_files.cifar10}`) once,
+    # for every job; escaped, each job receives it as written and resolves it in its own config
+    return override.replace("${", "\\${")

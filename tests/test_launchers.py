@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import read_json, regbench
 
@@ -48,10 +49,12 @@ def test_slurm_launcher_config_composes(tmp_path: Path) -> None:
 
 
 def test_rows_sweeper_runs_each_row_with_every_seed_on_joblib(tmp_path: Path) -> None:
-    """Rows that set several keys at once, × seeds, in parallel processes; the table compares them with reg=none."""
+    """Rows that set several keys at once, × seeds, in parallel processes; the table compares them with reg=none.
+    A row's escaped interpolation reaches each job as written (as `regbench reproduce` passes the league's data files)."""
     sweep = tmp_path / "sweep"
     regbench("train", "-m", "hydra/sweeper=rows", "hydra.sweeper.rows=[['reg=none'],"
-             "['reg=dropblock','reg.dropblock.block_size=3','reg.dropblock.keep_prob=0.8']]", "seed=0,1",
+             r"['reg=dropblock','reg.dropblock.block_size=3','reg.dropblock.keep_prob=\${oc.select:keep,0.8}']]",
+             "seed=0,1",
              "model=mynet", "dataset=synthetic", "dataset.train_size=128", "dataset.test_size=64",
              "trainer.batch_size=32", "trainer.max_steps=4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
              f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -60,7 +63,9 @@ def test_rows_sweeper_runs_each_row_with_every_seed_on_joblib(tmp_path: Path) ->
     assert [(s["reg"], s["seed"], s["status"]) for s in summaries] == [
         ("none", 0, "completed"), ("none", 1, "completed"), ("dropblock", 0, "completed"), ("dropblock", 1, "completed")]
     config = (jobs[3] / ".hydra" / "config.yaml").read_text()
-    assert "block_size: 3" in config and "keep_prob: 0.8" in config
+    assert "block_size: 3" in config and "keep_prob: ${oc.select:keep,0.8}" in config
+    assert "reg.dropblock.keep_prob=${oc.select:keep,0.8}" in (jobs[3] / ".hydra" / "overrides.yaml").read_text()
+    assert OmegaConf.load(jobs[3] / ".hydra" / "config.yaml").reg.dropblock.keep_prob == 0.8  # resolved in the job
     table = (sweep / "table.md").read_text()
     assert "| Δ vs reg=none | 95% CI | p |" in table and "| baseline |" in table
     assert "With n=2 runs per row only large effects are detectable" in table
