@@ -18,7 +18,7 @@ commands:
   summary [overrides]     print the composed model's parameter and FLOP counts as one JSON line (no data loaded)
   bench [overrides]       time training and evaluation of a configuration: one JSON line each; -m adds a ratio table
   reproduce ARTICLE [--budget full|quick|...] [overrides]
-                          run an article's grid (dropblock, dropout, dyrelu, nndl) as one sweep, then its table
+                          run an article's grid (dropblock, dropout, dyrelu, nndl, league) as one sweep, then its table
   table DIR [DIR ...]     aggregate run folders into the articles' accuracy tables (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
   eval RUN_DIR [--checkpoint best|last] [--split S] [overrides]

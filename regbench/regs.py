@@ -1,6 +1,8 @@
 """The composed `reg` node: which reg options it combines, the label they go by, and whether they may combine."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from omegaconf import DictConfig
 
 from regbench.errors import UserError
@@ -15,8 +17,12 @@ def names(reg: DictConfig) -> list[str]:
 
 def label(reg: DictConfig) -> str:
     """How tables, plots and summary.json name the combination: `dropblock+cutmix`, `dropout`, `none`."""
-    chosen = [name for name in names(reg) if name != NONE]
-    return "+".join(chosen) or NONE
+    return join(names(reg))
+
+
+def join(options: Sequence[str]) -> str:
+    """The label of reg options given in this order (`reg=[dropblock,cutmix]`: `dropblock+cutmix`)."""
+    return "+".join(str(name) for name in options if name != NONE) or NONE
 
 
 def check(reg: DictConfig) -> None:

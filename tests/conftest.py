@@ -96,3 +96,21 @@ def write_cifar100_tarball(path: Path, n_train: int = 500, n_test: int = 100, se
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     return path
+
+
+def run_folders(tmp_path: Path, arguments: list[str]) -> list[Path]:
+    """The .hydra/ files Hydra writes for each job of `regbench train ARGUMENTS`, as the CLI composes them first."""
+    from omegaconf import OmegaConf
+
+    from regbench.jobs import command_jobs
+
+    folders = []
+    for job in command_jobs(arguments):
+        folder = tmp_path / str(job.num) / ".hydra"
+        folder.mkdir(parents=True)
+        task = OmegaConf.masked_copy(job.cfg, [k for k in job.cfg if k != "hydra"])
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(task))
+        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(job.cfg, "hydra")))
+        (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(job.cfg.hydra.overrides.task))
+        folders.append(folder.parent)
+    return folders

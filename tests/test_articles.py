@@ -12,14 +12,15 @@ from regbench.errors import UserError
 
 
 def test_the_four_articles_and_their_run_setups() -> None:
-    assert article_names() == ["dropblock", "dropout", "dyrelu", "nndl"]
+    assert article_names() == ["dropblock", "dropout", "dyrelu", "league", "nndl"]
     by_experiment = articles_by_experiment()
     assert {e: a.name for e, a in by_experiment.items()} == {
-        "dropblock_mynet": "dropblock", "dropout_lenet": "dropout", "dyrelu_resnet18": "dyrelu", "nndl_cnn": "nndl"}
+        "dropblock_mynet": "dropblock", "dropout_lenet": "dropout", "dyrelu_resnet18": "dyrelu", "nndl_cnn": "nndl",
+        "league_resnet18": "league"}
     assert set(by_experiment) <= set(group_options("experiment"))
     baselines = {a.name: a.baseline for a in by_experiment.values()}
     assert baselines == {"dropblock": "no DropBlock", "dropout": "A (none)", "dyrelu": "ReLU",
-                         "nndl": "ResNet18 without residual"}
+                         "nndl": "ResNet18 without residual", "league": "none"}
     dyrelu = load_article("dyrelu")
     assert [r.label for r in dyrelu.rows][-2:] == ["DY-ReLU-C (article's code)", "DY-ReLU-C (paper's)"]
     assert dyrelu.rows[3].published["best_val_acc"] == 0.9245 and not dyrelu.rows[4].published
@@ -37,7 +38,7 @@ def test_no_variant_file_only_holds_a_comment() -> None:
 
 
 def test_unknown_article_names_the_valid_ones() -> None:
-    with pytest.raises(UserError, match="unknown article 'resnet'; choose one of: dropblock, dropout, dyrelu, nndl"):
+    with pytest.raises(UserError, match="unknown article 'resnet'; choose one of: dropblock, dropout, dyrelu, league, nndl"):
         load_article("resnet")
 
 
@@ -55,3 +56,17 @@ def test_a_malformed_file_says_which_field(change, message) -> None:
     change(data)
     with pytest.raises(ValueError, match=message):
         _parse("dropblock", data)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["rows"][0]["published"].update(svhn={"final_test_acc": 0.9}), "published numbers for a table not in"),
+    (lambda d: d["rows"][0]["published"]["cifar10"].update(val_loss=0.5), "published numbers for a metric not in"),
+    (lambda d: d["tables"].append(dict(d["tables"][0])), "table names repeat"),
+    (lambda d: d["tables"][1]["overrides"].append("dataset.label='coarse'"), "a row override with a quote"),
+    (lambda d: d["tables"][0].pop("title"), "missing or malformed field 'title'"),
+])
+def test_a_malformed_table_of_an_article_says_which_field(change, message) -> None:
+    data = copy.deepcopy(yaml.safe_load((ARTICLES_DIR / "league.yaml").read_text()))
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        _parse("league", data)

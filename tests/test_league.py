@@ -1,9 +1,18 @@
 """The regularizer league: its run setup (the Cutout paper's protocol on the CIFAR ResNet18), every row composes."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from conftest import run_folders
+from regbench import regs
+from regbench.articles import load_article
 from regbench.config import compose
+from regbench.report.runs import find_runs, load_run
+from regbench.report.table import build_sections, render_markdown
+from regbench.reproduce import sweep_overrides
 from regbench.errors import UserError
 from regbench.train.optim import build_lr
 
@@ -31,3 +40,51 @@ def test_the_league_setup_is_the_cutout_papers_protocol() -> None:
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("momentum", 0.1, 0.9, 5e-4)
     assert (cfg.sched.name, list(cfg.sched.milestones), cfg.sched.gamma) == ("multistep", [60, 120, 160], 0.2)
     assert (cfg.trainer.epochs, cfg.trainer.batch_size) == (200, 128)
+
+
+def test_the_league_is_an_article_with_a_table_per_dataset() -> None:
+    league = load_article("league")
+    assert league.experiment == "league_resnet18" and league.baseline == "none"
+    labels = ["none", "dropout2d", "dropblock", "droppath", "cutout", "mixup", "cutmix", "dropblock+cutmix"]
+    cifar10, cifar100 = league.parts()
+    assert [r.label for r in cifar10.rows] == [r.label for r in cifar100.rows] == labels
+    assert cifar10.title.endswith("· CIFAR-10") and cifar100.title.endswith("· CIFAR-100")
+    assert cifar100.rows[4].overrides == ("dataset=cifar100", "dataset.data_file=${data_files.cifar100}",
+                                          "reg.cutout.size=8", "reg=cutout")  # the Cutout paper's CIFAR-100 size
+    # the Cutout paper's Table 1 (ResNet18, test error % → accuracy); no other row has a matching published setup
+    published = {(p.title.rsplit(" · ", 1)[1], r.label): r.published for p in (cifar10, cifar100) for r in p.rows
+                 if r.published}
+    assert published == {("CIFAR-10", "none"): {"final_test_acc": 0.9528},
+                         ("CIFAR-10", "cutout"): {"final_test_acc": 0.9601},
+                         ("CIFAR-100", "none"): {"final_test_acc": 0.7754},
+                         ("CIFAR-100", "cutout"): {"final_test_acc": 0.7804}}
+
+
+def test_each_row_reads_its_datasets_archive_and_composes(tmp_path: Path) -> None:
+    folders = run_folders(tmp_path, sweep_overrides("league", "quick", ["data_files.cifar10=/d/c10.tgz"]))
+    configs = [load_run(f).config for f in folders]
+    assert [(c.dataset.data_file, c.dataset.num_classes) for c in configs] == [("/d/c10.tgz", 10)] * 8 + [(None, 100)] * 8
+    assert [c.reg.cutout.size for c in configs] == [16] * 8 + [8] * 8
+    assert [regs.label(c.reg) for c in configs[:8]] == [r.label for r in load_article("league").rows]
+
+
+def test_the_league_table_compares_each_dataset_with_its_own_none_row(tmp_path: Path) -> None:
+    """Run folders of the quick league × 2 seeds in the trainer's format: one table per dataset, each row against
+    that dataset's `none`, the Cutout paper's numbers beside none and cutout."""
+    folders = run_folders(tmp_path, sweep_overrides("league", "quick", ["seed=0,1"]))
+    for i, folder in enumerate(folders):
+        dataset, row, seed = divmod(i // 2, 8)[0], (i // 2) % 8, i % 2
+        acc = 0.5 - 0.3 * dataset + 0.01 * row + 0.001 * seed   # each row 0.01 above the one before, per dataset
+        summary = {"status": "completed", "seed": seed, "final_test_acc": acc, "test_acc": acc, "best_val_acc": acc}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    sections = build_sections(find_runs([tmp_path]))
+    assert [s.title.rsplit(" · ", 1)[1] for s in sections] == ["CIFAR-10", "CIFAR-100"]
+    for section in sections:
+        assert [r.label for r in section.rows] == [r.label for r in load_article("league").rows]
+        assert [r.budget for r in section.rows] == ["quick"] * 8 and all(len(r.runs) == 2 for r in section.rows)
+        assert section.rows[0].is_baseline and section.baseline == "none" and section.compare == "final_test_acc"
+        assert [round(r.difference.delta, 6) for r in section.rows[1:]] == [0.01 * k for k in range(1, 8)]
+    assert [r.published for r in sections[1].rows if r.published] == [{"final_test_acc": 0.7754},
+                                                                      {"final_test_acc": 0.7804}]
+    table = render_markdown(sections)
+    assert "| Δ vs none | 95% CI | p |" in table and "dropblock+cutmix" in table

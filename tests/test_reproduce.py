@@ -7,28 +7,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import SHARED_DATA, read_json, regbench
+from conftest import SHARED_DATA, read_json, regbench, run_folders
 from regbench.articles import article_names, load_article
-from regbench.jobs import command_jobs
 from regbench.report.runs import load_run
 from regbench.report.table import budget_of, match_row
 from regbench.reproduce import sweep_overrides
 
 BUDGETS = [(name, budget) for name in article_names() for budget in load_article(name).budgets]
-
-
-def run_folders(tmp_path: Path, arguments: list[str]) -> list[Path]:
-    """The .hydra/ files Hydra writes for each job of `regbench train ARGUMENTS`, as the CLI composes them first."""
-    folders = []
-    for job in command_jobs(arguments):
-        folder = tmp_path / str(job.num) / ".hydra"
-        folder.mkdir(parents=True)
-        task = OmegaConf.masked_copy(job.cfg, [k for k in job.cfg if k != "hydra"])
-        (folder / "config.yaml").write_text(OmegaConf.to_yaml(task))
-        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(job.cfg, "hydra")))
-        (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(job.cfg.hydra.overrides.task))
-        folders.append(folder.parent)
-    return folders
 
 
 @pytest.mark.parametrize(("name", "budget"), BUDGETS)
@@ -37,12 +22,14 @@ def test_every_row_runs_once_per_seed_and_its_runs_match_row_and_budget(tmp_path
     article = load_article(name)
     folders = run_folders(tmp_path, sweep_overrides(name, budget, []))
     seeds = article.budgets[budget].seeds
-    assert len(folders) == len(article.rows) * len(seeds)
+    rows = [(part, i) for part in article.parts() for i in range(len(part.rows))]  # each table's rows, in order
+    assert len(folders) == len(rows) * len(seeds)
     for i, folder in enumerate(folders):
         run = load_run(folder)
-        assert match_row(article, run) == i // len(seeds), run.overrides  # the file's rows in order, every seed
+        part, row = rows[i // len(seeds)]
+        assert match_row(part, run) == row, run.overrides  # the file's rows in order, every seed
         assert run.config.seed == seeds[i % len(seeds)]
-        assert budget_of(article, run) == (budget if article.budgets[budget].overrides else "full")
+        assert budget_of(part, run) == (budget if article.budgets[budget].overrides else "full")
 
 
 def test_the_honest_variant_is_no_budget_of_the_article(tmp_path: Path) -> None:

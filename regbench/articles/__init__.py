@@ -3,11 +3,13 @@
 A file holds the article's title, the run setup its rows start from (`experiment`: conf/experiment/NAME.yaml), its
 rows (label, the overrides that make the row, the published numbers and where they come from), the baseline row that
 every other row is compared with, the table's columns and the metric of the comparison, and its budgets (seeds and
-reducing overrides). docs/reproducing.md documents every field.
+reducing overrides). An article may run its rows in several tables (e.g. one per dataset): `tables` names them,
+each with the overrides it adds to every row, and a row's published numbers are then given per table.
+docs/reproducing.md documents every field.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,17 @@ ARTICLES_DIR = Path(__file__).parent
 class ArticleRow:
     label: str
     overrides: tuple[str, ...]         # what `regbench reproduce` adds to the experiment for this row
-    published: dict[str, float] = field(default_factory=dict)   # metric -> the article's number
+    published: dict[str, Any] = field(default_factory=dict)   # metric -> the article's number (with tables: table
+                                                                  # name -> metric -> number)
     citation: str | None = None        # where `published` comes from, when not the article's own citation
+
+
+@dataclass(frozen=True)
+class ArticleTable:
+    """One of an article's tables: every row once more, with `overrides` added in front of the row's own."""
+    name: str                          # the key of the rows' published numbers for this table
+    title: str                         # added to the article's title
+    overrides: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,18 @@ class Article:
     baseline: str                      # label of the row the others are compared with
     budgets: dict[str, Budget]
     rows: tuple[ArticleRow, ...]
+    tables: tuple[ArticleTable, ...] = ()    # several tables: each row runs once per table
+    scope: tuple[str, ...] = ()        # one table of several: the overrides its runs satisfy (the table's own)
+
+    def parts(self) -> tuple[Article, ...]:
+        """The article as one Article per table (each row's overrides and published numbers those of the table), or
+        itself when it has a single table."""
+        if not self.tables:
+            return (self,)
+        return tuple(replace(self, title=f"{self.title} · {t.title}", tables=(), scope=t.overrides,
+                             rows=tuple(replace(r, overrides=(*t.overrides, *r.overrides),
+                                                published=dict(r.published.get(t.name) or {})) for r in self.rows))
+                     for t in self.tables)
 
     def row_citation(self, row: ArticleRow) -> str:
         return row.citation or self.citation
@@ -82,10 +105,13 @@ def _parse(name: str, data: Any) -> Article:
                      for r in data["rows"])
         budgets = {k: Budget(seeds=tuple(b["seeds"]), overrides=tuple(b.get("overrides") or ()))
                    for k, b in data["budgets"].items()}
+        tables = tuple(ArticleTable(name=t["name"], title=t["title"], overrides=tuple(t["overrides"]))
+                       for t in data.get("tables") or ())
         article = Article(name=name, title=data["title"], citation=data["citation"], experiment=data["experiment"],
                           columns=dict(data["columns"]), compare=data["compare"], baseline=data["baseline"],
-                          budgets=budgets, rows=rows)
-    except (KeyError, TypeError) as err:
+                          budgets=budgets, rows=rows, tables=tables)
+        parts = article.parts()
+    except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{where}: missing or malformed field {err}") from None
     labels = [r.label for r in rows]
     problems = [
@@ -94,9 +120,14 @@ def _parse(name: str, data: Any) -> Article:
         (len(set(labels)) != len(labels), "row labels repeat"),
         ("full" not in budgets, "no full budget (the article's own)"),
         (any(not b.seeds for b in budgets.values()), "a budget without seeds"),
-        (any(set(r.published) - set(article.columns) for r in rows), "published numbers for a metric not in columns"),
-        (any("'" in o for r in rows for o in r.overrides), "a row override with a quote (rows pass through Hydra's "
-                                                            "override grammar quoted)"),
+        (any(set(r.published) - set(article.columns) for a in parts for r in a.rows),
+         "published numbers for a metric not in columns"),
+        (bool(tables) and any(set(r.published) - {t.name for t in tables} for r in rows),
+         "published numbers for a table not in tables (with tables, a row's numbers are given per table name)"),
+        (len({t.name for t in tables}) != len(tables), "table names repeat"),
+        (any("'" in o for a in parts for r in a.rows for o in r.overrides),
+         "a row override with a quote (rows, with their tables' overrides, pass through Hydra's override grammar "
+         "quoted)"),
     ]
     for bad, message in problems:
         if bad:

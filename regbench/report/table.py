@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from regbench import regs
 from regbench.articles import Article, articles_by_experiment
 from regbench.errors import UserError
 from regbench.files import write_text
@@ -107,8 +108,8 @@ def aggregate(values: Sequence[float | int]) -> Stat | None:
 
 def _satisfies(run: Run, key: str, expected: Any) -> bool:
     actual = run.value(key)
-    if key in run.choices:
-        return actual == expected
+    if key in run.choices:  # a list of reg options is recorded as its label
+        return actual == (regs.join(expected) if key == "reg" and isinstance(expected, list) else expected)
     if expected is None:
         return actual is None or actual is MISSING
     return values_equal(actual, expected)
@@ -282,7 +283,22 @@ def build_sections(runs: Sequence[Run], articles: dict[str, Article] | None = No
     for run in runs:
         by_experiment.setdefault(run.choices.get("experiment"), []).append(run)
     ordered = sorted(by_experiment.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
-    return [_section(exp, rs, articles.get(exp) if exp else None, baseline) for exp, rs in ordered]
+    return [_section(exp, part_runs, part, baseline) for exp, rs in ordered
+            for part, part_runs in _by_table(articles.get(exp) if exp else None, rs)]
+
+
+def _by_table(article: Article | None, runs: Sequence[Run]) -> list[tuple[Article | None, list[Run]]]:
+    """The runs of each of the article's tables (the first whose own overrides a run satisfies), in the article's
+    order, then those of none of them (no article's rows)."""
+    if article is None or not article.tables:
+        return [(article, list(runs))]
+    found: dict[int, list[Run]] = {}
+    for run in runs:
+        index = next((i for i, part in enumerate(article.parts())
+                      if all(_satisfies(run, k, v) for k, v in parse_overrides(part.scope).items())), -1)
+        found.setdefault(index, []).append(run)
+    parts = article.parts()
+    return [(parts[i] if i >= 0 else None, found[i]) for i in sorted(found, key=lambda i: (i < 0, i))]
 
 
 # -- rendering ------------------------------------------------------------------------------------------------------
