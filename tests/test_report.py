@@ -71,7 +71,7 @@ def article1_run(root: Path, name: str, *, reg: str, seed: int, status: str, val
                  extra: list[str] = (), seed_region: str = "full", epochs: int = 3, error: str | None = None) -> Path:
     choices = dict(model="mynet", act="relu", reg=reg, dataset="cifar10", optim="adam", sched="constant",
                    trainer="default", experiment="dropblock_mynet")
-    # as composed: reg=none keeps the experiment's reg.dropblock settings (without _target_), unused
+    # as composed: reg=none keeps the experiment's reg.dropblock settings (without _target_), unused: tables show —
     dropblock = {**DROPBLOCK, "seed_region": seed_region}
     reg_cfg = {"dropblock": dropblock, "conv": None, "fc": None, "block": "${.dropblock}"} if reg == "dropblock" else {
         "dropblock": {k: v for k, v in dropblock.items() if not k.startswith("_")}, "conv": None, "fc": None,
@@ -132,10 +132,10 @@ vs no DropBlock | 95% CI | p |
 0.6297 | +0.0003 | +0.0100 | [-0.0204, +0.0404] | 0.293 |
 | dropblock | full | 1 | DropBlock (article's) † | test set (as the article) | completed | 1 | 0.4500 | — |  | — | \
 — |  | — | — |  | — | — |  |  |  |  |
-| none | full | 3 | no DropBlock | test set (as the article) | completed | 2 | 0.5550 ± 0.0071 | 0.5512 | +0.0038 | \
+| none | — | 3 | no DropBlock | test set (as the article) | completed | 2 | 0.5550 ± 0.0071 | 0.5512 | +0.0038 | \
 0.6250 ± 0.0071 | 0.6223 | +0.0027 | 0.6450 ± 0.0071 | 0.6442 | +0.0008 | 0.6800 ± 0.0141 | 0.6757 | +0.0043 | \
 baseline |  |  |
-| none | full | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | \
+| none | — | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | \
 — | 0.6442 |  | — | 0.6757 |  |  |  |  |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | test set (as the article) | completed | 1 | 0.5300 | — \
 |  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0250 | n/a | n/a |
@@ -170,7 +170,7 @@ def test_csv_has_unformatted_numbers_per_row(article1: Path) -> None:
     rows = list(csv.DictReader(io.StringIO((article1 / "multirun" / "table.csv").read_text())))
     assert [(r["reg"], r["reg.dropblock.seed_region"], r["status"], r["n"]) for r in rows] == [
         ("dropblock", "full", "completed", "2"), ("dropblock", "full", "completed", "1"),
-        ("none", "full", "completed", "2"), ("none", "full", "diverged", "1"),
+        ("none", "—", "completed", "2"), ("none", "—", "diverged", "1"),
         ("dropblock", "valid", "completed", "1"), ("dropblock", "valid", "missing", "1")]
     first = rows[0]
     assert first["table"] == "Article 1 · DropBlock (Paddle 2.0): MyNet on CIFAR-10"
@@ -283,7 +283,7 @@ def test_plot_and_report_of_a_sweep_with_failed_jobs(article1: Path) -> None:
                  error="UserError: dataset.data_file does not exist")
     markdown = write_report(sweep)
     assert markdown == (sweep / "table.md").read_text()
-    assert "| none | full | no DropBlock | test set (as the article) | failed | 1 |" in markdown
+    assert "| none | — | no DropBlock | test set (as the article) | failed | 1 |" in markdown
     assert f"- failed: {failed.name} (seed 3): UserError: dataset.data_file does not exist" in markdown
     assert (sweep / "table.csv").read_text().count("\n") == 1 + 6  # header + rows (quick run is not in the sweep)
     png = (sweep / "plot.png").read_bytes()
