@@ -57,7 +57,7 @@ class Run:
             return self.choices[key]
         if self.config is None:
             return self.overrides.get(key, MISSING)
-        if _unused_reg_setting(key, self.choices.get("reg")):
+        if unused_reg_setting(key, self.choices.get("reg")):
             return MISSING
         found = OmegaConf.select(self.config, key, default=MISSING, throw_on_resolution_failure=False)
         if isinstance(found, (DictConfig, ListConfig)):
@@ -65,7 +65,7 @@ class Run:
         return found
 
 
-def _unused_reg_setting(key: str, reg_label: Any) -> bool:
+def unused_reg_setting(key: str, reg_label: Any) -> bool:
     """A `reg.<option>.*` key of a regularizer the run does not use (reg.dropblock.seed_region under reg=none)."""
     parts = key.split(".")
     if len(parts) < 3 or parts[0] != "reg" or not isinstance(reg_label, str):

@@ -16,7 +16,7 @@ from regbench.errors import UserError
 from regbench.files import write_text
 from regbench.report.baseline import Baseline, baseline_of, by_value, compare, default_baseline, summary_line
 from regbench.report.runs import (MISSING, PathLike, Run, find_runs, format_value, group_runs, parse_overrides,
-                                  values_equal)
+                                  unused_reg_setting, values_equal)
 from regbench.report.stats import Difference
 
 TABLE_MD = "table.md"
@@ -112,6 +112,8 @@ def _satisfies(run: Run, key: str, expected: Any) -> bool:
         return actual == (regs.join(expected) if key == "reg" and isinstance(expected, list) else expected)
     if expected is None:
         return actual is None or actual is MISSING
+    if unused_reg_setting(key, run.choices.get("reg")):  # e.g. the CIFAR-100 table's reg.cutout.size=8 under reg=none
+        return True
     return values_equal(actual, expected)
 
 
@@ -292,12 +294,12 @@ def _by_table(article: Article | None, runs: Sequence[Run]) -> list[tuple[Articl
     order, then those of none of them (no article's rows)."""
     if article is None or not article.tables:
         return [(article, list(runs))]
+    parts = article.parts()
+    scopes = [parse_overrides(part.scope) for part in parts]
     found: dict[int, list[Run]] = {}
     for run in runs:
-        index = next((i for i, part in enumerate(article.parts())
-                      if all(_satisfies(run, k, v) for k, v in parse_overrides(part.scope).items())), -1)
+        index = next((i for i, scope in enumerate(scopes) if all(_satisfies(run, k, v) for k, v in scope.items())), -1)
         found.setdefault(index, []).append(run)
-    parts = article.parts()
     return [(parts[i] if i >= 0 else None, found[i]) for i in sorted(found, key=lambda i: (i < 0, i))]
 
 
