@@ -24,8 +24,8 @@ ARTICLES_DIR = Path(__file__).parent
 class ArticleRow:
     label: str
     overrides: tuple[str, ...]         # what `regbench reproduce` adds to the experiment for this row
-    published: dict[str, Any] = field(default_factory=dict)   # metric -> the article's number (with tables: table
-                                                                  # name -> metric -> number)
+    # metric -> the article's number; in an article with tables: table name -> metric -> number
+    published: dict[str, Any] = field(default_factory=dict)
     citation: str | None = None        # where `published` comes from, when not the article's own citation
 
 
