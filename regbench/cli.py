@@ -17,7 +17,7 @@ commands:
   train [overrides]       train one configuration (Hydra overrides; -m sweeps, --cfg job, --help, -sc)
   summary [overrides]     print the composed model's parameter and FLOP counts as one JSON line (no data loaded)
   bench [overrides]       time training and evaluation of a configuration: one JSON line each; -m adds a ratio table
-  reproduce ARTICLE [--budget full|quick] [overrides]
+  reproduce ARTICLE [--budget full|quick|...] [overrides]
                           run an article's grid (dropblock, dropout, dyrelu, nndl) as one sweep, then its table
   table DIR [DIR ...]     aggregate run folders into the articles' accuracy tables (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
@@ -130,12 +130,14 @@ def _bench(argv: list[str]) -> None:
 
 
 def _reproduce(argv: list[str]) -> None:
-    from regbench.reproduce import ARTICLES, BUDGETS, sweep_overrides
+    from regbench.articles import article_names
+    from regbench.reproduce import sweep_overrides
 
     parser = argparse.ArgumentParser(prog="regbench reproduce", description="Run an article's grid as one sweep.")
-    parser.add_argument("article", choices=list(ARTICLES))
-    parser.add_argument("--budget", choices=BUDGETS, default="full",
-                        help="full: the article's own budget; quick: the documented reduction (README)")
+    parser.add_argument("article", choices=article_names())
+    parser.add_argument("--budget", default="full",
+                        help="full: the article's own budget; quick, ...: the reductions its file names "
+                             "(docs/reproducing.md)")
     args, overrides = parser.parse_known_args(argv)
     _train(sweep_overrides(args.article, args.budget, overrides))
 
@@ -166,10 +168,18 @@ def _report(kind: str, argv: list[str]) -> None:
             "plot": "Plot val accuracy and train loss per group of runs (plot.png in the first DIR)."}
     parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=what[kind])
     parser.add_argument("dirs", nargs="+", help="run folders or sweep folders (searched at any depth)")
+    if kind == "table":
+        parser.add_argument("--baseline", metavar="KEY=VALUE",
+                            help="the row every other is compared with (Δ, 95%% CI, p), e.g. reg=none; default: the "
+                                 "article's baseline row, else reg=none or act=relu when the runs vary that key")
     args = parser.parse_args(argv)
     from regbench import report
+    from regbench.report.baseline import parse_baseline
 
-    print(report.write_table(args.dirs) if kind == "table" else report.write_plot(args.dirs))
+    if kind == "table":
+        print(report.write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None))
+    else:
+        print(report.write_plot(args.dirs))
 
 
 def _eval(argv: list[str]) -> None:

@@ -29,6 +29,11 @@ def group_options(group: str) -> list[str]:
 
 def hydra_app(task: Callable[[DictConfig], Any], argv: list[str], prog: str) -> None:
     """Run `task` as a Hydra app on argv (everything Hydra's own command line offers)."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.regbench_sweeper.rows_sweeper import RowSweeper
+
+    # Hydra's plugin scan misses modules of an editable install: register regbench's sweeper by hand
+    Plugins.instance().register(RowSweeper)
     sys.argv = [sys.argv[0], *argv]
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
 

@@ -1,7 +1,8 @@
 """The jobs of a `regbench train|bench` command line, every one composed and checked before the first one starts.
 
 A multirun is expanded as Hydra's basic sweeper expands it (`hydra.sweeper.params`, then the command line; the
-cartesian product of the swept values) and numbered as Hydra numbers its jobs. Each job's config is the one Hydra
+cartesian product of the swept values), or regbench's rows sweeper (each row before each such combination), and
+numbered as Hydra numbers its jobs. Each job's config is the one Hydra
 composes for it: Hydra builds the defaults tree from the config-group choices (and its own `hydra` overrides) alone
 and applies every other override to the result, so the tree is built once per distinct set of choices and the other
 overrides are applied to a copy, as Hydra applies them: a sweep over seeds and numbers composes its tree once.
@@ -21,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from hydra.types import RunMode
+from hydra_plugins.regbench_sweeper.rows_sweeper import RowSweeper, row_jobs
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -29,6 +31,7 @@ from regbench.errors import UserError
 
 
 BASIC_SWEEPER = f"{BasicSweeper.__module__}.{BasicSweeper.__name__}"
+ROWS_SWEEPER = f"{RowSweeper.__module__}.{RowSweeper.__name__}"  # a grid too: its jobs are known up front
 
 
 @dataclass
@@ -64,7 +67,7 @@ def command_jobs(argv: list[str]) -> list[Job]:
                 raise UserError(f"{swept[0]} gives several values: add -m to run one job for each, "
                                 f"or quote the value to pass it as one string")
             jobs = [Job(0, overrides, master, multirun=False)]
-        elif master.hydra.sweeper._target_ != BASIC_SWEEPER:
+        elif master.hydra.sweeper._target_ not in (BASIC_SWEEPER, ROWS_SWEEPER):
             # a search (e.g. Optuna) picks each job's values as it goes: check the sweep's own config as one job
             jobs = [Job(0, overrides, master, multirun=True)]
             with open_dict(master):
@@ -75,8 +78,10 @@ def command_jobs(argv: list[str]) -> list[Job]:
             task = parse_overrides([*params, *(o.input_line for o in parsed if not o.is_hydra_override())],
                                    config_loader=loader)
             check_group_choices(task)
+            rows = master.hydra.sweeper.get("rows")  # regbench's rows sweeper (hydra/sweeper=rows)
             try:
-                (batch,) = BasicSweeper.split_arguments(task, max_batch_size=None)
+                (batch,) = BasicSweeper.split_arguments(task, max_batch_size=None) if rows is None else [
+                    row_jobs(rows, task)]
             except HydraException as err:
                 raise UserError(str(err).splitlines()[0]) from None
             jobs = [Job(num, [*hydra_overrides, *job], compose([*hydra_overrides, *job]), multirun=True)

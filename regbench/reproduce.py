@@ -1,23 +1,24 @@
-"""`regbench reproduce ARTICLE`: an article's whole grid as one Hydra multirun, from report/articles.yaml."""
+"""`regbench reproduce ARTICLE`: an article's whole grid (rows × seeds) as one Hydra multirun, from its file."""
 from __future__ import annotations
 
+from regbench.articles import Article, load_article
 from regbench.errors import UserError
-from regbench.report.table import load_articles
-
-# command-line name -> experiment config (conf/experiment/NAME.yaml) and key in articles.yaml
-ARTICLES = {"dropblock": "dropblock_mynet", "dropout": "dropout_lenet", "dyrelu": "dyrelu_resnet18", "nndl": "nndl_cnn"}
-BUDGETS = ("full", "quick")
 
 
-def sweep_overrides(article: str, budget: str, overrides: list[str]) -> list[str]:
-    """The `regbench train` arguments that run `article`'s grid at `budget`, followed by the user's overrides."""
-    if article not in ARTICLES:
-        raise UserError(f"unknown article {article!r}; choose one of: {', '.join(ARTICLES)}")
-    if budget not in BUDGETS:
-        raise UserError(f"unknown budget {budget!r}; choose full or quick")
-    experiment = ARTICLES[article]
-    spec = load_articles()[experiment]
-    plan = spec["budgets"][budget]
-    seeds = ",".join(str(s) for s in plan["seeds"])
-    return ["-m", *spec["sweep"], f"seed={seeds}", *plan.get("overrides", []),
-            f"hydra.sweep.dir=outputs/reproduce/{article}-{budget}/${{now:%Y-%m-%d_%H-%M-%S.%f}}", *overrides]
+def rows_override(article: Article) -> str:
+    """The article's rows as the rows sweeper's `hydra.sweeper.rows` override (a list of lists of quoted strings)."""
+    rows = ",".join("[" + ",".join(f"'{o}'" for o in row.overrides) + "]" for row in article.rows)
+    return f"hydra.sweeper.rows=[{rows}]"
+
+
+def sweep_overrides(name: str, budget: str, overrides: list[str]) -> list[str]:
+    """The `regbench train` arguments that run article `name`'s grid at `budget`, followed by the user's overrides."""
+    article = load_article(name)
+    if budget not in article.budgets:
+        raise UserError(f"article {name} has no budget {budget!r}; choose one of: {', '.join(article.budgets)}")
+    plan = article.budgets[budget]
+    seeds = ",".join(str(s) for s in plan.seeds)
+    return ["-m", f"experiment={article.experiment}", "hydra/sweeper=rows", rows_override(article), f"seed={seeds}",
+            *plan.overrides, f"hydra.sweep.dir=outputs/reproduce/{name}-{budget}/${{now:%Y-%m-%d_%H-%M-%S.%f}}",
+            *overrides]
+

@@ -40,7 +40,8 @@ def test_official_layout_with_fine_or_coarse_labels(tarball: Path, label: str, c
 
 @pytest.mark.parametrize("label, classes", [("fine", 100), ("coarse", 20)])
 def test_config_sets_the_class_count_from_the_label_kind(tarball: Path, label: str, classes: int) -> None:
-    cfg = compose(["dataset=cifar100", f"dataset.data_file={tarball}", f"dataset.label={label}"])
+    cfg = compose(["dataset=cifar100", f"dataset.data_file={tarball}", f"dataset.label={label}",
+                   "dataset.val_size=0.2"])
     assert cfg.dataset.num_classes == classes and cfg.model.num_classes == classes
     assert len(load_splits(cfg.dataset).classes) == classes
 
@@ -101,7 +102,8 @@ def test_unknown_label_kind_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_trains_on_cifar100_from_the_cli(tmp_path: Path, tarball: Path) -> None:
     run = tmp_path / "run"
     regbench("train", "dataset=cifar100", f"dataset.data_file={tarball}", "dataset.label=coarse", "model=mynet",
-             "reg=[dropblock,cutout]", "trainer.max_steps=3", "trainer.batch_size=32", f"hydra.run.dir={run}",
+             "dataset.val_size=0.2", "reg=[dropblock,cutout]", "trainer.max_steps=3", "trainer.batch_size=32",
+             f"hydra.run.dir={run}",
              cwd=tmp_path)
     summary = read_json(run / "summary.json")
     assert summary["status"] == "completed" and summary["dataset"] == "cifar100"

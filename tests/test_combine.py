@@ -35,7 +35,7 @@ def test_options_merge_without_clobbering_each_other(reg: str, label: str, place
 def test_a_single_option_composes_as_before() -> None:
     cfg = compose(["model=mynet", "reg=dropblock", "dataset=cifar10"])
     assert cfg.hydra.runtime.choices.reg == "dropblock"
-    assert cfg.reg.block._target_.endswith("DropBlock") and cfg.reg.conv is None and cfg.reg.fc is None
+    assert cfg.reg.block._target_.endswith("placed_dropblock") and cfg.reg.conv is None and cfg.reg.fc is None
     assert compose(["reg=dropout", "reg.p=0.3"]).reg.fc.p == 0.3
 
 

@@ -150,13 +150,14 @@ def test_fc_input_raises_user_error() -> None:
         DropBlock(3, 0.9)(paddle.rand([4, 10]))
 
 
-def test_reg_dropblock_on_mynet_is_article_1() -> None:
+def test_reg_dropblock_on_mynet_goes_after_conv3() -> None:
     cfg = compose(["model=mynet", "reg=dropblock", "dataset=cifar10"])
     model = build_model(cfg.model, cfg.act, cfg.reg)
     blocks = [m for m in model.sublayers() if isinstance(m, DropBlock)]
     assert len(blocks) == 1
     (block,) = blocks
-    assert (block.block_size, block.keep_prob, block.schedule, block.drop_scale) == (5, 0.9, "constant", 1.0)
+    # the default block fits conv3's 7×7 maps (article 1's experiment sets its own 5)
+    assert (block.block_size, block.keep_prob, block.schedule, block.drop_scale) == (3, 0.9, "constant", 1.0)
     assert count_params(model)[0] == 159_498
     # it sees conv3's 64×7×7 maps
     model.train()
@@ -178,9 +179,36 @@ def test_reg_dropblock_can_go_to_conv_places(overrides, places) -> None:
     assert model(paddle.rand([2, 3, 32, 32])).shape == [2, 10]
 
 
-def test_resnet18_gets_a_quarter_rate_after_stage_3() -> None:
-    cfg = compose(["model=resnet18", "reg=dropblock", "dataset=cifar10", "reg.dropblock.block_size=3"])
+def dropblocks_seen(*overrides: str) -> list[tuple[float, list[int]]]:
+    """(drop_scale, input shape) of every DropBlock a CIFAR ResNet18 runs in training, in forward order."""
+    cfg = compose(["model=resnet18", "reg=dropblock", "dataset=cifar10", *overrides])
     model = build_model(cfg.model, cfg.act, cfg.reg)
-    blocks = [m for m in model.sublayers() if isinstance(m, DropBlock)]
-    assert [(b.block_size, b.drop_scale) for b in blocks] == [(3, 0.25), (3, 1.0)]
     assert count_params(model)[0] == 11_183_562
+    seen = []
+    for m in model.sublayers():
+        if isinstance(m, DropBlock):
+            m.register_forward_post_hook(lambda layer, inputs, output: seen.append((layer.drop_scale, inputs[0].shape)))
+            assert m.block_size == 3  # the default fits stage 4's 4×4 maps
+    model.train()
+    assert model(paddle.rand([2, 3, 32, 32])).shape == [2, 10]
+    return seen
+
+
+def test_resnet18_stage_placement_gets_a_quarter_rate_after_stage_3() -> None:
+    assert dropblocks_seen() == [(0.25, [2, 256, 8, 8]), (1.0, [2, 512, 4, 4])]
+
+
+def test_resnet18_block_placement_is_the_official_codes() -> None:
+    """Inside every block of stages 3 and 4: after conv1·BN·act, after conv2·BN, on the shortcut (projection or not)."""
+    seen = dropblocks_seen("reg.dropblock.placement=block")
+    assert seen == [(0.25, [2, 256, 8, 8])] * 6 + [(1.0, [2, 512, 4, 4])] * 6
+
+
+def test_placement_block_on_mynet_leaves_it_without_dropblock(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = compose(["model=mynet", "reg=dropblock", "dataset=cifar10", "reg.dropblock.placement=block"])
+    model = build_model(cfg.model, cfg.act, cfg.reg)
+    assert not [m for m in model.sublayers() if isinstance(m, DropBlock)]
+    assert "reg.block is set but regbench.models.mynet.MyNet has no block places for it" in caplog.text
+    cfg = compose(["model=resnet18", "reg=dropblock", "dataset=cifar10", "reg.dropblock.placement=groups"])
+    with pytest.raises(UserError, match="reg.dropblock.placement must be one of stage, block"):
+        build_model(cfg.model, cfg.act, cfg.reg)

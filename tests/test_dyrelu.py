@@ -1,6 +1,8 @@
 """DY-ReLU A/B/C against a float64 reference written from article 3's formula, ReLU at θ=0, and exact counts."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -13,13 +15,15 @@ from regbench.models import build_model
 from regbench.models.summary import count_params
 
 VARIANTS = [DyReLUA, DyReLUB, DyReLUC]
+ARTICLE_C = functools.partial(DyReLUC, attention_softmax="width")  # article 3's code
 
 
 def reference(layer, x: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
     """y_c = max_k (a_c^k x_c + b_c^k) straight from the formula, in float64, with the layer's weights as leaves.
 
     θ = 2·sigmoid(fc2(relu(fc1(mean_hw x)))) − 1; coefficient = θ·λ + init (λ = 1 for slopes, 0.5 for
-    intercepts; init a¹=1, others 0); for C, θ_c at (h, w) is θ_c·π_hw, π = min(softmax_hw(conv(x)/10)·HW/3, 1).
+    intercepts; init a¹=1, others 0); for C, θ_c at (h, w) is θ_c·π_hw, π = min(softmax_hw(conv(x)/10)·HW/3, 1),
+    the softmax over all positions or, as article 3's code, over the width (the last axis of [B, H, W]).
     """
     params = [paddle.to_tensor(p.numpy().astype("float64"), stop_gradient=False) for p in layer.parameters()]
     w1, b1, w2, b2 = params[:4]
@@ -34,7 +38,12 @@ def reference(layer, x: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tenso
     if isinstance(layer, DyReLUC):
         w3, b3 = params[4:]
         logits = paddle.einsum("bcp,c->bp", maps, w3.reshape([channels])) + b3
-        pi = paddle.clip(F.softmax(logits / 10, axis=1) * size / 3, max=1.0)
+        if layer.attention_softmax == "width":
+            width = x.shape[-1] if len(x.shape) == 4 else 1
+            softmax = F.softmax(logits.reshape([batch, -1, width]) / 10, axis=-1).reshape([batch, size])
+        else:
+            softmax = F.softmax(logits / 10, axis=1)
+        pi = paddle.clip(softmax * size / 3, max=1.0)
         theta = theta * pi.reshape([batch, 1, 1, size])
     coef = theta * lambdas + init  # [B, 1 or C, 2K, HW]
     lines = maps.unsqueeze(2) * coef[:, :, :k] + coef[:, :, k:]
@@ -50,7 +59,7 @@ def randomize(layer, scale: float = 0.5, seed: int = 0) -> None:
 SHAPES = [[3, 16, 5, 7], [20, 16, 4, 4], [5, 16]]  # batch != channels, non-square maps, fc input
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", [*VARIANTS, ARTICLE_C])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("k", [2, 3])
 def test_matches_reference_values_and_gradients(variant, shape, k) -> None:
@@ -73,6 +82,50 @@ def test_matches_reference_values_and_gradients(variant, shape, k) -> None:
     assert all(np.abs(g.numpy()).max() > 1e-3 for g in grads_ref[:5])
     if variant is DyReLUC and len(shape) == 4:
         assert np.abs(grads_ref[5].numpy()).max() > 1e-3
+
+
+def fresh_c_and_b(attention_softmax: str) -> tuple[DyReLUC, DyReLUB]:
+    """A fresh DY-ReLU-C (Paddle's initialization, seeded) and a DY-ReLU-B with the same fc weights."""
+    paddle.seed(3)
+    c = DyReLUC(64, attention_softmax=attention_softmax)
+    b = DyReLUB(64)
+    for name in ("fc1", "fc2"):
+        getattr(b, name).set_state_dict(getattr(c, name).state_dict())
+    return c, b
+
+
+def test_article_c_clips_attention_to_one_everywhere_and_is_dy_relu_b() -> None:
+    """Softmax over the width of a 32×32 map averages 1/32; times 1024/3 it is ≈10.7: π = 1 at every position."""
+    c, b = fresh_c_and_b("width")
+    x = paddle.to_tensor(np.random.default_rng(0).normal(0, 1, [4, 64, 32, 32]).astype("float32"),
+                         stop_gradient=False)
+    scores = c.attention_scores(x.reshape([4, 64, -1]), 32).numpy()
+    assert scores.min() > 1.0 and scores.mean() == pytest.approx(32 / 3, rel=1e-5)
+    y = c(x)
+    y.sum().backward()
+    assert np.all(c.conv.weight.grad.numpy() == 0) and np.all(c.conv.bias.grad.numpy() == 0)
+    np.testing.assert_array_equal(y.numpy(), b(x).numpy())
+
+
+def test_paper_c_attention_averages_a_third_and_clips_only_peaks() -> None:
+    c, b = fresh_c_and_b("positions")
+    x = paddle.to_tensor(np.random.default_rng(0).normal(0, 1, [4, 64, 32, 32]).astype("float32"),
+                         stop_gradient=False)
+    scores = c.attention_scores(x.reshape([4, 64, -1]), 32).numpy()
+    np.testing.assert_allclose(scores.mean(axis=-1), 1 / 3, rtol=1e-5)  # softmax sums to 1 over the HW positions
+    assert (scores >= 1).mean() < 0.01  # π = min(scores, 1) clips only where attention peaks
+    c(x).sum().backward()
+    assert np.abs(c.conv.weight.grad.numpy()).max() > 0
+    assert not np.allclose(c(x).numpy(), b(x).numpy(), atol=1e-4)
+
+
+def test_attention_softmax_is_checked_and_configurable() -> None:
+    with pytest.raises(UserError, match="act.attention_softmax must be one of positions, width"):
+        DyReLUC(16, attention_softmax="height")
+    cfg = compose(["act=dyrelu_c"])
+    assert cfg.act.attention_softmax == "positions"
+    model = build_model(cfg.model, compose(["act=dyrelu_c", "act.attention_softmax=width"]).act, cfg.reg)
+    assert {m.attention_softmax for m in model.sublayers() if isinstance(m, DyReLUC)} == {"width"}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -174,3 +227,24 @@ def test_relu_factory_ignores_channels() -> None:
 def test_bad_settings_raise_user_error(kwargs) -> None:
     with pytest.raises(UserError):
         DyReLUC(**kwargs)
+
+
+def test_attention_script_reports_where_pi_is_below_one(tmp_path) -> None:
+    """scripts/dyrelu_attention.py on a trained run: article 3's softmax leaves π = 1 on LeNet's 28×28 maps."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, regbench
+
+    run = tmp_path / "run"
+    regbench("train", "model=lenet5", "act=dyrelu_c", "act.attention_softmax=width", "dataset=synthetic",
+             "dataset.train_size=64", "dataset.test_size=16", "trainer.max_steps=2", f"hydra.run.dir={run}",
+             cwd=tmp_path)
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "dyrelu_attention.py"), str(run), "--images", "6"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    lines = out.splitlines()
+    assert "attention_softmax=width, 6 val images" in lines[0]
+    assert any("28×28" in line and "π < 1 at 0.0000% of positions" in line for line in lines)
+    # the 1×1 maps of conv3: a softmax over one position is 1, times 1/3: π < 1 everywhere there
+    assert any("1×1" in line and "π < 1 at 100.0000% of positions" in line for line in lines)
+    assert lines[-1].startswith("  all 4 DY-ReLU-C layers: π < 1 at ")

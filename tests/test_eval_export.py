@@ -50,9 +50,9 @@ def test_eval_scores_as_the_trainer_did(run: Path, tmp_path: Path) -> None:
 
 def test_eval_another_data_file_of_the_same_shape(cifar_tarball: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    regbench("train", "model=lenet5", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "trainer.max_steps=8",
-             "trainer.eval_every_steps=8", f"hydra.run.dir={run}")
-    own = last_json(regbench("eval", str(run)))  # CIFAR-10's val is its test set: no distinct test split
+    regbench("train", "model=lenet5", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "dataset.val_size=0",
+             "trainer.max_steps=8", "trainer.eval_every_steps=8", f"hydra.run.dir={run}")
+    own = last_json(regbench("eval", str(run)))  # val_size=0: CIFAR-10's val is its test set, no distinct test split
     assert own["split"] == "val" and own["n"] == 100 and own["accuracy"] == read_json(run / "summary.json")["best_val_acc"]
     other = write_cifar_tarball(tmp_path / "other.tar.gz", n_train=50, n_test=40, seed=1)
     out = last_json(regbench("eval", str(run), f"dataset.data_file={other}"))

@@ -64,12 +64,17 @@ def test_every_job_is_the_config_hydra_composes_for_it() -> None:
         assert job.folder == Path("sweep") / str(job.num)
 
 
-def test_experiment_groups_expand_as_hydra_does() -> None:
-    jobs = command_jobs(["-m", "experiment=dropblock_mynet", "+experiment/dropblock_mynet=none,dropblock_article",
+def test_an_experiments_rows_expand_as_the_rows_sweeper_does() -> None:
+    jobs = command_jobs(["-m", "experiment=dropblock_mynet", "hydra/sweeper=rows",
+                         "hydra.sweeper.rows=[['reg=none'],['reg=dropblock','reg.dropblock.seed_region=valid']]",
                          "seed=0,1"])
     assert [(j.cfg.seed, j.cfg.hydra.runtime.choices.reg, j.cfg.model._target_) for j in jobs] == [
         (0, "none", "regbench.models.mynet.MyNet"), (1, "none", "regbench.models.mynet.MyNet"),
         (0, "dropblock", "regbench.models.mynet.MyNet"), (1, "dropblock", "regbench.models.mynet.MyNet")]
+    assert [j.cfg.reg.block for j in jobs[:2]] == [None, None]
+    assert {j.cfg.reg.block.seed_region for j in jobs[2:]} == {"valid"}
+    assert jobs[3].overrides[-4:] == ["reg=dropblock", "reg.dropblock.seed_region=valid", "experiment=dropblock_mynet",
+                                      "seed=1"]
 
 
 def test_a_list_of_known_group_options_is_accepted_and_an_unknown_entry_named() -> None:

@@ -97,17 +97,22 @@ class Probe(nn.Layer):
 def _resnet_places(residual: bool = True) -> list[tuple[str, int]]:
     places = [("act", 64), ("conv", 64)]  # stem
     for stage, channels in enumerate((64, 128, 256, 512)):
+        scale = {256: 0.25, 512: 1.0}.get(channels)
+        # stages 3 and 4: DropBlock places inside each block (the official TF ResNet's: after the first conv·BN·act,
+        # after the second conv·BN, on the shortcut, which runs only with the sum), then after the stage
+        inside = [(f"block {scale} block", channels)] if scale else []
         for block in (2 * stage + 1, 2 * stage + 2):  # after the first BN, on the branch, after the sum
-            branch = [(f"residual {block / 8}", channels)] if residual else []
-            places += [("act", channels), ("conv", channels), *branch, ("act", channels), ("conv", channels)]
-        places += {256: [("block 0.25", 256)], 512: [("block 1.0", 512)]}.get(channels, [])
+            branch = [(f"residual {block / 8}", channels), *inside] if residual else []
+            places += [("act", channels), ("conv", channels), *inside * 2, *branch, ("act", channels),
+                       ("conv", channels)]
+        places += [(f"block {scale} stage", channels)] if scale else []
     return places
 
 
 PLACES = {
     "lenet5": [("act", 6), ("conv", 6), ("act", 16), ("conv", 16), ("act", 120), ("conv", 120),
                ("act", 84), ("fc", 84)],
-    "mynet": [("act", 32), ("conv", 32), ("act", 64), ("conv", 64), ("act", 64), ("conv", 64), ("block 1.0", 64),
+    "mynet": [("act", 32), ("conv", 32), ("act", 64), ("conv", 64), ("act", 64), ("conv", 64), ("block 1.0 stage", 64),
               ("act", 64), ("conv", 64), ("act", 64), ("fc", 64)],
     "resnet18": _resnet_places(),
     "resnet18_nndl": _resnet_places(),
@@ -130,7 +135,7 @@ def test_factories_are_called_at_the_articles_places(model: str) -> None:
         act=act,
         conv_reg=lambda: Probe(log, "conv"),
         fc_reg=lambda: Probe(log, "fc"),
-        block_reg=lambda drop_scale: Probe(log, f"block {drop_scale}"),
+        block_reg=lambda drop_scale, site: Probe(log, f"block {drop_scale} {site}"),
         residual_reg=lambda drop_scale: Probe(log, f"residual {drop_scale}"),
     )
     net.eval()

@@ -49,6 +49,7 @@ def test_wheel_holds_every_module_and_config_file(wheel: Path) -> None:
     assert {f for f in package if not f.endswith(".py")} <= names  # data: the articles' published numbers
     config = {f.replace("conf/", "regbench/conf/", 1) for f in source_files("conf")}
     assert len(config) > 30 and config <= names
+    assert {f for f in source_files("hydra_plugins") if f.endswith(".py")} <= names  # the rows sweeper
     assert not {n for n in names if n.startswith(("conf/", "tests/", "scripts/"))}  # nothing installed top-level
 
 
@@ -76,6 +77,14 @@ def test_installed_console_script_runs_every_command_from_anywhere(wheel: Path, 
         assert f"usage: regbench {command}" in proc.stdout or "== Configuration groups ==" in proc.stdout, command
         assert "Traceback" not in proc.stderr, command
     assert not (tmp_path / "outputs").exists()
+    # the installed rows sweeper (behind `regbench reproduce`) runs a grid of two rows
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([str(script), "train", "-m", "hydra/sweeper=rows", "hydra.sweeper.rows=[['reg=none'],"
+                           "['reg=dropout','reg.p=0.3']]", "model=lenet5", "dataset=synthetic", "dataset.train_size=64",
+                           "dataset.test_size=16", "trainer.max_steps=1", f"hydra.sweep.dir={sweep}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "| Δ vs reg=none | 95% CI | p |" in (sweep / "table.md").read_text()
 
 
 # a machine's own paths: its work tree, root's and users' homes (on Linux, macOS and Windows)

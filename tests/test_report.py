@@ -14,10 +14,12 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from conftest import regbench
 from regbench.errors import UserError
 from regbench.report import write_plot, write_report, write_table
 from regbench.report.runs import find_runs, load_run
-from regbench.report.table import load_articles, match_row
+from regbench.articles import load_article
+from regbench.report.table import match_row
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 HYDRA_GROUPS = {"hydra/launcher": "basic", "hydra/sweeper": "basic", "hydra/output": "default"}
@@ -47,12 +49,13 @@ def curve(val_accs: list[float], train_accs: list[float], losses: list[float]) -
 
 
 def summary(status: str, metrics: list[dict[str, Any]], params: int, seed: int, error: str | None = None,
-            test_acc: float | None = None, **choices: Any) -> dict[str, Any]:
+            test_acc: float | None = None, selected_on: str = "test", **choices: Any) -> dict[str, Any]:
     result = dict(status=status, **{k: choices.get(k) for k in ("model", "act", "reg", "dataset", "optim", "sched",
                                                                  "experiment")},
                   seed=seed, epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None,
-                  final_train_acc=None, test_acc=test_acc, total_params=params, trainable_params=params,
-                  wall_time_s=12.5, error=error)
+                  final_train_acc=None, test_acc=test_acc, final_test_acc=test_acc, total_params=params,
+                  trainable_params=params, wall_time_s=12.5, error=error,
+                  selected_on=selected_on)
     if metrics:
         best, last = max(metrics, key=lambda m: m["val_acc"]), metrics[-1]
         result.update(epochs_completed=int(last["epoch"]), steps=last["step"], best_val_acc=best["val_acc"],
@@ -68,7 +71,7 @@ def article1_run(root: Path, name: str, *, reg: str, seed: int, status: str, val
                  extra: list[str] = (), seed_region: str = "full", epochs: int = 3, error: str | None = None) -> Path:
     choices = dict(model="mynet", act="relu", reg=reg, dataset="cifar10", optim="adam", sched="constant",
                    trainer="default", experiment="dropblock_mynet")
-    # as composed: reg=none keeps the experiment's reg.dropblock settings (without _target_), unused
+    # as composed: reg=none keeps the experiment's reg.dropblock settings (without _target_), unused: tables show —
     dropblock = {**DROPBLOCK, "seed_region": seed_region}
     reg_cfg = {"dropblock": dropblock, "conv": None, "fc": None, "block": "${.dropblock}"} if reg == "dropblock" else {
         "dropblock": {k: v for k, v in dropblock.items() if not k.startswith("_")}, "conv": None, "fc": None,
@@ -119,23 +122,36 @@ ARTICLE1_TABLE = """\
 Same in all runs: act=relu, dataset=cifar10, experiment=dropblock_mynet, model=mynet, optim=adam, sched=constant, \
 trainer=default
 
-| reg | reg.dropblock.seed_region | trainer.epochs | row | status | n | val acc ep1 | val acc ep1 (article) \
-| val acc ep1 Δ | val acc ep2 | val acc ep2 (article) | val acc ep2 Δ | val acc ep3 | val acc ep3 (article) \
-| val acc ep3 Δ | train acc ep3 | train acc ep3 (article) | train acc ep3 Δ |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-| dropblock | full | 3 | DropBlock (article's) | completed | 2 | 0.5100 ± 0.0141 | 0.5404 | -0.0304 \
-| 0.6100 ± 0.0141 | 0.6277 | -0.0177 | 0.6550 ± 0.0071 | 0.6558 | -0.0008 | 0.6300 ± 0.0141 | 0.6297 | +0.0003 |
-| dropblock | full | 1 | DropBlock (article's) † | completed | 1 | 0.4500 | — |  | — | — |  | — | — |  | — | — |  |
-| none | full | 3 | no DropBlock | completed | 2 | 0.5550 ± 0.0071 | 0.5512 | +0.0038 | 0.6250 ± 0.0071 \
-| 0.6223 | +0.0027 | 0.6450 ± 0.0071 | 0.6442 | +0.0008 | 0.6800 ± 0.0141 | 0.6757 | +0.0043 |
-| none | full | 3 | no DropBlock | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | — | 0.6442 |  | — \
-| 0.6757 |  |
-| dropblock | valid | 3 | DropBlock (paper's valid seeds) | completed | 1 | 0.5300 | — |  | 0.6300 | — |  \
-| 0.6700 | — |  | 0.6100 | — |  |
-| dropblock | valid | 3 | DropBlock (paper's valid seeds) | missing | 1 | — | — |  | — | — |  | — | — |  \
-| — | — |  |
+| reg | reg.dropblock.seed_region | trainer.epochs | row | selected on | status | n | val acc ep1 | val acc ep1 \
+(article) | val acc ep1 − article | val acc ep2 | val acc ep2 (article) | val acc ep2 − article | val acc ep3 | val \
+acc ep3 (article) | val acc ep3 − article | train acc ep3 | train acc ep3 (article) | train acc ep3 − article | Δ \
+vs no DropBlock | 95% CI | p |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| dropblock | full | 3 | DropBlock (article's) | test set (as the article) | completed | 2 | 0.5100 ± 0.0141 | \
+0.5404 | -0.0304 | 0.6100 ± 0.0141 | 0.6277 | -0.0177 | 0.6550 ± 0.0071 | 0.6558 | -0.0008 | 0.6300 ± 0.0141 | \
+0.6297 | +0.0003 | +0.0100 | [-0.0204, +0.0404] | 0.293 |
+| dropblock | full | 1 | DropBlock (article's) † | test set (as the article) | completed | 1 | 0.4500 | — |  | — | \
+— |  | — | — |  | — | — |  |  |  |  |
+| none | — | 3 | no DropBlock | test set (as the article) | completed | 2 | 0.5550 ± 0.0071 | 0.5512 | +0.0038 | \
+0.6250 ± 0.0071 | 0.6223 | +0.0027 | 0.6450 ± 0.0071 | 0.6442 | +0.0008 | 0.6800 ± 0.0141 | 0.6757 | +0.0043 | \
+baseline |  |  |
+| none | — | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | \
+— | 0.6442 |  | — | 0.6757 |  |  |  |  |
+| dropblock | valid | 3 | DropBlock (paper's valid seeds) | test set (as the article) | completed | 1 | 0.5300 | — \
+|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0250 | n/a | n/a |
+| dropblock | valid | 3 | DropBlock (paper's valid seeds) | — | missing | 1 | — | — |  | — | — |  | — | — |  | — | \
+— |  |  |  |  |
 
 † not the article's setup (trainer.epochs changed): its numbers are left out
+
+The article's numbers: article 1's printed val accuracy after epochs 1-3 and train accuracy at epoch 3 (one run, \
+val = test set).
+
+Δ vs no DropBlock: val acc ep3 minus that of the no DropBlock row with the same other settings; 95% CI (Welch) and \
+p (Welch's t-test) over the runs; n/a: fewer than 2 runs on a side.
+
+DropBlock (article's) does not differ from no DropBlock in val acc ep3 at the 5% level (Welch's t-test). With n=2 \
+runs per row only large effects are detectable: no significant difference is not evidence of no effect.
 
 Not completed (never averaged with the completed runs):
 - diverged: multirun/2024-01-01/10-00-00/4 (seed 2): training loss became nan by step 14
@@ -154,7 +170,7 @@ def test_csv_has_unformatted_numbers_per_row(article1: Path) -> None:
     rows = list(csv.DictReader(io.StringIO((article1 / "multirun" / "table.csv").read_text())))
     assert [(r["reg"], r["reg.dropblock.seed_region"], r["status"], r["n"]) for r in rows] == [
         ("dropblock", "full", "completed", "2"), ("dropblock", "full", "completed", "1"),
-        ("none", "full", "completed", "2"), ("none", "full", "diverged", "1"),
+        ("none", "—", "completed", "2"), ("none", "—", "diverged", "1"),
         ("dropblock", "valid", "completed", "1"), ("dropblock", "valid", "missing", "1")]
     first = rows[0]
     assert first["table"] == "Article 1 · DropBlock (Paddle 2.0): MyNet on CIFAR-10"
@@ -163,65 +179,101 @@ def test_csv_has_unformatted_numbers_per_row(article1: Path) -> None:
     assert float(first["val_acc@3_std"]) == pytest.approx(0.0070711, abs=1e-7)
     assert first["val_acc@3_n"] == "2"
     assert float(first["val_acc@3_article"]) == 0.6558
-    assert float(first["val_acc@3_diff"]) == pytest.approx(0.655 - 0.6558)
+    assert float(first["val_acc@3_vs_article"]) == pytest.approx(0.655 - 0.6558)
+    assert first["selected_on"] == "test set (as the article)" and first["budget"] == "full"
+    # against no DropBlock, worked by hand: Δ 0.01, se 0.005·√2, df 2, t(2) 97.5% = 4.30265, p = 1 - t/√(2 + t²)
+    assert (first["compare"], first["baseline"], first["is_baseline"]) == ("val_acc@3", "no DropBlock", "False")
+    assert float(first["delta"]) == pytest.approx(0.01)
+    half = 4.302653 * 0.005 * 2 ** 0.5
+    assert (float(first["ci_low"]), float(first["ci_high"])) == pytest.approx((0.01 - half, 0.01 + half), abs=1e-6)
+    assert float(first["p"]) == pytest.approx(1 - 2 ** 0.5 / 2, abs=1e-9)
     assert rows[1]["row"] == "DropBlock (article's) †" and rows[1]["val_acc@1_article"] == ""
+    assert rows[1]["budget"] == "" and rows[1]["delta"] == ""  # no baseline run with trainer.epochs=1
+    assert rows[2]["is_baseline"] == "True" and rows[2]["delta"] == ""
+    paper = rows[4]  # one run: the difference, but no interval or p
+    assert float(paper["delta"]) == pytest.approx(0.67 - 0.645) and paper["ci_low"] == paper["p"] == ""
     diverged = rows[3]
     assert diverged["val_acc@1_mean"] == "0.1" and diverged["val_acc@1_std"] == ""
-    assert diverged["val_acc@1_article"] == "0.5512" and diverged["val_acc@1_diff"] == ""
+    assert diverged["val_acc@1_article"] == "0.5512" and diverged["val_acc@1_vs_article"] == ""
     assert diverged["val_acc@3_mean"] == "" and diverged["val_acc@3_n"] == "0"
 
 
 def dyrelu_run(folder: Path, *, act: str, seed: int, params: int, val: list[float], experiment: str | None,
-               test_acc: float | None = None, status: str = "completed") -> Path:
-    choices = dict(model="resnet18", act=act, reg="none", dataset="synthetic", optim="momentum", sched="cosine",
+               test_acc: float | None = None, status: str = "completed", softmax: str | None = None,
+               reg: str = "none") -> Path:
+    choices = dict(model="resnet18", act=act, reg=reg, dataset="synthetic", optim="momentum", sched="cosine",
                    trainer="default", experiment=experiment)
     overrides = ([f"experiment={experiment}"] if experiment else []) + [f"act={act}", f"seed={seed}"]
+    overrides += [f"reg={reg}"] if reg != "none" else []
+    overrides += [f"act.attention_softmax={softmax}"] if softmax else []
     metrics = curve(val, [v + 0.05 for v in val], [1.0 / (i + 1) for i in range(len(val))])
-    config = {"act": {"_target_": f"regbench.layers.dyrelu.{act}"}, "seed": seed}
-    return make_run(folder, choices=choices, overrides=overrides, config=config,
-                    summary=summary(status, metrics, params, seed, test_acc=test_acc, **choices), metrics=metrics)
+    config = {"act": {"_target_": f"regbench.layers.dyrelu.{act}",
+                      **({"attention_softmax": softmax or "positions"} if act == "dyrelu_c" else {})}, "seed": seed}
+    return make_run(folder, choices=choices, overrides=overrides, config=config, metrics=metrics,
+                    summary=summary(status, metrics, params, seed, test_acc=test_acc,
+                                    selected_on="val" if experiment is None else "test", **choices))
 
 
-def test_sections_per_experiment_with_generic_columns_for_runs_without_one(tmp_path: Path) -> None:
-    dyrelu_run(tmp_path / "a" / "0", act="relu", seed=42, params=11183562, val=[0.5, 0.9], experiment="dyrelu_resnet18")
-    dyrelu_run(tmp_path / "a" / "1", act="dyrelu_c", seed=42, params=12076547, val=[0.6, 0.93],
-               experiment="dyrelu_resnet18")
-    dyrelu_run(tmp_path / "b" / "0", act="relu", seed=0, params=62006, val=[0.3, 0.4], experiment=None, test_acc=0.38)
-    dyrelu_run(tmp_path / "b" / "1", act="relu", seed=1, params=62006, val=[0.3, 0.5], experiment=None, test_acc=0.42)
-    dyrelu_run(tmp_path / "b" / "2", act="relu", seed=2, params=62006, val=[0.35], experiment=None, status="running")
-    markdown = write_table([tmp_path])
-    assert markdown == """\
+EXPECTED_SECTIONS = """\
 ## Article 3 · Dynamic ReLU (Paddle): ResNet18 on CIFAR-10
 
 Same in all runs: dataset=synthetic, experiment=dyrelu_resnet18, model=resnet18, optim=momentum, reg=none, \
 sched=cosine, trainer=default
 
-| act | row | status | n | train acc | train acc (article) | train acc Δ | val acc (best) | val acc (best) (article) \
-| val acc (best) Δ | params | params (article) | params Δ |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
-| relu | ReLU | completed | 1 | 0.9500 | 0.8978 | +0.0522 | 0.9000 | 0.9213 | -0.0213 | 11,183,562 | 11,183,562 | +0 |
-| dyrelu_c | DY-ReLU-C | completed | 1 | 0.9800 | 0.9054 | +0.0746 | 0.9300 | 0.9245 | +0.0055 | 12,076,547 \
-| 12,076,547 | +0 |
+| act | act.attention_softmax | row | selected on | status | n | train acc | train acc (article) | train acc − \
+article | val acc (best) | val acc (best) (article) | val acc (best) − article | params | params (article) | params \
+− article | Δ vs ReLU | 95% CI | p |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| relu | — | ReLU | test set (as the article) | completed | 1 | 0.9500 | 0.8978 | +0.0522 | 0.9000 | 0.9213 | \
+-0.0213 | 11,183,562 | 11,183,562 | +0 | baseline |  |  |
+| dyrelu_c | width | DY-ReLU-C (article's code) | test set (as the article) | completed | 1 | 0.9600 | 0.9054 | \
++0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a | n/a |
+| dyrelu_c | positions | DY-ReLU-C (paper's) | test set (as the article) | completed | 1 | 0.9800 | — |  | 0.9300 | \
+— |  | 12,076,547 | — |  | +0.0300 | n/a | n/a |
+
+The article's numbers: article 3's train accuracy, best val accuracy (val = test set) and paddle.summary parameter \
+count (seed 42).
+
+Δ vs ReLU: val acc (best) minus that of the ReLU row with the same other settings; 95% CI (Welch) and p (Welch's \
+t-test) over the runs; n/a: fewer than 2 runs on a side.
+
+No row has 2 or more completed runs on both sides of the comparison with ReLU: no val acc (best) difference can be \
+tested (n/a).
 
 ## Runs without an experiment
 
 Same in all runs: act=relu, dataset=synthetic, experiment=null, model=resnet18, optim=momentum, reg=none, \
 sched=cosine, trainer=default
 
-| status | n | final val acc | best val acc | test acc | params | epochs |
-|---|---|---|---|---|---|---|
-| completed | 2 | 0.4500 ± 0.0707 | 0.4500 ± 0.0707 | 0.4000 ± 0.0283 | 62,006 | 2 |
-| running | 1 | 0.3500 | 0.3500 | — | 62,006 | 1 |
+| selected on | status | n | final val acc | best val acc | test acc | final test acc | params | epochs |
+|---|---|---|---|---|---|---|---|---|
+| held-out val | completed | 2 | 0.4500 ± 0.0707 | 0.4500 ± 0.0707 | 0.4000 ± 0.0283 | 0.4000 ± 0.0283 | 62,006 | 2 \
+|
+| held-out val | running | 1 | 0.3500 | 0.3500 | — | — | 62,006 | 1 |
 
 Not completed (never averaged with the completed runs):
 - running: b/2 (seed 2)
-""".replace(" \\\n", " ")
+"""
+
+
+def test_sections_per_experiment_with_generic_columns_for_runs_without_one(tmp_path: Path) -> None:
+    dyrelu_run(tmp_path / "a" / "0", act="relu", seed=42, params=11183562, val=[0.5, 0.9], experiment="dyrelu_resnet18")
+    dyrelu_run(tmp_path / "a" / "1", act="dyrelu_c", seed=42, params=12076547, val=[0.6, 0.93],
+               experiment="dyrelu_resnet18", softmax="positions")
+    dyrelu_run(tmp_path / "a" / "2", act="dyrelu_c", seed=42, params=12076547, val=[0.6, 0.91],
+               experiment="dyrelu_resnet18", softmax="width")
+    dyrelu_run(tmp_path / "b" / "0", act="relu", seed=0, params=62006, val=[0.3, 0.4], experiment=None, test_acc=0.38)
+    dyrelu_run(tmp_path / "b" / "1", act="relu", seed=1, params=62006, val=[0.3, 0.5], experiment=None, test_acc=0.42)
+    dyrelu_run(tmp_path / "b" / "2", act="relu", seed=2, params=62006, val=[0.35], experiment=None, status="running")
+    markdown = write_table([tmp_path])
+    assert markdown == EXPECTED_SECTIONS.replace(" \\\n", " ")
     csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text())))
-    assert [r["table"] for r in csv_rows] == ["Article 3 · Dynamic ReLU (Paddle): ResNet18 on CIFAR-10"] * 2 + [
+    assert [r["table"] for r in csv_rows] == ["Article 3 · Dynamic ReLU (Paddle): ResNet18 on CIFAR-10"] * 3 + [
         "Runs without an experiment"] * 2
-    assert [r["status"] for r in csv_rows] == ["completed"] * 3 + ["running"]
-    assert csv_rows[2]["total_params_mean"] == "62006.0" and csv_rows[2]["total_params_std"] == "0.0"
-    assert csv_rows[2]["test_acc_n"] == "2" and "test_acc_article" not in csv_rows[2]
+    assert [r["status"] for r in csv_rows] == ["completed"] * 4 + ["running"]
+    assert csv_rows[3]["total_params_mean"] == "62006.0" and csv_rows[3]["total_params_std"] == "0.0"
+    assert csv_rows[3]["test_acc_n"] == "2" and "test_acc_article" not in csv_rows[3]
+    assert csv_rows[3]["selected_on"] == "held-out val"
 
 
 def test_plot_and_report_of_a_sweep_with_failed_jobs(article1: Path) -> None:
@@ -231,7 +283,7 @@ def test_plot_and_report_of_a_sweep_with_failed_jobs(article1: Path) -> None:
                  error="UserError: dataset.data_file does not exist")
     markdown = write_report(sweep)
     assert markdown == (sweep / "table.md").read_text()
-    assert "| none | full | no DropBlock | failed | 1 |" in markdown
+    assert "| none | — | no DropBlock | test set (as the article) | failed | 1 |" in markdown
     assert f"- failed: {failed.name} (seed 3): UserError: dataset.data_file does not exist" in markdown
     assert (sweep / "table.csv").read_text().count("\n") == 1 + 6  # header + rows (quick run is not in the sweep)
     png = (sweep / "plot.png").read_bytes()
@@ -286,7 +338,8 @@ def test_dropblock_mynet_is_article_1() -> None:
     assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every, cfg.trainer.label_smoothing) == (
         3, 64, 1, 0.0)
     block = cfg.reg.block
-    assert block._target_.endswith("DropBlock") and cfg.reg.conv is None and cfg.reg.fc is None
+    assert block._target_.endswith("placed_dropblock") and block.placement == "stage"
+    assert cfg.reg.conv is None and cfg.reg.fc is None
     assert (block.block_size, block.keep_prob, block.schedule, block.seed_region) == (5, 0.9, "constant", "full")
     valid = composed("experiment=dropblock_mynet", "reg.dropblock.seed_region=valid").reg.block
     assert (valid.block_size, valid.keep_prob, valid.seed_region) == (5, 0.9, "valid")
@@ -346,20 +399,27 @@ def test_nndl_cnn_is_article_4() -> None:
     assert (plain.model.stem, plain.model.use_residual, plain.optim.lr) == ("imagenet", False, 0.005)
 
 
-@pytest.mark.parametrize("experiment", ["dropblock_mynet", "dropout_lenet", "dyrelu_resnet18", "nndl_cnn"])
-def test_every_article_row_composes_and_its_runs_match_it(tmp_path: Path, experiment: str) -> None:
-    """The grid in articles.yaml is valid against conf/, and a run made from a row is labelled with that row."""
-    article = load_articles()[experiment]
-    assert article["budgets"]["full"]["seeds"] and set(article["columns"]) >= {m for row in article["rows"]
-                                                            for m in row.get("published") or {}}
-    for index, row in enumerate(article["rows"]):
-        overrides = [f"experiment={experiment}", *row["overrides"], f"seed={article['budgets']['full']['seeds'][0]}"]
-        cfg = composed(*overrides, hydra=True)
-        folder = tmp_path / str(index) / ".hydra"
-        folder.mkdir(parents=True)
-        hydra_cfg = OmegaConf.masked_copy(cfg, "hydra")
-        task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-        (folder / "config.yaml").write_text(OmegaConf.to_yaml(task_cfg))
-        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(hydra_cfg))
-        (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
-        assert match_row(article, load_run(folder.parent)) == index
+def test_baseline_defaults_to_reg_none_and_any_row_can_be_chosen(tmp_path: Path) -> None:
+    """A sweep of no article: Δ vs reg=none by default, vs any KEY=VALUE on request, by the command line."""
+    tests = {"none": [0.60, 0.62, 0.61], "dropout": [0.70, 0.71, 0.72], "dropblock": [0.615, 0.605, 0.625]}
+    for reg, accs in tests.items():
+        for seed, acc in enumerate(accs):
+            dyrelu_run(tmp_path / "sweep" / f"{reg}{seed}", act="relu", reg=reg, seed=seed, params=62006,
+                       val=[acc], experiment=None, test_acc=acc)
+    table = write_table([tmp_path / "sweep"])
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert lines[0].endswith("| Δ vs reg=none | 95% CI | p |")
+    assert [line.split(" | ")[0] for line in lines[1:]] == ["| dropblock", "| dropout", "| none"]
+    assert lines[3].endswith("| baseline |  |  |")
+    # dropout: +0.10 (p < 0.001); dropblock: +0.005 (p far above 0.05)
+    assert "| +0.1000 | [+0.0773, +0.1227] | <0.001 |" in lines[2]
+    assert lines[1].split(" | ")[-3] == "+0.0050" and float(lines[1].split(" | ")[-1][:-2]) > 0.3
+    assert ("reg=dropout differs from reg=none in test acc at the 5% level (Welch's t-test); reg=dropblock does "
+            "not. With n=3 runs per row only large effects are detectable") in table
+    out = regbench("table", "--baseline", "reg=dropout", str(tmp_path / "sweep"), cwd=tmp_path).stdout
+    assert "| Δ vs reg=dropout | 95% CI | p |" in out and "| -0.1000 | [-0.1227, -0.0773] | <0.001 |" in out
+    bad = regbench("table", "--baseline", "reg=cutout", str(tmp_path / "sweep"), cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "regbench: error: --baseline reg=cutout matches no run: reg is one of dropblock, dropout, none")
+    bad = regbench("table", "--baseline", "reg", str(tmp_path / "sweep"), cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "must be KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,57 +1,73 @@
-"""`regbench reproduce`: each article's grid as one multirun, its rows matched in the table; one real end to end."""
+"""`regbench reproduce`: each article's file -> one multirun of its rows × seeds, each run matched to its row and
+budget in the table; one real end to end."""
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
-import hydra
 import pytest
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from conftest import SHARED_DATA, read_json, regbench
-from regbench.config import CONF_DIR
+from regbench.articles import article_names, load_article
+from regbench.jobs import command_jobs
 from regbench.report.runs import load_run
-from regbench.report.table import load_articles, match_row, off_grid
-from regbench.reproduce import ARTICLES, sweep_overrides
+from regbench.report.table import budget_of, match_row
+from regbench.reproduce import sweep_overrides
+
+BUDGETS = [(name, budget) for name in article_names() for budget in load_article(name).budgets]
 
 
-def expand(overrides: list[str]) -> list[list[str]]:
-    """The jobs of a basic-sweeper multirun: the cartesian product of every swept override's values."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-            else [text] for o, text in zip(parsed, overrides)]
-    return [list(job) for job in itertools.product(*axes)]
-
-
-@pytest.mark.parametrize("article", list(ARTICLES))
-@pytest.mark.parametrize("budget", ["full", "quick"])
-def test_grid_runs_every_article_row_once_per_seed(tmp_path: Path, article: str, budget: str) -> None:
-    args = sweep_overrides(article, budget, [])
-    assert args[0] == "-m"
-    overrides = [a for a in args[1:] if not a.startswith("hydra.")]
-    spec = load_articles()[ARTICLES[article]]
-    jobs = expand(overrides)
-    assert len(jobs) == len(spec["rows"]) * len(spec["budgets"][budget]["seeds"])
-    matched = []
-    for i, job in enumerate(jobs):
-        with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = hydra.compose("config", overrides=job, return_hydra_config=True)
-        folder = tmp_path / str(i) / ".hydra"
+def run_folders(tmp_path: Path, arguments: list[str]) -> list[Path]:
+    """The .hydra/ files Hydra writes for each job of `regbench train ARGUMENTS`, as the CLI composes them first."""
+    folders = []
+    for job in command_jobs(arguments):
+        folder = tmp_path / str(job.num) / ".hydra"
         folder.mkdir(parents=True)
-        (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])))
-        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, "hydra")))
-        (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(job)))
-        run = load_run(folder.parent)
-        matched.append(match_row(spec, run))
-        # the full budget is the article's own setup; the quick one is marked as not the article's
-        assert bool(off_grid(spec, run)) == (budget == "quick" and bool(spec["budgets"]["quick"].get("overrides")))
-    assert sorted(set(matched)) == list(range(len(spec["rows"])))
+        task = OmegaConf.masked_copy(job.cfg, [k for k in job.cfg if k != "hydra"])
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(task))
+        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(job.cfg, "hydra")))
+        (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(job.cfg.hydra.overrides.task))
+        folders.append(folder.parent)
+    return folders
 
 
-def test_unknown_article_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "budget"), BUDGETS)
+def test_every_row_runs_once_per_seed_and_its_runs_match_row_and_budget(tmp_path: Path, name: str,
+                                                                         budget: str) -> None:
+    article = load_article(name)
+    folders = run_folders(tmp_path, sweep_overrides(name, budget, []))
+    seeds = article.budgets[budget].seeds
+    assert len(folders) == len(article.rows) * len(seeds)
+    for i, folder in enumerate(folders):
+        run = load_run(folder)
+        assert match_row(article, run) == i // len(seeds), run.overrides  # the file's rows in order, every seed
+        assert run.config.seed == seeds[i % len(seeds)]
+        assert budget_of(article, run) == (budget if article.budgets[budget].overrides else "full")
+
+
+def test_the_honest_variant_is_no_budget_of_the_article(tmp_path: Path) -> None:
+    """dataset.val_size=5000 selects on held-out images: the table keeps the row's label, not the article's numbers."""
+    run = load_run(run_folders(tmp_path, sweep_overrides("dropblock", "full", ["dataset.val_size=5000"]))[0])
+    assert run.config.dataset.val_size == 5000
+    assert match_row(load_article("dropblock"), run) == 0 and budget_of(load_article("dropblock"), run) is None
+
+
+def test_dyrelu_grid_has_both_dyrelu_c_rows(tmp_path: Path) -> None:
+    folders = run_folders(tmp_path, sweep_overrides("dyrelu", "quick", []))
+    softmax = [OmegaConf.select(load_run(folder).config, "act.attention_softmax") for folder in folders]
+    assert softmax == [None, None, None, "width", "positions"]
+
+
+def test_unknown_article_or_budget_is_one_line(tmp_path: Path) -> None:
     proc = regbench("reproduce", "resnet", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "choose from" in proc.stderr and "Traceback" not in proc.stderr
+    proc = regbench("reproduce", "nndl", "--budget", "huge", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "regbench: error: article nndl has no budget 'huge'; choose one of: full, quick" \
+        in proc.stderr
+    # a row that cannot compose with the user's overrides stops everything before any job
+    proc = regbench("reproduce", "dyrelu", "act.temperature=2", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "unknown option 'act.temperature'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data/mnist (real MNIST IDX files)")
@@ -61,12 +77,16 @@ def test_reproduce_quick_end_to_end_writes_table_and_plot(tmp_path: Path) -> Non
     sweeps = list((tmp_path / "outputs" / "reproduce" / "nndl-quick").iterdir())
     assert len(sweeps) == 1
     sweep = sweeps[0]
-    statuses = [read_json(p / "summary.json")["status"] for p in sorted(sweep.iterdir()) if p.is_dir() and p.name.isdigit()]
-    assert statuses == ["completed"] * 3
+    folders = sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    assert [read_json(p / "summary.json")["status"] for p in folders] == ["completed"] * 3
+    assert [read_json(p / "summary.json")["model"] for p in folders] == ["lenet5_nndl", "resnet18_nndl",
+                                                                          "resnet18_nndl"]
     table = (sweep / "table.md").read_text()
-    for label in ("LeNet-5", "ResNet18 without residual", "ResNet18 with residual"):
+    for label in ("LeNet-5 †", "ResNet18 without residual †", "ResNet18 with residual †"):
         assert label in table
     # fewer epochs and images than the article: labelled with its rows, but its numbers are not set beside
     assert "† not the article's setup (dataset.limit.train, trainer.epochs changed)" in table
+    assert "| Δ vs ResNet18 without residual | 95% CI | p |" in table and "| baseline |" in table
+    assert "no test acc difference can be tested (n/a)" in table  # one seed per row
     assert (sweep / "table.csv").read_text().count("\n") >= 4
     assert (sweep / "plot.png").stat().st_size > 10_000

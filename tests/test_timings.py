@@ -7,9 +7,10 @@ from conftest import read_json, read_jsonl, regbench
 
 
 def test_train_and_eval_times_are_disjoint_parts_of_the_run(tmp_path: Path) -> None:
-    # evaluation dominates: 2,048 val images after every 2 training steps of 16 images
+    # evaluation dominates: 2,048 val images (val_size=0: the test set is val) after every 2 training steps of 16
     run = tmp_path / "run"
     regbench("train", "model=mynet", "dataset=synthetic", "dataset.train_size=128", "dataset.test_size=2048",
+             "dataset.val_size=0",
              "trainer.batch_size=16", "trainer.max_steps=8", "trainer.eval_every_steps=2", "trainer.log_every=1",
              f"hydra.run.dir={run}", cwd=tmp_path)
     rows = read_jsonl(run / "metrics.jsonl")

@@ -110,7 +110,7 @@ def test_a_tracker_failing_mid_run_costs_one_warning_not_the_run(tmp_path: Path)
     run = tmp_path / "run"
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", cwd=tmp_path) as server:
         proc = subprocess.Popen([sys.executable, "-m", "regbench", "train", *TINY, "trainer.max_steps=null",
-                                 "dataset.train_size=512", "logger=mlflow", f"logger.mlflow.tracking_uri={server.url}",
+                                 "dataset.train_size=512", "dataset.val_size=0", "logger=mlflow", f"logger.mlflow.tracking_uri={server.url}",
                                  f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 300

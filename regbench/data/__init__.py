@@ -1,6 +1,8 @@
 """Datasets as in-memory uint8 splits (loaders per format) and batched device tensors (batches.py)."""
 from __future__ import annotations
 
+import logging
+
 import hydra.utils
 import numpy as np
 import paddle
@@ -8,14 +10,17 @@ import paddle.nn.functional as F
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from regbench.data.splits import Split, Splits
+from regbench.data.splits import Split, Splits, carve_val
 from regbench.errors import UserError
 
+log = logging.getLogger("regbench")
 RESIZE_CHUNK = 1024  # images resized per call, to bound memory
+VAL_SPLIT_SEED = 7  # fixed: the held-out val split never depends on the run seed
 
 
 def load_splits(dataset_cfg: DictConfig) -> Splits:
-    """Load the dataset `load:` names, keep the first `limit` of each split, check it against the config, resize."""
+    """Load the dataset `load:` names, carve `val_size` held-out images out of train when its val is the test set,
+    keep the first `limit` of each split, check it against the config, resize."""
     try:
         splits = hydra.utils.instantiate(dataset_cfg.load)
     except InstantiationException as e:
@@ -23,6 +28,10 @@ def load_splits(dataset_cfg: DictConfig) -> Splits:
         if isinstance(e.__cause__, UserError):
             raise e.__cause__ from None
         raise
+    if dataset_cfg.val_size and splits.test is None:
+        splits = carve_val(splits, dataset_cfg.val_size, VAL_SPLIT_SEED)
+    elif dataset_cfg.val_size:
+        log.info("dataset.val_size=%s unused: the data has a validation split of its own", dataset_cfg.val_size)
     limit = dataset_cfg.limit
     splits = Splits(
         train=splits.train.head(limit.train),

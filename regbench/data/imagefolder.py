@@ -1,4 +1,4 @@
-"""Image folders: root/{train,test}/<class>/*.jpg|png, or a .tar.gz of that tree; decoded once, then cached."""
+"""Image folders: root/{train,[val],test}/<class>/*.jpg|png, or a .tar.gz of that tree; decoded once, then cached."""
 from __future__ import annotations
 
 import hashlib
@@ -17,13 +17,15 @@ from regbench.errors import UserError
 from regbench.files import WriteFailed, atomic_write
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")  # val/ is optional
 ORDER_SEED = 1234  # fixed: a mixed sample order, so that dataset.limit keeps every class
-CACHE_VERSION = 1  # bump when the decoding changes
+CACHE_VERSION = 2  # bump when the decoding changes
 
 
 def load_imagefolder(root: str, image_size: int, channels: int) -> Splits:
-    """train/ as train, test/ as val (no separate test split); class names sorted; images resized to image_size."""
+    """train/, val/ and test/ as the splits; without val/, test/ serves as val (no separate test split).
+
+    Class names are sorted; images are resized to image_size."""
     if channels not in (1, 3):
         raise UserError(f"dataset.channels must be 1 (grayscale) or 3 (RGB) for image folders, got {channels}")
     root = os.path.abspath(root)
@@ -44,20 +46,23 @@ def _decode(root: str, image_size: int, channels: int) -> Splits:
     found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {s: {} for s in SPLITS}
     for split, cls, where, blob in _files(root):
         found[split].setdefault(cls, []).append((where, _image(blob, where, image_size, channels)))
-    for split in SPLITS:
+    for split in ("train", "test"):
         if not found[split]:
             raise UserError(f"dataset.root={root} has no images under {split}/<class>/ (.jpg, .jpeg or .png)")
-    train_classes, test_classes = sorted(found["train"]), sorted(found["test"])
-    if train_classes != test_classes:
-        only_train = sorted(set(train_classes) - set(test_classes))
-        only_test = sorted(set(test_classes) - set(train_classes))
-        raise UserError(
-            f"dataset.root={root}: train/ and test/ need the same class folders; "
-            f"only in train: {only_train}, only in test: {only_test}"
-        )
+    present = [s for s in SPLITS if found[s]]
+    train_classes = sorted(found["train"])
+    for split in present[1:]:
+        classes = sorted(found[split])
+        if classes != train_classes:
+            only_train = sorted(set(train_classes) - set(classes))
+            only_other = sorted(set(classes) - set(train_classes))
+            raise UserError(
+                f"dataset.root={root}: train/ and {split}/ need the same class folders; "
+                f"only in train: {only_train}, only in {split}: {only_other}"
+            )
     rng = np.random.default_rng(ORDER_SEED)
     out = {}
-    for split in SPLITS:
+    for split in present:
         items = [
             (c, where, img)
             for c, cls in enumerate(train_classes)
@@ -67,11 +72,13 @@ def _decode(root: str, image_size: int, channels: int) -> Splits:
         out[split] = Split(
             np.stack([items[i][2] for i in order]), np.array([items[i][0] for i in order], dtype=np.int64)
         )
+    if "val" in out:
+        return Splits(train=out["train"], val=out["val"], test=out["test"], classes=tuple(train_classes))
     return Splits(train=out["train"], val=out["test"], test=None, classes=tuple(train_classes))
 
 
 def _files(root: str) -> Iterator[tuple[str, str, str, bytes]]:
-    """(split, class, where, bytes) of every image under root/{train,test}/<class>/ (root: folder or tarball)."""
+    """(split, class, where, bytes) of every image under root/{train,val,test}/<class>/ (root: folder or tarball)."""
     if os.path.isdir(root):
         for split in SPLITS:
             top = os.path.join(root, split)
@@ -136,7 +143,7 @@ def _read_cache(path: str) -> Splits | None:
             return Splits(
                 train=Split(z["train_images"], z["train_labels"]),
                 val=Split(z["val_images"], z["val_labels"]),
-                test=None,
+                test=Split(z["test_images"], z["test_labels"]) if "test_images" in z.files else None,
                 classes=tuple(str(c) for c in z["classes"]),
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
@@ -145,14 +152,12 @@ def _read_cache(path: str) -> Splits | None:
 
 def _write_cache(path: str, splits: Splits) -> None:
     try:
+        arrays = {}
+        for name in ("train", "val", "test"):
+            split = getattr(splits, name)
+            if split is not None:
+                arrays.update({f"{name}_images": split.images, f"{name}_labels": split.labels})
         with atomic_write(path, "wb") as f:
-            np.savez(
-                f,
-                train_images=splits.train.images,
-                train_labels=splits.train.labels,
-                val_images=splits.val.images,
-                val_labels=splits.val.labels,
-                classes=np.array(splits.classes, dtype=str),
-            )
+            np.savez(f, **arrays, classes=np.array(splits.classes, dtype=str))
     except WriteFailed:
         pass  # the cache only saves time; a read-only or full home must not stop a run

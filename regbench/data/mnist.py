@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from regbench.data.splits import Split, Splits
+from regbench.data.splits import Split, Splits, stratified_split
 from regbench.errors import UserError
 
 CLASSES = tuple(str(d) for d in range(10))
@@ -23,7 +23,7 @@ FILES = {
 }
 TRAIN_SIZE = 50_000  # the rest of the official 60,000 training images is the validation set
 MNIST5K_SEED = 5000  # fixed: the mnist5k split never depends on the run seed
-MNIST5K_VAL_PER_CLASS = MNIST5K_TEST_PER_CLASS = 50
+MNIST5K_VAL_SIZE = MNIST5K_TEST_SIZE = 500  # 50 per class
 
 
 def read_idx(path: str, magic: int) -> np.ndarray:
@@ -114,20 +114,12 @@ def load_mnist5k() -> Splits:
         raise UserError(f"{path} should have 785 columns (784 pixels, label), found shape {table.shape}")
     images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
     labels = table[:, -1]
-    rng = np.random.default_rng(MNIST5K_SEED)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for c in range(len(CLASSES)):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        v, t = MNIST5K_VAL_PER_CLASS, MNIST5K_VAL_PER_CLASS + MNIST5K_TEST_PER_CLASS
-        parts["val"].append(idx[:v])
-        parts["test"].append(idx[v:t])
-        parts["train"].append(idx[t:])
-    # mixed order, so that dataset.limit keeps every class
-    split = {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
+    train, val, test = stratified_split(labels, [MNIST5K_VAL_SIZE, MNIST5K_TEST_SIZE], MNIST5K_SEED)
+    images = Split(images, labels)
     return Splits(
-        train=Split(images[split["train"]], labels[split["train"]]),
-        val=Split(images[split["val"]], labels[split["val"]]),
-        test=Split(images[split["test"]], labels[split["test"]]),
+        train=images.take(train),
+        val=images.take(val),
+        test=images.take(test),
         classes=CLASSES,
     )
 

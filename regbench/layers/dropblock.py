@@ -9,6 +9,7 @@ from regbench.errors import UserError
 
 SCHEDULES = ("constant", "linear")
 SEED_REGIONS = ("valid", "full")
+PLACEMENTS = ("stage", "block")
 
 
 class DropBlock(nn.Layer):
@@ -94,3 +95,20 @@ class DropBlock(nn.Layer):
         keep = 1.0 - dropped
         kept = paddle.clip(keep.sum(), min=1.0)  # all dropped: the output is 0, not NaN
         return keep * (batch * channels * height * width / kept)
+
+
+def placed_dropblock(placement: str, block_size: int, keep_prob: float, schedule: str, seed_region: str,
+                     site: str | None = None, drop_scale: float = 1.0) -> nn.Layer:
+    """What a model gets at one of its places: a DropBlock where the place's `site` is the `placement` asked for,
+    nothing (Identity) at the model's other DropBlock places.
+
+    Sites: "stage", after a stage of convs (MyNet: after conv3; ResNet18: after stages 3 and 4); "block", inside
+    every residual block of ResNet18's stages 3 and 4, where the official TF ResNet applies DropBlock in its
+    bottleneck blocks (after each conv·BN(·ReLU) of the body and on the shortcut). Called without a site (at conv
+    places: reg.conv=${reg.dropblock}) it is always a DropBlock.
+    """
+    if placement not in PLACEMENTS:
+        raise UserError(f"reg.dropblock.placement must be one of {', '.join(PLACEMENTS)} (got {placement!r})")
+    if site is not None and site != placement:
+        return nn.Identity()
+    return DropBlock(block_size, keep_prob, schedule=schedule, seed_region=seed_region, drop_scale=drop_scale)

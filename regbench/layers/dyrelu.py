@@ -126,13 +126,13 @@ class _DyReLU(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         shape = x.shape
         flat = x.reshape([0, self.channels, -1])
-        return self._dynamic(flat).reshape(shape)
+        return self._dynamic(flat, shape[-1] if len(shape) == 4 else 1).reshape(shape)
 
 
 class _SpatiallyShared(_DyReLU):
     """A and B: each coefficient map is a [B, C] coefficient times ones over the positions."""
 
-    def _dynamic(self, x: paddle.Tensor) -> paddle.Tensor:
+    def _dynamic(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
         channels, size = x.shape[1:]
         coefs = self._theta(x) * self.lambdas + self.init_v
         if not self.per_channel:
@@ -153,25 +153,41 @@ class DyReLUB(_SpatiallyShared):
     per_channel = True
 
 
+ATTENTION_SOFTMAX = ("positions", "width")
+
+
 class DyReLUC(_DyReLU):
     """DY-ReLU-C: as B, with θ scaled per position by a spatial attention π from a 1×1 conv C→1.
 
-    π = min(softmax over positions of (conv(x) / temperature) · HW / gamma, 1); coefficient = θ_c·π_hw·λ + init.
+    π = min(softmax(conv(x) / temperature) · HW / gamma, 1); coefficient = θ_c·π_hw·λ + init. attention_softmax
+    "positions" takes the softmax over all H·W positions (the paper: π averages 1/gamma before clipping); "width"
+    over each row's W positions only, as article 3's code (Paddle's default axis=-1 on the [B, 1, H, W] logits):
+    then π averages H/gamma, clips to 1 nearly everywhere and the conv gets no gradient where it does.
     """
 
     per_channel = True
 
-    def __init__(self, channels: int, *args: Any, temperature: float = 10.0, gamma: float = 3.0, **kwargs: Any) -> None:
+    def __init__(self, channels: int, *args: Any, temperature: float = 10.0, gamma: float = 3.0,
+                 attention_softmax: str = "positions", **kwargs: Any) -> None:
         super().__init__(channels, *args, **kwargs)
+        if attention_softmax not in ATTENTION_SOFTMAX:
+            raise UserError(f"act.attention_softmax must be one of {', '.join(ATTENTION_SOFTMAX)} "
+                            f"(got {attention_softmax!r})")
         self.conv = nn.Conv2D(channels, 1, 1)
-        self.temperature, self.gamma = temperature, gamma
+        self.temperature, self.gamma, self.attention_softmax = temperature, gamma, attention_softmax
 
-    def _dynamic(self, x: paddle.Tensor) -> paddle.Tensor:
+    def attention_scores(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
+        """softmax(conv(x) / temperature) · HW / gamma as [B, 1, HW] from x as [B, C, HW]: π before clipping."""
         channels, size = x.shape[1:]
         # the 1×1 conv as a matrix product over channels (same parameters as nn.Conv2D, no im2col)
         logits = paddle.matmul(self.conv.weight.reshape([1, channels]), x) + self.conv.bias
-        attention = F.softmax(logits / self.temperature, axis=-1) * (size / self.gamma)
-        attention = paddle.clip(attention, max=1.0)
+        if self.attention_softmax == "width":
+            rows = F.softmax(logits.reshape([0, 1, size // width, width]) / self.temperature, axis=-1)
+            return rows.reshape([0, 1, size]) * (size / self.gamma)
+        return F.softmax(logits / self.temperature, axis=-1) * (size / self.gamma)
+
+    def _dynamic(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
+        attention = paddle.clip(self.attention_scores(x, width), max=1.0)
         residual = self._theta(x) * self.lambdas
         # coefficient map j = residual_j ⊗ π + init_j, one matrix product with rows (residual_j, init_j)
         coefs = paddle.stack([residual, paddle.zeros_like(residual) + self.init_v], axis=-1)

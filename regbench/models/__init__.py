@@ -29,8 +29,10 @@ def build_model(model: DictConfig, act: DictConfig, reg: DictConfig) -> nn.Layer
         factory = instantiate(reg[kind])
 
         def make(*args: Any, **kwargs: Any) -> nn.Layer:
-            used.add(kind)
-            return factory(*args, **kwargs)
+            layer = factory(*args, **kwargs)
+            if not isinstance(layer, nn.Identity):  # a factory may leave a place empty (DropBlock's placement)
+                used.add(kind)
+            return layer
 
         return make
 
@@ -44,5 +46,5 @@ def build_model(model: DictConfig, act: DictConfig, reg: DictConfig) -> nn.Layer
         raise
     for kind in given:
         if kind not in used:
-            log.warning("reg.%s is set but %s has no %s places: it has no effect", kind, model._target_, kind)
+            log.warning("reg.%s is set but %s has no %s places for it: it has no effect", kind, model._target_, kind)
     return built

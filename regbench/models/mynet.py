@@ -36,7 +36,7 @@ class MyNet(nn.Layer):
         self.features = nn.Sequential(
             nn.Conv2D(in_channels, 32, 3, stride=1, padding=1), act(32), conv_reg(),
             nn.Conv2D(32, 64, 3, stride=2, padding=0), act(64), conv_reg(),
-            nn.Conv2D(64, 64, 3, stride=2, padding=0), act(64), conv_reg(), block_reg(drop_scale=1.0),
+            nn.Conv2D(64, 64, 3, stride=2, padding=0), act(64), conv_reg(), block_reg(drop_scale=1.0, site="stage"),
             nn.Conv2D(64, 64, 3, stride=2, padding=1), act(64), conv_reg(),
             nn.Flatten(),
         )

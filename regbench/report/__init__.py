@@ -5,9 +5,9 @@ from pathlib import Path
 
 from regbench.report.plot import PLOT_PNG, plot_runs, write_plot
 from regbench.report.runs import PathLike, find_runs
-from regbench.report.table import load_articles, save_table, write_table
+from regbench.report.table import save_table, write_table
 
-__all__ = ["write_report", "write_table", "write_plot", "load_articles"]
+__all__ = ["write_report", "write_table", "write_plot"]
 
 
 def write_report(sweep_dir: PathLike) -> str:

@@ -1,4 +1,5 @@
-"""`regbench plot`: val accuracy and train loss vs epoch for every group of runs, mean line and min–max band."""
+"""`regbench plot`: val accuracy and train loss vs epoch for every group of runs: the mean over its runs as a line,
+each run (seed) as a thin line of the same colour, so the seed spread shows."""
 from __future__ import annotations
 
 import math
@@ -17,17 +18,24 @@ PLOT_PNG = "plot.png"
 PANELS = (("val_acc", "val accuracy"), ("train_loss", "train loss"))
 
 
-def curve_band(runs: Sequence[Run], key: str) -> tuple[list[float], list[float], list[float], list[float]]:
-    """(epochs, mean, min, max) of `key` over the runs that were evaluated at each epoch."""
+def run_curve(run: Run, key: str) -> dict[float, float]:
+    """epoch -> `key` of one run, where it was recorded and finite."""
+    curve = {}
+    for r in run.metrics:
+        value, epoch = r.get(key), r.get("epoch")
+        if isinstance(value, (int, float)) and isinstance(epoch, (int, float)) and math.isfinite(value):
+            curve[round(float(epoch), 4)] = float(value)
+    return curve
+
+
+def mean_curve(runs: Sequence[Run], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, mean of `key` over the runs that were evaluated at each epoch)."""
     at: dict[float, list[float]] = {}
     for run in runs:
-        for r in run.metrics:
-            value, epoch = r.get(key), r.get("epoch")
-            if isinstance(value, (int, float)) and isinstance(epoch, (int, float)) and math.isfinite(value):
-                at.setdefault(round(float(epoch), 4), []).append(float(value))
+        for epoch, value in run_curve(run, key).items():
+            at.setdefault(epoch, []).append(value)
     epochs = sorted(at)
-    return (epochs, [sum(at[e]) / len(at[e]) for e in epochs], [min(at[e]) for e in epochs],
-            [max(at[e]) for e in epochs])
+    return epochs, [sum(at[e]) / len(at[e]) for e in epochs]
 
 
 def group_label(group: Group, keys: Sequence[str]) -> str:
@@ -46,12 +54,16 @@ def plot_runs(runs: Sequence[Run], path: PathLike) -> Path:
         color = f"C{i % 10}"
         style = "-" if group.status == "completed" else "--"
         for ax, (key, _) in zip(axes, PANELS):
-            epochs, mean, low, high = curve_band(group.runs, key)
+            epochs, mean = mean_curve(group.runs, key)
             if not epochs:
                 continue
-            ax.plot(epochs, mean, style, color=color, marker="." if len(epochs) < 30 else None,
-                    label=group_label(group, keys))
-            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+            if len(group.runs) > 1:
+                for run in group.runs:
+                    seed = sorted(run_curve(run, key).items())
+                    ax.plot([e for e, _ in seed], [v for _, v in seed], style, color=color, alpha=0.35,
+                            linewidth=0.8)
+            ax.plot(epochs, mean, style, color=color, linewidth=1.8, marker="." if len(epochs) < 30 else None,
+                    label=group_label(group, keys) + (", mean and each run" if len(group.runs) > 1 else ""))
             drawn += 1
     for ax, (_, title) in zip(axes, PANELS):
         ax.set_xlabel("epoch")

@@ -13,6 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regbench import regs
+from regbench.config import group_options
 from regbench.errors import UserError
 
 SUMMARY = "summary.json"
@@ -56,10 +57,20 @@ class Run:
             return self.choices[key]
         if self.config is None:
             return self.overrides.get(key, MISSING)
+        if _unused_reg_setting(key, self.choices.get("reg")):
+            return MISSING
         found = OmegaConf.select(self.config, key, default=MISSING, throw_on_resolution_failure=False)
         if isinstance(found, (DictConfig, ListConfig)):
             return OmegaConf.to_container(found, resolve=True, throw_on_missing=False)
         return found
+
+
+def _unused_reg_setting(key: str, reg_label: Any) -> bool:
+    """A `reg.<option>.*` key of a regularizer the run does not use (reg.dropblock.seed_region under reg=none)."""
+    parts = key.split(".")
+    if len(parts) < 3 or parts[0] != "reg" or not isinstance(reg_label, str):
+        return False
+    return parts[1] in group_options("reg") and parts[1] not in reg_label.split("+")
 
 
 @dataclass

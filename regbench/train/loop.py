@@ -101,12 +101,14 @@ class Trainer:
     def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                  lr: paddle.optimizer.lr.LRScheduler, train: BatchLoader, val: BatchLoader,
                  test: BatchLoader | None, folder: Path, cfg: LoopConfig,
-                 on_eval: Callable[[Progress], None], batch_reg: BatchTransform | None = None) -> None:
+                 on_eval: Callable[[Progress], None], batch_reg: BatchTransform | None = None,
+                 train_eval: BatchLoader | None = None) -> None:
         self.model, self.optimizer, self.lr = model, optimizer, lr
         # batch-level regularizers, called on each training batch; `mixes`: they may return Mixed targets
         self.batch_reg = batch_reg
         self.mixes = bool(getattr(batch_reg, "mixes", False))
         self.train_loader, self.val_loader, self.test_loader = train, val, test
+        self.train_eval_loader = train_eval  # the training split in eval mode, scored at every evaluation if given
         self.folder, self.cfg, self.on_eval = folder, cfg, on_eval
         self.steps_per_epoch = train.num_batches
         self.total_steps = run_length(cfg.epochs, self.steps_per_epoch, cfg.max_steps)
@@ -201,12 +203,17 @@ class Trainer:
         train_loss = p.loss_sum / max(p.seen, 1)
         start = time.perf_counter()
         val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing, self.cfg.amp)
+        if self.train_eval_loader is not None:
+            train_eval_loss, train_eval_acc = evaluate(
+                self.model, self.train_eval_loader, self.cfg.label_smoothing, self.cfg.amp)
         eval_time_s = time.perf_counter() - start
         self.model.train()
         row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=self.step_lr,
                    train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
                    train_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1),
                    eval_time_s=round(eval_time_s, 3))
+        if self.train_eval_loader is not None:
+            row.update(train_eval_loss=train_eval_loss, train_eval_acc=train_eval_acc)
         if self.mixes:  # train_acc is the λ-weighted agreement with both labels of mixed samples
             row["train_targets"] = "mixed"
         p.history.append(row)
@@ -276,6 +283,12 @@ class Trainer:
                 if p.step >= self.total_steps:
                     break
         bar.close()
+
+    def test_last(self) -> float | None:
+        """Accuracy of the weights training ended with on the test split (None when val is the test set)."""
+        if self.test_loader is None:
+            return None
+        return evaluate(self.model, self.test_loader, self.cfg.label_smoothing, self.cfg.amp)[1]
 
     def test_best(self) -> float | None:
         """Accuracy of the best checkpoint on the test split (None when the dataset has none distinct from val)."""

@@ -44,7 +44,8 @@ def select_device(choice: str) -> str:
     return device
 
 
-def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, BatchLoader, BatchLoader | None]:
+def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, ...]:
+    """train, val, test (None when val is the test set) and, with trainer.eval_train, train in eval mode (else None)."""
     splits = load_splits(cfg.dataset)
     ds, tr = cfg.dataset, cfg.trainer
     common = dict(mean=list(ds.mean), std=list(ds.std), crop_padding=ds.crop_padding,
@@ -55,7 +56,7 @@ def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, Batc
         return None if split is None else BatchLoader(split, batch_size=tr.eval_batch_size, augment=(),
                                                       drop_last=False, even_shards=False, **common)
 
-    return train, evaluation(splits.val), evaluation(splits.test)
+    return train, evaluation(splits.val), evaluation(splits.test), evaluation(splits.train if tr.eval_train else None)
 
 
 @contextmanager
@@ -88,7 +89,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     paddle.seed(cfg.seed)
     model = build_model(cfg.model, cfg.act, cfg.reg)
     rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
-    train, val, test = _loaders(cfg, shard=(rank, world))
+    train, val, test, train_eval = _loaders(cfg, shard=(rank, world))
     if tr.fast_conv_bias and device == "cpu":
         speed.fast_conv_bias(model)
     if world > 1 and tr.sync_bn:
@@ -106,7 +107,8 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
                           max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
                           seed=cfg.seed, log_every=tr.log_every, amp=speed.amp_mode(tr.amp, device))
-    return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg)), device
+    return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg),
+                   train_eval), device
 
 
 def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Trackers) -> None:
@@ -124,6 +126,7 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Track
 
     trainer, device = build_trainer(cfg, folder, on_eval)
     summary["total_params"], summary["trainable_params"] = count_params(trainer.model)
+    summary["selected_on"] = "test" if trainer.test_loader is None else "val"  # test: val is the test set
     log.info("%s on %s: %d parameters, %d steps of batch %d (%d per epoch)", summary["model"], device,
              summary["total_params"], trainer.total_steps, cfg.trainer.batch_size, trainer.steps_per_epoch)
     if cfg.trainer.resume and trainer.resume():
@@ -132,6 +135,7 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Track
             on_eval(trainer.progress)
     with _stop_on_signals(trainer):
         trainer.fit()
+    summary["final_test_acc"] = trainer.test_last()
     summary["test_acc"] = trainer.test_best()
     if summary["test_acc"] is not None:
         log.info("best checkpoint (epoch %s, val acc %.4f): test acc %.4f", summary["best_epoch"],
@@ -164,7 +168,8 @@ def train(cfg: DictConfig) -> float | NoObjective:
         status="running", model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
         optim=choices.optim, sched=choices.sched, experiment=choices.get("experiment"), seed=cfg.seed,
         epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None, final_train_acc=None,
-        test_acc=None, total_params=None, trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash,
+        test_acc=None, final_test_acc=None, selected_on=None, total_params=None, trainable_params=None, wall_time_s=0.0,
+        error=None, config_hash=config_hash,
         world_size=paddle.distributed.get_world_size())
     main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
     trackers = Trackers({})

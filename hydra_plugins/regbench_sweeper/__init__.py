@@ -1,0 +1,1 @@
+"""regbench's Hydra sweeper plugin (Hydra discovers plugins in the hydra_plugins namespace only)."""

@@ -1,0 +1,104 @@
+"""The articles regbench reproduces: one YAML file each (ARTICLE.yaml, named as `regbench reproduce ARTICLE`).
+
+A file holds the article's title, the run setup its rows start from (`experiment`: conf/experiment/NAME.yaml), its
+rows (label, the overrides that make the row, the published numbers and where they come from), the baseline row that
+every other row is compared with, the table's columns and the metric of the comparison, and its budgets (seeds and
+reducing overrides). docs/reproducing.md documents every field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regbench.errors import UserError
+
+ARTICLES_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    label: str
+    overrides: tuple[str, ...]         # what `regbench reproduce` adds to the experiment for this row
+    published: dict[str, float] = field(default_factory=dict)   # metric -> the article's number
+    citation: str | None = None        # where `published` comes from, when not the article's own citation
+
+
+@dataclass(frozen=True)
+class Budget:
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()    # what the budget changes from the article's setup (empty: its own budget)
+
+
+@dataclass(frozen=True)
+class Article:
+    name: str                          # the command-line name: the file's stem
+    title: str
+    citation: str
+    experiment: str                    # conf/experiment/NAME.yaml: the run setup every row starts from
+    columns: dict[str, str]            # metric -> header
+    compare: str                       # the metric of the Δ / 95% CI / p columns
+    baseline: str                      # label of the row the others are compared with
+    budgets: dict[str, Budget]
+    rows: tuple[ArticleRow, ...]
+
+    def row_citation(self, row: ArticleRow) -> str:
+        return row.citation or self.citation
+
+
+def article_names() -> list[str]:
+    """The command-line names of the articles: the stems of the YAML files in this folder."""
+    return sorted(p.stem for p in ARTICLES_DIR.glob("*.yaml"))
+
+
+def load_article(name: str) -> Article:
+    """The article `name` (a file stem), checked; a UserError names the valid ones when there is no such file."""
+    path = ARTICLES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown article {name!r}; choose one of: {', '.join(article_names())}")
+    return _parse(name, yaml.safe_load(path.read_text()))
+
+
+def articles_by_experiment() -> dict[str, Article]:
+    """Every article keyed by its experiment (each experiment belongs to one article)."""
+    found: dict[str, Article] = {}
+    for name in article_names():
+        article = load_article(name)
+        if article.experiment in found:
+            raise ValueError(f"articles {found[article.experiment].name} and {name} both use experiment "
+                             f"{article.experiment}: give each article a run setup of its own")
+        found[article.experiment] = article
+    return found
+
+
+def _parse(name: str, data: Any) -> Article:
+    """An Article from a file's YAML; a ValueError says which field is wrong (a packaging mistake, not user input)."""
+    where = f"{ARTICLES_DIR / name}.yaml"
+    try:
+        rows = tuple(ArticleRow(label=r["label"], overrides=tuple(r["overrides"]),
+                                published=dict(r.get("published") or {}), citation=r.get("citation"))
+                     for r in data["rows"])
+        budgets = {k: Budget(seeds=tuple(b["seeds"]), overrides=tuple(b.get("overrides") or ()))
+                   for k, b in data["budgets"].items()}
+        article = Article(name=name, title=data["title"], citation=data["citation"], experiment=data["experiment"],
+                          columns=dict(data["columns"]), compare=data["compare"], baseline=data["baseline"],
+                          budgets=budgets, rows=rows)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{where}: missing or malformed field {err}") from None
+    labels = [r.label for r in rows]
+    problems = [
+        (article.baseline not in labels, f"baseline {article.baseline!r} is not a row label"),
+        (article.compare not in article.columns, f"compare {article.compare!r} is not a column"),
+        (len(set(labels)) != len(labels), "row labels repeat"),
+        ("full" not in budgets, "no full budget (the article's own)"),
+        (any(not b.seeds for b in budgets.values()), "a budget without seeds"),
+        (any(set(r.published) - set(article.columns) for r in rows), "published numbers for a metric not in columns"),
+        (any("'" in o for r in rows for o in r.overrides), "a row override with a quote (rows pass through Hydra's "
+                                                            "override grammar quoted)"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ValueError(f"{where}: {message}")
+    return article

@@ -1,0 +1,80 @@
+"""Each row of a table against its baseline row: which row that is, the difference of one metric, and the summary."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Collection, Sequence
+
+from regbench.errors import UserError
+from regbench.report.runs import ABSENT, Group
+from regbench.report.stats import LEVEL, Difference, welch
+
+# a sweep of no article is compared with its unregularized / plain-activation row when it has one
+DEFAULT_BASELINES = (("reg", "none"), ("act", "relu"))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Which rows are baselines (`chosen`), named `label`; a row's baseline also agrees with it on every varying key
+    that is neither `defining` nor absent from one of the two (e.g. a setting a row changes besides the grid)."""
+    label: str
+    chosen: Callable[[Group], bool]
+    defining: Collection[str]
+
+
+def parse_baseline(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` of `regbench table --baseline` as (key, value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise UserError(f"--baseline {text!r} must be KEY=VALUE, e.g. --baseline reg=none")
+    return key, value
+
+
+def by_value(key: str, value: str, defining: Collection[str] = ()) -> Baseline:
+    """The rows whose `key` shows `value` (as the table displays it)."""
+    return Baseline(f"{key}={value}", lambda g: g.values.get(key) == value, {key, *defining})
+
+
+def default_baseline(groups: Sequence[Group], varying: Sequence[str]) -> Baseline | None:
+    """reg=none (or act=relu) when the sweep varies that key and has such a row; else no baseline."""
+    for key, value in DEFAULT_BASELINES:
+        if key in varying and any(g.values.get(key) == value for g in groups):
+            return by_value(key, value)
+    return None
+
+
+def _agree(a: Group, b: Group, keys: Sequence[str]) -> bool:
+    return all(a.values[k] == b.values[k] or ABSENT in (a.values[k], b.values[k]) for k in keys)
+
+
+def baseline_of(group: Group, groups: Sequence[Group], baseline: Baseline, varying: Sequence[str]) -> Group | None:
+    """The completed baseline row `group` is compared with (itself if it is one); None if there is none."""
+    context = [k for k in varying if k not in baseline.defining]
+    for candidate in groups:
+        if candidate.status == "completed" and baseline.chosen(candidate) and _agree(group, candidate, context):
+            return candidate
+    return None
+
+
+def compare(values: Sequence[float], base: Sequence[float]) -> Difference | None:
+    """The row's values against its baseline's (None when either has no value)."""
+    return welch(values, base) if values and base else None
+
+
+def summary_line(label: str, header: str, differences: dict[str, Difference], runs_per_row: str) -> str:
+    """Which rows differ from the baseline at the 5% level, and what `runs_per_row` runs can detect."""
+    tested = {row: d for row, d in differences.items() if d.p is not None}
+    level = f"{round(100 * (1 - LEVEL))}%"
+    if not tested:
+        return (f"No row has 2 or more completed runs on both sides of the comparison with {label}: "
+                f"no {header} difference can be tested (n/a).")
+    differ = [row for row, d in tested.items() if d.significant]
+    same = [row for row, d in tested.items() if not d.significant]
+    parts = []
+    if differ:
+        parts.append(f"{', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'} from {label} in {header} "
+                     f"at the {level} level (Welch's t-test)")
+    if same:
+        parts.append(f"{', '.join(same)} {'does' if len(same) == 1 else 'do'} not"
+                     + ("" if differ else f" differ from {label} in {header} at the {level} level (Welch's t-test)"))
+    return "; ".join(parts) + (f". With n={runs_per_row} runs per row only large effects are detectable: no "
+                               "significant difference is not evidence of no effect.")

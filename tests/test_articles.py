@@ -1,0 +1,57 @@
+"""One file per article: what `regbench reproduce` and `regbench table` read; its checks."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from regbench.articles import ARTICLES_DIR, _parse, article_names, articles_by_experiment, load_article
+from regbench.config import group_options
+from regbench.errors import UserError
+
+
+def test_the_four_articles_and_their_run_setups() -> None:
+    assert article_names() == ["dropblock", "dropout", "dyrelu", "nndl"]
+    by_experiment = articles_by_experiment()
+    assert {e: a.name for e, a in by_experiment.items()} == {
+        "dropblock_mynet": "dropblock", "dropout_lenet": "dropout", "dyrelu_resnet18": "dyrelu", "nndl_cnn": "nndl"}
+    assert set(by_experiment) <= set(group_options("experiment"))
+    baselines = {a.name: a.baseline for a in by_experiment.values()}
+    assert baselines == {"dropblock": "no DropBlock", "dropout": "A (none)", "dyrelu": "ReLU",
+                         "nndl": "ResNet18 without residual"}
+    dyrelu = load_article("dyrelu")
+    assert [r.label for r in dyrelu.rows][-2:] == ["DY-ReLU-C (article's code)", "DY-ReLU-C (paper's)"]
+    assert dyrelu.rows[3].published["best_val_acc"] == 0.9245 and not dyrelu.rows[4].published
+    dropout = load_article("dropout")
+    assert dropout.budgets["tenth"].overrides == ("trainer.epochs=100", "trainer.eval_every=5")
+    # C and D: the article's figure is its last recorded train accuracy, not the best (its best starts at 0.99)
+    assert dropout.rows[2].published == {"last:train_eval_acc": 0.5704}
+
+
+def test_no_variant_file_only_holds_a_comment() -> None:
+    experiments = ARTICLES_DIR.parent.parent / "conf" / "experiment"
+    for path in experiments.rglob("*.yaml"):
+        body = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        assert body, path
+
+
+def test_unknown_article_names_the_valid_ones() -> None:
+    with pytest.raises(UserError, match="unknown article 'resnet'; choose one of: dropblock, dropout, dyrelu, nndl"):
+        load_article("resnet")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d.pop("baseline"), "missing or malformed field 'baseline'"),
+    (lambda d: d.update(baseline="nothing"), "baseline 'nothing' is not a row label"),
+    (lambda d: d.update(compare="test_acc"), "compare 'test_acc' is not a column"),
+    (lambda d: d["budgets"].pop("full"), "no full budget"),
+    (lambda d: d["rows"].append(dict(d["rows"][0])), "row labels repeat"),
+    (lambda d: d["rows"][0]["published"].update(test_acc=0.5), "published numbers for a metric not in columns"),
+    (lambda d: d["rows"][0]["overrides"].append("reg.name='x'"), "a row override with a quote"),
+])
+def test_a_malformed_file_says_which_field(change, message) -> None:
+    data = copy.deepcopy(yaml.safe_load((ARTICLES_DIR / "dropblock.yaml").read_text()))
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        _parse("dropblock", data)

@@ -1,0 +1,181 @@
+"""Held-out validation (dataset.val_size) and eval-mode train accuracy (trainer.eval_train), from the data layer to
+the run folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from conftest import read_json, read_jsonl, regbench
+from regbench.data import load_splits
+from regbench.data.cifar import load_cifar10
+from regbench.data.imagefolder import load_imagefolder
+from regbench.data.splits import held_out_size, stratified_split
+from regbench.errors import UserError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def dataset_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        return compose(overrides=list(overrides)).dataset
+
+
+def image_keys(images: np.ndarray) -> set[bytes]:
+    return {im.tobytes() for im in images}
+
+
+# ---------------------------------------------------------------- the stratified helper
+
+def test_stratified_split_keeps_class_shares_by_largest_remainder() -> None:
+    labels = np.repeat([0, 1, 2], [60, 30, 10])
+    rest, a, b = stratified_split(labels, [10, 15], seed=3)
+    assert np.bincount(labels[a]).tolist() == [6, 3, 1]
+    # 15 × (0.6, 0.3, 0.1) = 9, 4.5, 1.5: the remainders tie, the lower class gets the extra image
+    assert np.bincount(labels[b]).tolist() == [9, 5, 1]
+    assert np.bincount(labels[rest]).tolist() == [45, 22, 8]
+    every = np.concatenate([rest, a, b])
+    assert sorted(every.tolist()) == list(range(100))  # disjoint and complete
+    again = stratified_split(labels, [10, 15], seed=3)
+    assert all((x == y).all() for x, y in zip(again, [rest, a, b]))  # the seed alone fixes the split
+    other = stratified_split(labels, [10, 15], seed=4)
+    assert not (other[1] == a).all()
+    # mixed order: the first images of a part are not all of one class
+    assert len(set(labels[rest[:10]].tolist())) > 1
+
+
+def test_stratified_split_refuses_a_class_too_small() -> None:
+    labels = np.repeat([0, 1], [5, 5])
+    # each part alone fits (3 + 2), together they ask class 0 for 6 of its 5 images
+    with pytest.raises(UserError, match="class 0 has 5 images"):
+        stratified_split(labels, [5, 5], seed=0)
+
+
+def test_val_size_counts_images_or_a_fraction() -> None:
+    assert held_out_size(5000, 50_000) == 5000
+    assert held_out_size(0.1, 2048) == 205
+    assert held_out_size(0, 100) == 0
+
+
+# ---------------------------------------------------------------- datasets
+
+def test_cifar10_holds_out_a_stratified_val_and_tests_on_the_test_set(cifar_tarball: Path) -> None:
+    raw = load_cifar10(str(cifar_tarball))
+    s = load_splits(dataset_cfg("+dataset=cifar10", f"dataset.data_file={cifar_tarball}", "dataset.val_size=100"))
+    assert (len(s.train), len(s.val), len(s.test)) == (400, 100, 100)
+    # the official test set is the test split, untouched; val and train partition the official train set
+    np.testing.assert_array_equal(s.test.images, raw.val.images)
+    assert image_keys(s.val.images) | image_keys(s.train.images) == image_keys(raw.train.images)
+    assert not image_keys(s.val.images) & image_keys(s.train.images)
+    shares = np.bincount(raw.train.labels, minlength=10) / len(raw.train)
+    assert np.abs(np.bincount(s.val.labels, minlength=10) - 100 * shares).max() < 1
+    again = load_splits(dataset_cfg("+dataset=cifar10", f"dataset.data_file={cifar_tarball}", "dataset.val_size=100"))
+    np.testing.assert_array_equal(again.val.images, s.val.images)
+    article = load_splits(dataset_cfg("+dataset=cifar10", f"dataset.data_file={cifar_tarball}", "dataset.val_size=0"))
+    assert article.test is None and len(article.train) == 500
+    np.testing.assert_array_equal(article.val.images, raw.val.images)
+
+
+def test_default_val_size_too_large_for_the_data_is_one_line(cifar_tarball: Path) -> None:
+    with pytest.raises(UserError, match="dataset.val_size=5000 gives 5000 of 500 training images"):
+        load_splits(dataset_cfg("+dataset=cifar10", f"dataset.data_file={cifar_tarball}"))
+
+
+def test_synthetic_holds_out_a_tenth_by_default() -> None:
+    s = load_splits(dataset_cfg("+dataset=synthetic", "dataset.train_size=200", "dataset.test_size=50"))
+    assert (len(s.train), len(s.val), len(s.test)) == (180, 20, 50)
+    assert np.bincount(s.val.labels).tolist() == [2] * 10
+
+
+def test_mnist_val_size_is_unused_where_the_data_has_its_own_val() -> None:
+    s = load_splits(dataset_cfg("+dataset=mnist5k", "dataset.val_size=100"))
+    assert (len(s.train), len(s.val), len(s.test)) == (4000, 500, 500)
+
+
+@pytest.fixture
+def pets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "pets"
+    for split, n in (("train", 10), ("test", 3)):
+        for c, cls in enumerate(("cat", "dog")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8), (20 * i, 100 * c, 7)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_imagefolder_carves_val_from_train_without_a_val_folder(pets: Path) -> None:
+    s = load_splits(dataset_cfg("+dataset=imagefolder", f"dataset.root={pets}", "dataset.num_classes=2",
+                                "dataset.image_size=8"))
+    assert (len(s.train), len(s.val), len(s.test)) == (18, 2, 6)
+    assert np.bincount(s.val.labels).tolist() == [1, 1]
+
+
+def test_imagefolder_val_folder_is_the_val_split(pets: Path, tmp_path: Path) -> None:
+    for cls in ("cat", "dog"):
+        (pets / "val" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (255, 255, 255)).save(pets / "val" / cls / "v.png")
+    for attempt in ("decoded", "cached"):
+        s = load_imagefolder(str(pets), 8, 3)
+        assert (len(s.train), len(s.val), len(s.test)) == (20, 2, 6), attempt
+        assert (s.val.images == 255).all() and not (s.test.images == 255).all()
+    assert len(list((tmp_path / "cache" / "regbench").glob("*.npz"))) == 1
+    s = load_splits(dataset_cfg("+dataset=imagefolder", f"dataset.root={pets}", "dataset.num_classes=2",
+                                "dataset.image_size=8"))
+    assert (len(s.train), len(s.val), len(s.test)) == (20, 2, 6)  # val/ is used, nothing carved
+    (pets / "val" / "cat" / "v.png").rename(pets / "val" / "bird.png")
+    (pets / "val" / "cat").rmdir()
+    with pytest.raises(UserError, match=r"train/ and val/ need the same class folders; only in train: \['cat'\]"):
+        load_imagefolder(str(pets), 8, 3)
+
+
+def test_val_size_must_be_a_count_or_a_fraction(tmp_path: Path) -> None:
+    proc = regbench("train", "dataset=synthetic", "dataset.val_size=-3", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "dataset.val_size=-3 is invalid" in proc.stderr
+
+
+# ---------------------------------------------------------------- run folders
+
+def test_held_out_run_reports_test_acc_of_best_and_last_weights(tmp_path: Path, cifar_tarball: Path) -> None:
+    common = ("model=mynet", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "optim=adam",
+              "trainer.epochs=2", "trainer.batch_size=50")
+    regbench("train", *common, "dataset.val_size=100", f"hydra.run.dir={tmp_path / 'held'}", cwd=tmp_path)
+    held = read_json(tmp_path / "held" / "summary.json")
+    assert held["status"] == "completed" and held["steps"] == 16 and held["selected_on"] == "val"
+    assert 0 <= held["test_acc"] <= 1 and 0 <= held["final_test_acc"] <= 1
+    regbench("train", *common, "dataset.val_size=0", f"hydra.run.dir={tmp_path / 'article'}", cwd=tmp_path)
+    article = read_json(tmp_path / "article" / "summary.json")
+    assert article["steps"] == 20 and article["selected_on"] == "test"
+    assert article["test_acc"] is None and article["final_test_acc"] is None  # val is the test set
+
+
+def test_eval_train_scores_the_training_split_in_eval_mode(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    # heavy dropout: the running train-mode accuracy and the eval-mode one differ
+    regbench("train", "model=lenet5", "dataset=synthetic", "dataset.train_size=100", "dataset.test_size=20",
+             "reg=dropout_all", "reg.p=0.8", "trainer.epochs=2", "trainer.batch_size=30", "trainer.eval_train=true",
+             f"hydra.run.dir={run}", cwd=tmp_path)
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1.0, 2.0]
+    assert all(0 <= r["train_eval_acc"] <= 1 and r["train_eval_loss"] > 0 for r in rows)
+    # recompute the last row's figure from the last checkpoint: the 90 training images in eval mode
+    from omegaconf import OmegaConf
+
+    from regbench.models import build_model
+    from regbench.train.checkpoint import load_checkpoint
+
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    model = build_model(cfg.model, cfg.act, cfg.reg)
+    model.set_state_dict(load_checkpoint(run / "checkpoints" / "last.npz")[0])
+    model.eval()
+    train = load_splits(cfg.dataset).train
+    x = (paddle.to_tensor(train.images).astype("float32") / 255 - 0.5) / 0.5
+    with paddle.no_grad():
+        acc = float((model(x).argmax(axis=1).numpy() == train.labels).mean())
+    assert len(train) == 90 and abs(acc - rows[-1]["train_eval_acc"]) < 1e-6
+    default = regbench("train", "--cfg", "job", cwd=tmp_path).stdout
+    assert "eval_train: false" in default
