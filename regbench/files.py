@@ -39,12 +39,27 @@ def atomic_write(path: PathLike, mode: str = "w") -> Iterator[IO[Any]]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _sync_folder(path.parent)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            cause = f"{err.strerror} ({errno.errorcode.get(err.errno, err.errno)})" if err.errno else str(err)
-            raise WriteFailed(path, cause) from None
+            raise WriteFailed(path, _cause(err)) from None
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable: a crash right after it could otherwise bring back the old file."""
+    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder; its renames are journaled
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _cause(err: OSError) -> str:
+    return f"{err.strerror} ({errno.errorcode.get(err.errno, err.errno)})" if err.errno else str(err)
 
 
 def remove_temporaries(folder: PathLike) -> None:
@@ -77,6 +92,6 @@ def staged_files(folder: PathLike) -> Iterator[Path]:
             for f in sorted(Path(tmp).iterdir()):
                 if f.is_file():
                     os.replace(f, folder / f.name)
+            _sync_folder(folder)
     except OSError as err:
-        cause = f"{err.strerror} ({errno.errorcode.get(err.errno, err.errno)})" if err.errno else str(err)
-        raise WriteFailed(folder, cause) from None
+        raise WriteFailed(folder, _cause(err)) from None
