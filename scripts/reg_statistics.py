@@ -38,8 +38,8 @@ def cutout_area(size: int, n: int = IMAGE) -> float:
 
 
 def cutmix_lambda(n: int = IMAGE) -> tuple[float, float]:
-    """Expected λ of a mixed batch, before and after clipping, λ ~ Beta(1, 1): the box side is k = ⌊n·√(1 − λ)⌋,
-    which is k with probability ((k + 1)² − k²) / n² (k < n); clipping makes its area k² smaller."""
+    """Expected λ of a mixed batch, before and after clipping, λ ~ Beta(1, 1): the box side ⌊n·√(1 − λ)⌋ is k
+    with probability ((k + 1)² − k²) / n² (k < n); clipping makes its area k² smaller."""
     k = np.arange(n)
     p = ((k + 1) ** 2 - k**2) / n**2
     inside = np.array([clipped_lengths(n, int(side)).mean() ** 2 for side in k])
@@ -99,7 +99,7 @@ def main() -> None:
     unclipped, clipped = cutmix_lambda()
     rows += [("cutmix: fraction of batches mixed (prob 0.5)", *mean_se([lam is not None for lam in lams]), 0.5),
              ("cutmix: mean λ of a mixed batch, after clipping", *mean_se(mixed), clipped),
-             ("cutmix: (the same before clipping: ⌊32·√(1 − λ)⌋ sides)", float("nan"), float("nan"), unclipped)]
+             ("cutmix: (the same before clipping: ⌊32·√(1 − λ)⌋ sides)", *[float("nan")] * 2, unclipped)]
     print(f"seed {SEED}; DropPath: {args.samples} samples per block; batch regularizers: batches of 128, "
           f"{args.batches} (cutout: {args.batches // 4} per size)\n")
     print("| statistic | measured | ± std. error | expected |\n|---|---|---|---|")

@@ -5,15 +5,16 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from conftest import run_folders
+from conftest import read_json, regbench, run_folders, write_cifar100_tarball, write_cifar_tarball
 from regbench import regs
 from regbench.articles import load_article
 from regbench.config import compose
 from regbench.report.runs import find_runs, load_run
 from regbench.report.table import build_sections, render_markdown
-from regbench.reproduce import sweep_overrides
 from regbench.errors import UserError
+from regbench.reproduce import sweep_overrides
 from regbench.train.optim import build_lr
 
 
@@ -63,7 +64,8 @@ def test_the_league_is_an_article_with_a_table_per_dataset() -> None:
 def test_each_row_reads_its_datasets_archive_and_composes(tmp_path: Path) -> None:
     folders = run_folders(tmp_path, sweep_overrides("league", "quick", ["data_files.cifar10=/d/c10.tgz"]))
     configs = [load_run(f).config for f in folders]
-    assert [(c.dataset.data_file, c.dataset.num_classes) for c in configs] == [("/d/c10.tgz", 10)] * 8 + [(None, 100)] * 8
+    assert [(c.dataset.data_file, c.dataset.num_classes) for c in configs] == [("/d/c10.tgz", 10)] * 8 + [
+        (None, 100)] * 8
     assert [c.reg.cutout.size for c in configs] == [16] * 8 + [8] * 8
     assert [regs.label(c.reg) for c in configs[:8]] == [r.label for r in load_article("league").rows]
 
@@ -88,3 +90,28 @@ def test_the_league_table_compares_each_dataset_with_its_own_none_row(tmp_path: 
                                                                       {"final_test_acc": 0.7804}]
     table = render_markdown(sections)
     assert "| Δ vs none | 95% CI | p |" in table and "dropblock+cutmix" in table
+
+
+def test_reproduce_league_quick_runs_every_row_of_both_tables(tmp_path: Path) -> None:
+    """The user's command on archives in the official layouts (MyNet and 8 images for speed): 16 jobs, each reading
+    its table's archive, and one table per dataset with every row labelled."""
+    c10 = write_cifar_tarball(tmp_path / "cifar-10-python.tar.gz", n_train=100, n_test=20)
+    c100 = write_cifar100_tarball(tmp_path / "cifar-100-python.tar.gz", n_train=200, n_test=20)
+    regbench("reproduce", "league", "--budget", "quick", f"data_files.cifar10={c10}", f"data_files.cifar100={c100}",
+             "model=mynet", "dataset.limit.train=8", "dataset.limit.val=8", "dataset.limit.test=8",
+             "trainer.batch_size=8", cwd=tmp_path)
+    [sweep] = (tmp_path / "outputs" / "reproduce" / "league-quick").iterdir()
+    jobs = [sweep / str(i) for i in range(16)]
+    assert all(read_json(job / "summary.json")["status"] == "completed" for job in jobs)
+    data = [(OmegaConf.load(job / ".hydra" / "config.yaml").dataset.data_file,
+             read_json(job / "summary.json")["dataset"]) for job in jobs]
+    assert data == [(str(c10), "cifar10")] * 8 + [(str(c100), "cifar100")] * 8
+    table = (sweep / "table.md").read_text()
+    assert [line.rsplit(" · ", 1)[1] for line in table.splitlines() if line.startswith("## ")] == ["CIFAR-10",
+                                                                                                "CIFAR-100"]
+    labels = [r.label for r in load_article("league").rows]
+    for part in table.split("## ")[1:]:
+        header, *rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in part.splitlines()
+                         if line.startswith("| ")]
+        assert [row[header.index("row")] for row in rows] == [f"{label} †" for label in labels]  # † model=mynet
+        assert header[-3:] == ["Δ vs none", "95% CI", "p"] and rows[0][-3] == "baseline"
