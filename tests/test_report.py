@@ -409,11 +409,11 @@ def test_baseline_defaults_to_reg_none_and_any_row_can_be_chosen(tmp_path: Path)
     table = write_table([tmp_path / "sweep"])
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     assert lines[0].endswith("| Δ vs reg=none | 95% CI | p |")
-    assert [line.split(" | ")[0] for line in lines[1:]] == ["| dropblock", "| dropout", "| none"]
-    assert lines[3].endswith("| baseline |  |  |")
+    assert [line.split(" | ")[0] for line in lines[1:]] == ["| none", "| dropblock", "| dropout"]  # baseline first
+    assert lines[1].endswith("| baseline |  |  |")
     # dropout: +0.10 (p < 0.001); dropblock: +0.005 (p far above 0.05)
-    assert "| +0.1000 | [+0.0773, +0.1227] | <0.001 |" in lines[2]
-    assert lines[1].split(" | ")[-3] == "+0.0050" and float(lines[1].split(" | ")[-1][:-2]) > 0.3
+    assert "| +0.1000 | [+0.0773, +0.1227] | <0.001 |" in lines[3]
+    assert lines[2].split(" | ")[-3] == "+0.0050" and float(lines[2].split(" | ")[-1][:-2]) > 0.3
     assert ("reg=dropout differs from reg=none in test acc at the 5% level (Welch's t-test); reg=dropblock does "
             "not. With n=3 runs per row only large effects are detectable") in table
     out = regbench("table", "--baseline", "reg=dropout", str(tmp_path / "sweep"), cwd=tmp_path).stdout

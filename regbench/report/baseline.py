@@ -5,13 +5,10 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Sequence
 
 from regbench.errors import UserError
-from regbench.report.runs import ABSENT, Group
+from regbench.report.runs import ABSENT, DEFAULT_BASELINES, Group
 from regbench.report.stats import LEVEL, Difference, welch
 
 # a sweep of no article is compared with its unregularized / plain-activation row when it has one
-DEFAULT_BASELINES = (("reg", "none"), ("act", "relu"))
-
-
 @dataclass(frozen=True)
 class Baseline:
     """Which rows are baselines (`chosen`), named `label`; a row's baseline also agrees with it on every varying key

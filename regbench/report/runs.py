@@ -27,6 +27,7 @@ IGNORED_KEYS = frozenset({"seed", "trainer.resume", "trainer.device", "trainer.l
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
 SUMMARY_CHOICES = ("model", "act", "reg", "dataset", "optim", "sched", "experiment")
 STATUS_ORDER = ("completed", "running", "interrupted", "diverged", "failed", "missing")
+DEFAULT_BASELINES = (("reg", "none"), ("act", "relu"))  # rows compared with, and listed first
 ABSENT = "—"  # a key the run's config does not have (e.g. model.use_residual when model=lenet5_nndl)
 
 PathLike = Union[str, Path]
@@ -222,6 +223,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[str]]:
 
     def order(g: Group) -> tuple[Any, ...]:
         rank = STATUS_ORDER.index(g.status) if g.status in STATUS_ORDER else len(STATUS_ORDER)
-        return tuple(g.values[k] for k in keys), rank, g.status
+        first = dict(DEFAULT_BASELINES)
+        return tuple((g.values[k] != first.get(k), g.values[k]) for k in keys), rank, g.status
 
     return sorted(groups.values(), key=order), varying
