@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import regbench  # noqa: F401  (before paddle: regbench/__init__.py says why)
 import paddle
 from omegaconf import OmegaConf
 

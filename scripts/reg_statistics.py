@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import regbench  # noqa: F401  (before paddle: regbench/__init__.py says why)
 import paddle
 
 from regbench.batchreg import build_batch_regs

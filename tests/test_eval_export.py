@@ -15,9 +15,10 @@ from conftest import SHARED_DATA, read_json, regbench, write_cifar_tarball
 MODELS = ("lenet5", "lenet5_nndl", "mynet", "resnet18", "resnet18_nndl")
 ACTS = ("relu", "dyrelu_a", "dyrelu_b", "dyrelu_c")
 TOLERANCE = 1e-4
-# ResNet18 (NNDL) with DY-ReLU-A amplifies float32 rounding: its eager model alone disagrees with itself by about 2e-4
-# between a batch of 8 and the same images one at a time (checked below), so its export is held to 5e-4
-LOOSER = {("resnet18_nndl", "dyrelu_a"): 5e-4}
+# An export may differ from the eager model by a few times the eager model's own float32 spread between batch shapes:
+# ResNet18 (NNDL) with DY-ReLU-A amplifies rounding so that it disagrees with itself by 2.2e-4 (Paddle 3.3) or 6.7e-4
+# (Paddle 2.6) between a batch of 8 and the same images one at a time; every other model stays far below 1e-4
+NOISE_FACTOR = 4
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +93,16 @@ def test_eval_and_export_refuse_missing_or_corrupt_checkpoints(run: Path, tmp_pa
 
 @pytest.mark.parametrize("fmt", ["paddle", "onnx"])
 def test_export_command_checks_itself_on_real_val_images(run: Path, fmt: str) -> None:
+    import paddle
+
     out = last_json(regbench("export", str(run), "--format", fmt))
     files = [Path(f) for f in out["files"]]
     assert all(f.is_file() and f.parent == run / "export" / "best" for f in files)
-    assert files[0].suffix == (".onnx" if fmt == "onnx" else ".json")
+    paddle_model = ".json" if int(paddle.__version__.split(".")[0]) >= 3 else ".pdmodel"  # 2.6: the old program format
+    assert files[0].suffix == (".onnx" if fmt == "onnx" else paddle_model)
     assert out["checked_images"] == 32 and out["max_abs_diff"] <= TOLERANCE
     assert read_json(run / "export" / "best" / "export.json")["shape"] == ["batch", 1, 32, 32]
     # and independently of the command: the exported model against the eager one on other real images
-    import paddle
 
     from regbench.inference.export import max_abs_diff
     from regbench.inference.run_folder import load_model, saved_config
@@ -166,9 +169,9 @@ def test_every_model_and_act_exports_to_paddle_inference_and_onnx(model_name: st
     to_onnx(files[0], files[-1], tmp_path / "model.onnx", opset=13)
     figures = (max_abs_diff(model, files, "paddle", images), max_abs_diff(model, [tmp_path / "model.onnx"], "onnx", images))
     print(f"\nexport {model_name} × {act}: max |Δlogits| Paddle Inference {figures[0]:.2e}, onnxruntime {figures[1]:.2e}")
-    if (model_name, act) in LOOSER:
-        with paddle.no_grad():
-            batched = model(paddle.to_tensor(images)).numpy()
-            alone = np.concatenate([model(paddle.to_tensor(images[i:i + 1])).numpy() for i in range(len(images))])
-        assert np.abs(batched - alone).max() > TOLERANCE  # the eager model itself: the reason for the looser bound
-    assert max(figures) <= LOOSER.get((model_name, act), TOLERANCE)
+    with paddle.no_grad():
+        batched = model(paddle.to_tensor(images)).numpy()
+        alone = np.concatenate([model(paddle.to_tensor(images[i:i + 1])).numpy() for i in range(len(images))])
+    noise = float(np.abs(batched - alone).max())
+    print(f"eager, a batch of 8 against one at a time: {noise:.2e}")
+    assert max(figures) <= max(TOLERANCE, NOISE_FACTOR * noise)
