@@ -1,6 +1,7 @@
 """Finding, composing and checking the Hydra config tree (top-level conf/, shipped as regbench.conf)."""
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from contextlib import contextmanager
@@ -22,9 +23,10 @@ CONF_DIR = Path(str(files("regbench.conf")))
 GROUPS = ("model", "act", "reg", "dataset", "optim", "sched", "trainer", "experiment")
 
 
-def group_options(group: str) -> list[str]:
+@functools.cache
+def group_options(group: str) -> tuple[str, ...]:
     """The config names a group offers (files starting with `_` are shared bases, not options)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    return tuple(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_")))
 
 
 def hydra_app(task: Callable[[DictConfig], Any], argv: list[str], prog: str) -> None:

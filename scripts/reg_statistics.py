@@ -98,7 +98,8 @@ def main() -> None:
     _, lams = batch_stats("cutmix", args.batches)
     mixed = [lam for lam in lams if lam is not None]
     unclipped, clipped = cutmix_lambda()
-    rows += [("cutmix: fraction of batches mixed (prob 0.5)", *mean_se([lam is not None for lam in lams]), 0.5),
+    prob = reg_config("cutmix").reg.cutmix.prob
+    rows += [(f"cutmix: fraction of batches mixed (prob {prob})", *mean_se([lam is not None for lam in lams]), prob),
              ("cutmix: mean λ of a mixed batch, after clipping", *mean_se(mixed), clipped),
              ("cutmix: (the same before clipping: ⌊32·√(1 − λ)⌋ sides)", *[float("nan")] * 2, unclipped)]
     print(f"seed {SEED}; DropPath: {args.samples} samples per block; batch regularizers: batches of 128, "

@@ -221,9 +221,10 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[str]]:
         groups.setdefault((*values.values(), run.status), Group(values, run.status, [])).runs.append(run)
     varying = [k for k in keys if len({g.values[k] for g in groups.values()}) > 1]
 
+    first = dict(DEFAULT_BASELINES)
+
     def order(g: Group) -> tuple[Any, ...]:
         rank = STATUS_ORDER.index(g.status) if g.status in STATUS_ORDER else len(STATUS_ORDER)
-        first = dict(DEFAULT_BASELINES)
         return tuple((g.values[k] != first.get(k), g.values[k]) for k in keys), rank, g.status
 
     return sorted(groups.values(), key=order), varying
