@@ -2,11 +2,12 @@
 rate per block of the CIFAR ResNet18 (the linear rule), Cutout's erased area (the clipped square), Mixup's λ and
 CutMix's λ after clipping and the fraction of batches it mixes.
 
-    python scripts/reg_statistics.py [--batches 4000] [--samples 20000]
+    python scripts/reg_statistics.py [--batches 4000] [--samples 20000] [--draws 4000000]
 
 Real layers and transforms, built from the league's config (conf/experiment/league_resnet18.yaml) as a run builds
-them, on real tensors, with the trainer's random streams (seed 0); each expectation is computed exactly from the
-paper's definition, not from the implementation. Prints one Markdown table.
+them, on real tensors, with the trainer's random streams (seed 0); each expectation is computed from the paper's
+definition, not from the implementation: exactly (DropPath, Mixup, Cutout by enumerating every centre) or, for
+CutMix's λ, by a Monte Carlo of its own. Prints one Markdown table.
 """
 from __future__ import annotations
 
@@ -26,25 +27,26 @@ SEED = 0
 IMAGE = 32   # CIFAR
 
 
-def clipped_lengths(n: int, length: int) -> np.ndarray:
-    """Length inside [0, n) of a span of `length` starting at c − length // 2, for every centre c of 0..n-1."""
-    start = np.arange(n) - length // 2
-    return np.minimum(start + length, n) - np.maximum(start, 0)
+def paper_span(centre: np.ndarray, length: np.ndarray | int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """[start, end) of the span both papers' code (and timm's rand_bbox) take around a centre pixel:
+    [c − length//2, c + length//2) clipped to [0, n), so an odd length covers length − 1 pixels."""
+    return np.clip(centre - length // 2, 0, n), np.clip(centre + length // 2, 0, n)
 
 
 def cutout_area(size: int, n: int = IMAGE) -> float:
-    """Expected erased fraction of an n×n image: a size×size square centred at a uniform pixel, clipped (rows and
-    columns independent)."""
-    return clipped_lengths(n, size).mean() ** 2 / n**2
+    """Expected erased fraction of an n×n image: the papers' size×size square around each of the n² centres."""
+    ys, xs = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    (top, bottom), (left, right) = paper_span(ys, size, n), paper_span(xs, size, n)
+    return float(((bottom - top) * (right - left)).mean() / n**2)
 
 
-def cutmix_lambda(n: int = IMAGE) -> tuple[float, float]:
-    """Expected λ of a mixed batch, before and after clipping, λ ~ Beta(1, 1): the box side ⌊n·√(1 − λ)⌋ is k
-    with probability ((k + 1)² − k²) / n² (k < n); clipping makes its area k² smaller."""
-    k = np.arange(n)
-    p = ((k + 1) ** 2 - k**2) / n**2
-    inside = np.array([clipped_lengths(n, int(side)).mean() ** 2 for side in k])
-    return float(1 - (p * k**2).sum() / n**2), float(1 - (p * inside).sum() / n**2)
+def cutmix_lambda(alpha: float, draws: int, n: int = IMAGE) -> tuple[float, float]:
+    """Expected λ of a mixed batch, before and after clipping, by Monte Carlo from the paper's formula:
+    λ ~ Beta(α, α), box side k = ⌊n·√(1 − λ)⌋, a uniform centre per axis, the papers' clipped span."""
+    rng = np.random.default_rng([SEED, 3])  # not a trainer stream
+    side = (n * np.sqrt(1.0 - rng.beta(alpha, alpha, draws))).astype(int)
+    (top, bottom), (left, right) = (paper_span(rng.integers(0, n, draws), side, n) for _ in range(2))
+    return float(1 - (side**2).mean() / n**2), float(1 - ((bottom - top) * (right - left)).mean() / n**2)
 
 
 def reg_config(reg: str, *overrides: str):
@@ -87,9 +89,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=4000, help="batches of 128 images per batch regularizer")
     parser.add_argument("--samples", type=int, default=20000, help="samples per DropPath layer")
+    parser.add_argument("--draws", type=int, default=4_000_000, help="Monte Carlo draws for CutMix's expected λ")
     args = parser.parse_args()
     rows = droppath_rows(args.samples)
-    for size in (16, 8):
+    for size in (16, 8, 7):
         erased, _ = batch_stats("cutout", args.batches // 4, f"reg.cutout.size={size}")
         rows.append((f"cutout: erased area fraction, size {size} on {IMAGE}×{IMAGE}", *mean_se(erased),
                      cutout_area(size)))
@@ -97,13 +100,14 @@ def main() -> None:
     rows.append(("mixup: mean λ, Beta(1, 1)", *mean_se(lams), 0.5))
     _, lams = batch_stats("cutmix", args.batches)
     mixed = [lam for lam in lams if lam is not None]
-    unclipped, clipped = cutmix_lambda()
-    prob = reg_config("cutmix").reg.cutmix.prob
-    rows += [(f"cutmix: fraction of batches mixed (prob {prob})", *mean_se([lam is not None for lam in lams]), prob),
-             ("cutmix: mean λ of a mixed batch, after clipping", *mean_se(mixed), clipped),
-             ("cutmix: (the same before clipping: ⌊32·√(1 − λ)⌋ sides)", *[float("nan")] * 2, unclipped)]
+    cutmix = reg_config("cutmix").reg.cutmix
+    unclipped, clipped = cutmix_lambda(cutmix.alpha, args.draws)
+    rows += [(f"cutmix: fraction of batches mixed (prob {cutmix.prob})", *mean_se([lam is not None for lam in lams]),
+              cutmix.prob),
+             (f"cutmix: mean λ of a mixed batch, after clipping (α {cutmix.alpha})", *mean_se(mixed), clipped),
+             (f"cutmix: (the same before clipping: ⌊{IMAGE}·√(1 − λ)⌋ sides)", *[float("nan")] * 2, unclipped)]
     print(f"seed {SEED}; DropPath: {args.samples} samples per block; batch regularizers: batches of 128, "
-          f"{args.batches} (cutout: {args.batches // 4} per size)\n")
+          f"{args.batches} (cutout: {args.batches // 4} per size); CutMix's expectations: {args.draws} draws\n")
     print("| statistic | measured | ± std. error | expected |\n|---|---|---|---|")
     for name, measured, se, expected in rows:
         shown = ("—", "") if np.isnan(measured) else (f"{measured:.4f}", f"{se:.2g}")

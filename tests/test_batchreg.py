@@ -1,5 +1,6 @@
-"""Cutout, Mixup, CutMix: their statistics against the papers' definitions, computed here independently by
-enumeration; what they do to images and targets; the loss and train accuracy of mixed targets."""
+"""Cutout, Mixup, CutMix: their boxes and statistics against the papers' definitions, computed here independently
+(Cutout's by enumerating every centre, CutMix's λ by a Monte Carlo of its own); what they do to images and targets;
+the loss and train accuracy of mixed targets."""
 from __future__ import annotations
 
 import math
@@ -16,10 +17,21 @@ from regbench.errors import UserError
 from regbench.train.targets import Mixed, agreement, loss_fn
 
 
-def mean_clipped_span(length: int, n: int) -> float:
-    """E|[c − length//2, c − length//2 + length) ∩ [0, n)| over the centres c = 0..n-1, by enumeration."""
-    return float(np.mean([len(set(range(c - length // 2, c - length // 2 + length)) & set(range(n)))
-                          for c in range(n)]))
+def paper_span(centre: np.ndarray, length: np.ndarray | int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The papers' span around `centre` (Cutout's code, CutMix's and timm's rand_bbox): [c − length//2, c + length//2)
+    clipped to [0, n), as (start, end); elementwise on arrays."""
+    return np.clip(centre - length // 2, 0, n), np.clip(centre + length // 2, 0, n)
+
+
+def possible_spans(length: int, n: int) -> set[tuple[int, int]]:
+    """Every (start, end) the papers' span of `length` can take on 0..n-1."""
+    return {(int(a), int(b)) for a, b in zip(*paper_span(np.arange(n), length, n))}
+
+
+def spans_of(marked: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of the one run of True in each row of a [B, n] boolean array (rows with no True left out)."""
+    n = marked.shape[1]
+    return [(int(row.argmax()), n - int(row[::-1].argmax())) for row in marked if row.any()]
 
 
 def numbered(b: int, c: int = 3, n: int = 32) -> paddle.Tensor:
@@ -29,31 +41,34 @@ def numbered(b: int, c: int = 3, n: int = 32) -> paddle.Tensor:
 
 # -- Cutout ------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size, n", [(16, 32), (8, 32), (5, 12)])
-def test_cutout_erases_one_clipped_square_per_image_of_the_expected_mean_area(size: int, n: int) -> None:
+def cutout_fraction(size: int, h: int, w: int) -> tuple[float, float]:
+    """Mean and variance of the erased fraction of an h×w image over all h·w centres, by enumeration."""
+    ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    (top, bottom), (left, right) = paper_span(ys, size, h), paper_span(xs, size, w)
+    fractions = (bottom - top) * (right - left) / (h * w)
+    return float(fractions.mean()), float(fractions.var())
+
+
+@pytest.mark.parametrize("size, h, w", [(16, 32, 32), (8, 32, 32), (7, 32, 32), (5, 12, 20)])
+def test_cutout_erases_the_papers_clipped_square_with_the_expected_mean_area(size: int, h: int, w: int) -> None:
     cutout, rng = Cutout(size), np.random.default_rng(0)
-    fractions = []
+    fractions, row_spans, col_spans = [], set(), set()
     for _ in range(16):
-        x = paddle.ones([256, 3, n, n])
-        y, targets = cutout(x, paddle.arange(256), rng)
+        y, targets = cutout(paddle.ones([256, 3, h, w]), paddle.arange(256), rng)
         erased = (y.numpy() == 0)
         assert (erased == erased[:, :1]).all()  # the same pixels in every channel
         erased = erased[:, 0]
         rows, cols = erased.any(axis=2), erased.any(axis=1)
-        # one axis-aligned rectangle per image, at most size×size, at least (size//2 + 1) on each side it spans
-        assert (erased == (rows[:, :, None] & cols[:, None, :])).all()
-        for spans in (rows.sum(axis=1), cols.sum(axis=1)):
-            assert spans.max() <= size and spans.min() >= size - size // 2
+        assert (erased == (rows[:, :, None] & cols[:, None, :])).all()  # one axis-aligned rectangle per image
+        row_spans.update(spans_of(rows))
+        col_spans.update(spans_of(cols))
         assert np.array_equal(targets.numpy(), np.arange(256))
         fractions.append(erased.mean(axis=(1, 2)))
-    measured = float(np.concatenate(fractions).mean())
-    expected = (mean_clipped_span(size, n) / n) ** 2  # centres independent per axis
-    assert abs(measured - expected) < 0.005, (measured, expected)
-
-
-def test_cutout_16_on_cifar_erases_19_percent_not_25() -> None:
-    """The paper's 16×16 on 32×32 with centres anywhere: clipping cuts the mean area from 256 to 14² = 196 pixels."""
-    assert mean_clipped_span(16, 32) == 14.0
+    # every side is one the papers' span can take (an odd size never erases size pixels in a row)
+    assert row_spans <= possible_spans(size, h) and col_spans <= possible_spans(size, w), (row_spans, col_spans)
+    measured = np.concatenate(fractions)
+    expected, variance = cutout_fraction(size, h, w)
+    assert abs(measured.mean() - expected) < 4 * math.sqrt(variance / len(measured)), (measured.mean(), expected)
 
 
 def test_cutout_erased_pixels_are_zero_after_normalization() -> None:
@@ -92,39 +107,53 @@ def test_mixup_lambda_follows_beta_and_mixes_images_and_labels_with_one_permutat
 
 # -- CutMix ------------------------------------------------------------------------------------------------------------
 
-def expected_cutmix_lambda(n: int, alpha: float, grid: int = 20000) -> float:
-    """E[λ after clipping] for λ ~ Beta(α, α): 1 − E[clipped box area]/n², integrated over λ on a midpoint grid."""
-    lam = (np.arange(grid) + 0.5) / grid
-    weight = lam ** (alpha - 1) * (1 - lam) ** (alpha - 1)
-    spans = {length: mean_clipped_span(length, n) for length in range(n + 1)}
-    area = np.array([spans[int(n * math.sqrt(1 - v))] ** 2 for v in lam])
-    return float(1 - (weight * area).sum() / weight.sum() / n**2)
+def cutmix_lambda(h: int, w: int, alpha: float, draws: int) -> tuple[float, float]:
+    """Mean and standard deviation of λ after clipping by Monte Carlo from the paper's formula: λ ~ Beta(α, α), cut
+    sides ⌊side·√(1 − λ)⌋, a uniform centre, the papers' clipped span on each axis, λ = 1 − box area / image area."""
+    rng = np.random.default_rng(12345)
+    lam = rng.beta(alpha, alpha, draws)
+    cut = np.sqrt(1.0 - lam)
+    top, bottom = paper_span(rng.integers(0, h, draws), (h * cut).astype(int), h)
+    left, right = paper_span(rng.integers(0, w, draws), (w * cut).astype(int), w)
+    clipped = 1.0 - (bottom - top) * (right - left) / (h * w)
+    return float(clipped.mean()), float(clipped.std())
 
 
-def test_cutmix_is_applied_with_prob_and_lambda_after_clipping_has_the_expected_mean() -> None:
-    cutmix, rng, n = CutMix(alpha=1.0, prob=0.5), np.random.default_rng(0), 32
-    applied, lams = 0, []
-    calls = 6000
+def test_cutmix_is_applied_with_prob_and_passes_the_other_batches_unchanged() -> None:
+    cutmix, rng, calls = CutMix(alpha=1.0, prob=0.5), np.random.default_rng(0), 4000
+    applied = 0
+    for _ in range(calls):
+        x = numbered(2, c=1, n=8)
+        y, t = cutmix(x, paddle.arange(2), rng)
+        if isinstance(t, Mixed):
+            applied += 1
+        else:
+            assert np.array_equal(y.numpy(), x.numpy()) and np.array_equal(t.numpy(), [0, 1])
+    assert abs(applied / calls - 0.5) < 4 * math.sqrt(0.25 / calls)
+
+
+def test_cutmix_pastes_the_papers_clipped_box_and_lambda_has_the_expected_mean() -> None:
+    cutmix, rng, n, calls = CutMix(alpha=1.0, prob=1.0), np.random.default_rng(0), 32, 12000
+    boxes = [possible_spans(side, n) for side in range(n + 1)]  # by cut side ⌊n·√(1 − λ)⌋
+    lams = []
     for _ in range(calls):
         x = numbered(2, c=1, n=n)
         y, t = cutmix(x, paddle.arange(2), rng)
-        if not isinstance(t, Mixed):
-            assert np.array_equal(y.numpy(), x.numpy()) and np.array_equal(t.numpy(), [0, 1])
-            continue
-        applied += 1
         own = (y.numpy()[:, 0] == x.numpy()[:, 0]).mean(axis=(1, 2))
         swapped = t.b.numpy() != t.a.numpy()
-        # λ is the share of each image's own pixels (where the permutation swapped it), the box a rectangle
+        # λ is the share of each image's own pixels (where the permutation swapped it)
         np.testing.assert_allclose(own[swapped], t.lam.numpy()[swapped], atol=1e-6)
         box = y.numpy()[0, 0] != x.numpy()[0, 0]
-        if swapped.all():
-            assert (box == (box.any(axis=1)[:, None] & box.any(axis=0)[None, :])).all()
+        if box.any():
+            rows, cols = box.any(axis=1), box.any(axis=0)
+            assert (box == (rows[:, None] & cols[None, :])).all()  # a rectangle
+            # both sides are the papers' spans of one cut side (a square image)
+            row, col = spans_of(rows[None])[0], spans_of(cols[None])[0]
+            assert any(row in spans and col in spans for spans in boxes), (row, col)
         lams.append(float(t.lam[0]))
-    assert abs(applied / calls - 0.5) < 4 * math.sqrt(0.25 / calls)
-    expected = expected_cutmix_lambda(n, 1.0)
-    std = float(np.std(lams))
-    assert abs(np.mean(lams) - expected) < 4 * std / math.sqrt(len(lams)), (np.mean(lams), expected)
-    assert expected > 0.5 + 0.05  # clipping shrinks boxes: λ is well above the unclipped 0.5
+    draws = 2_000_000
+    expected, std = cutmix_lambda(n, n, 1.0, draws)
+    assert abs(np.mean(lams) - expected) < 4 * std * math.sqrt(1 / len(lams) + 1 / draws), (np.mean(lams), expected)
 
 
 @pytest.mark.parametrize("prob", [0.0, 1.0])

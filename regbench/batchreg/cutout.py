@@ -9,7 +9,8 @@ from regbench.train.targets import Targets
 
 
 class Cutout:
-    """Zero one size×size square per image, centred at a uniformly drawn pixel and clipped at the image borders.
+    """Zero one square per image, rows and columns [c − size//2, c + size//2) around a uniformly drawn pixel c,
+    clipped at the image borders: the paper's code, so an odd size erases (size − 1)² pixels before clipping.
 
     Images arrive normalized, so erased pixels are 0 after normalization, as in the paper's code (which applies it
     after ToTensor and Normalize). Targets pass through unchanged.
@@ -33,7 +34,7 @@ class Cutout:
 
 
 def _span(centres: np.ndarray, size: int, n: int) -> paddle.Tensor:
-    """[B, n] float 1 on [c − size//2, c − size//2 + size) ∩ [0, n) for each centre c, else 0."""
-    start = paddle.to_tensor(centres - size // 2).unsqueeze(1)
+    """[B, n] float 1 on [c − size//2, c + size//2) ∩ [0, n) for each centre c, else 0."""
+    centre = paddle.to_tensor(centres).unsqueeze(1)
     index = paddle.arange(n, dtype="int64").unsqueeze(0)
-    return ((index >= start) & (index < start + size)).astype("float32")
+    return ((index >= centre - size // 2) & (index < centre + size // 2)).astype("float32")

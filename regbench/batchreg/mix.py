@@ -38,9 +38,10 @@ class Mixup:
 
 
 class CutMix:
-    """With probability prob: λ ~ Beta(α, α), a box of area fraction 1 − λ (sides ⌊side·√(1 − λ)⌋) centred at a
-    uniformly drawn pixel and clipped at the borders is pasted from x[perm]; λ is then recomputed from the clipped
-    box, 1 − box area / image area. Otherwise the batch passes unchanged."""
+    """With probability prob: λ ~ Beta(α, α), cut sides k = ⌊side·√(1 − λ)⌋, and the box [c − k//2, c + k//2) on each
+    axis around a uniformly drawn pixel c, clipped at the borders (the paper's code and timm's rand_bbox), is pasted
+    from x[perm]; λ is then recomputed from the clipped box, 1 − box area / image area. Otherwise the batch passes
+    unchanged."""
 
     mixes = True
 
@@ -66,6 +67,6 @@ class CutMix:
 
 
 def _clipped(rng: np.random.Generator, n: int, length: int) -> tuple[int, int]:
-    """[start, end) of a span of `length` centred at a uniform pixel of 0..n-1, clipped to [0, n)."""
-    start = int(rng.integers(0, n)) - length // 2
-    return max(start, 0), min(start + length, n)
+    """[c − length//2, c + length//2) ∩ [0, n) around a uniform pixel c of 0..n-1."""
+    centre = int(rng.integers(0, n))
+    return max(centre - length // 2, 0), min(centre + length // 2, n)
