@@ -1,1 +1,1 @@
-"""The Hydra config tree, shipped inside the package as regbench.conf (see pyproject.toml)."""
+"""The Hydra config tree, shipped inside the package as regbench.conf (see setup.py's package_dir)."""

@@ -127,8 +127,3 @@ def explain(message: str, overrides: list[str]) -> str:
 def run_config(cfg: DictConfig) -> DictConfig:
     """The composed config without its `hydra` node."""
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-
-
-def choices(cfg: DictConfig) -> dict[str, str | None]:
-    """The config-group choices of a composed config (model, act, reg, dataset, ...)."""
-    return dict(cfg.hydra.runtime.choices)

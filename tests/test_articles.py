@@ -11,7 +11,7 @@ from regbench.config import group_options
 from regbench.errors import UserError
 
 
-def test_the_four_articles_and_their_run_setups() -> None:
+def test_the_five_articles_and_their_run_setups() -> None:
     assert article_names() == ["dropblock", "dropout", "dyrelu", "league", "nndl"]
     by_experiment = articles_by_experiment()
     assert {e: a.name for e, a in by_experiment.items()} == {

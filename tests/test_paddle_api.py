@@ -1,4 +1,5 @@
-"""Every Paddle API the package names exists in the installed Paddle and in Paddle 2.6.2, the oldest it supports.
+"""Every Paddle API the package, its Hydra plugin and its scripts name exists in the installed Paddle and in Paddle
+2.6.2, the oldest it supports.
 
 GPU-only paths never run on a CPU, so the names are collected from the source. CI has Paddle 3 only: names are
 checked against it, and against a snapshot of what Paddle 2.6.2 offers in the namespaces the package uses
@@ -16,7 +17,8 @@ from typing import Any
 import paddle
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "regbench"
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [ROOT / folder for folder in ("regbench", "hydra_plugins", "scripts")]  # what a user runs
 PADDLE_2_6_2 = Path(__file__).with_name("paddle-2.6.2-names.json")
 
 
@@ -70,11 +72,13 @@ def test_the_collector_finds_calls_through_every_kind_of_import() -> None:
         "paddle.base", "paddle.base.core", "paddle.base.core.get_num_threads"}
 
 
-USED = sorted({name for path in PACKAGE.rglob("*.py") for name in paddle_names(path.read_text())})
+USED = sorted({name for folder in SOURCES for path in folder.rglob("*.py") for name in paddle_names(path.read_text())})
 
 
-def test_the_package_uses_paddle_at_all() -> None:
+def test_the_package_and_its_scripts_use_paddle_at_all() -> None:
+    scripts = {n for path in (ROOT / "scripts").rglob("*.py") for n in paddle_names(path.read_text())}
     assert {"paddle.nn.Conv2D", "paddle.distributed.all_reduce", "paddle.nn.functional.cross_entropy"} <= set(USED)
+    assert scripts and scripts <= set(USED)
 
 
 @pytest.mark.parametrize("name", USED)

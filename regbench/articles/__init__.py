@@ -67,9 +67,6 @@ class Article:
                                                 published=dict(r.published.get(t.name) or {})) for r in self.rows))
                      for t in self.tables)
 
-    def row_citation(self, row: ArticleRow) -> str:
-        return row.citation or self.citation
-
 
 def article_names() -> list[str]:
     """The command-line names of the articles: the stems of the YAML files in this folder."""
