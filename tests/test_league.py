@@ -11,8 +11,9 @@ from conftest import read_json, regbench, run_folders, write_cifar100_tarball, w
 from regbench import regs
 from regbench.articles import load_article
 from regbench.config import compose
+from regbench.report.markdown import render_markdown
 from regbench.report.runs import find_runs, load_run
-from regbench.report.table import build_sections, render_markdown
+from regbench.report.sections import build_sections
 from regbench.errors import UserError
 from regbench.reproduce import sweep_overrides
 from regbench.train.optim import build_lr

@@ -19,7 +19,7 @@ from regbench.errors import UserError
 from regbench.report import write_plot, write_report, write_table
 from regbench.report.runs import find_runs, load_run
 from regbench.articles import load_article
-from regbench.report.table import match_row
+from regbench.report.matching import match_row
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 HYDRA_GROUPS = {"hydra/launcher": "basic", "hydra/sweeper": "basic", "hydra/output": "default"}
@@ -138,7 +138,7 @@ baseline |  |  |
 | none | — | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | \
 — | 0.6442 |  | — | 0.6757 |  |  |  |  |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | test set (as the article) | completed | 1 | 0.5300 | — \
-|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0250 | n/a | n/a |
+|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0250 | n/a (n<2) | n/a (n<2) |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | — | missing | 1 | — | — |  | — | — |  | — | — |  | — | \
 — |  |  |  |  |
 
@@ -148,7 +148,7 @@ The article's numbers: article 1's printed val accuracy after epochs 1-3 and tra
 val = test set).
 
 Δ vs no DropBlock: val acc ep3 minus that of the no DropBlock row with the same other settings; 95% CI (Welch) and \
-p (Welch's t-test) over the runs; n/a: fewer than 2 runs on a side.
+p (Welch's t-test) over the runs; n/a (n<2): fewer than 2 runs on a side.
 
 DropBlock (article's) does not differ from no DropBlock in val acc ep3 at the 5% level (Welch's t-test). With n=2 \
 runs per row only large effects are detectable: no significant difference is not evidence of no effect.
@@ -192,6 +192,7 @@ def test_csv_has_unformatted_numbers_per_row(article1: Path) -> None:
     assert rows[2]["is_baseline"] == "True" and rows[2]["delta"] == ""
     paper = rows[4]  # one run: the difference, but no interval or p
     assert float(paper["delta"]) == pytest.approx(0.67 - 0.645) and paper["ci_low"] == paper["p"] == ""
+    assert paper["undefined"] == "n<2" and first["undefined"] == rows[2]["undefined"] == ""
     diverged = rows[3]
     assert diverged["val_acc@1_mean"] == "0.1" and diverged["val_acc@1_std"] == ""
     assert diverged["val_acc@1_article"] == "0.5512" and diverged["val_acc@1_vs_article"] == ""
@@ -227,18 +228,17 @@ article | val acc (best) | val acc (best) (article) | val acc (best) − article
 | relu | — | ReLU | test set (as the article) | completed | 1 | 0.9500 | 0.8978 | +0.0522 | 0.9000 | 0.9213 | \
 -0.0213 | 11,183,562 | 11,183,562 | +0 | baseline |  |  |
 | dyrelu_c | width | DY-ReLU-C (article's code) | test set (as the article) | completed | 1 | 0.9600 | 0.9054 | \
-+0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a | n/a |
++0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a (n<2) | n/a (n<2) |
 | dyrelu_c | positions | DY-ReLU-C (paper's) | test set (as the article) | completed | 1 | 0.9800 | — |  | 0.9300 | \
-— |  | 12,076,547 | — |  | +0.0300 | n/a | n/a |
+— |  | 12,076,547 | — |  | +0.0300 | n/a (n<2) | n/a (n<2) |
 
 The article's numbers: article 3's train accuracy, best val accuracy (val = test set) and paddle.summary parameter \
 count (seed 42).
 
 Δ vs ReLU: val acc (best) minus that of the ReLU row with the same other settings; 95% CI (Welch) and p (Welch's \
-t-test) over the runs; n/a: fewer than 2 runs on a side.
+t-test) over the runs; n/a (n<2): fewer than 2 runs on a side.
 
-No row has 2 or more completed runs on both sides of the comparison with ReLU: no val acc (best) difference can be \
-tested (n/a).
+No row can be tested against ReLU (fewer than 2 runs on a side): no val acc (best) difference can be tested (n/a).
 
 ## Runs without an experiment
 
