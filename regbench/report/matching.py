@@ -56,15 +56,34 @@ def budget_of(article: Article, run: Run) -> str | None:
     return None
 
 
+def _table_index(scopes: Sequence[dict[str, Any]], run: Run) -> int:
+    """The first of the article's tables whose own overrides the run satisfies, -1 if none."""
+    return next((i for i, scope in enumerate(scopes) if all(satisfies(run, k, v) for k, v in scope.items())), -1)
+
+
 def by_table(article: Article | None, runs: Sequence[Run]) -> list[tuple[Article | None, list[Run]]]:
-    """The runs of each of the article's tables (the first whose own overrides a run satisfies), in the article's
-    order, then those of none of them (no article's rows)."""
+    """The runs of each of the article's tables, in the article's order, then those of none of them (no article's
+    rows)."""
     if article is None or not article.tables:
         return [(article, list(runs))]
     parts = article.parts()
     scopes = [parse_overrides(part.scope) for part in parts]
     found: dict[int, list[Run]] = {}
     for run in runs:
-        index = next((i for i, scope in enumerate(scopes) if all(satisfies(run, k, v) for k, v in scope.items())), -1)
-        found.setdefault(index, []).append(run)
+        found.setdefault(_table_index(scopes, run), []).append(run)
     return [(parts[i] if i >= 0 else None, found[i]) for i in sorted(found, key=lambda i: (i < 0, i))]
+
+
+def row_label(articles: dict[str, Article], run: Run) -> tuple[str, set[str]] | None:
+    """The label of the article row the run reproduces (in the table it belongs to), with the keys that label stands
+    for (the rows' own, not a table's); None when the run reproduces no row."""
+    article = articles.get(run.choices.get("experiment"))
+    if article is None:
+        return None
+    part: Article | None = article
+    if article.tables:
+        parts = article.parts()
+        index = _table_index([parse_overrides(p.scope) for p in parts], run)
+        part = parts[index] if index >= 0 else None
+    index = match_row(part, run) if part is not None else None
+    return None if index is None else (part.rows[index].label, grid_keys(article))

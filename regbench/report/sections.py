@@ -3,7 +3,7 @@ each row beside the article's numbers and against its baseline row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 from regbench.articles import Article, articles_by_experiment
 from regbench.errors import UserError
