@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 from omegaconf import OmegaConf
 
@@ -11,8 +12,10 @@ from conftest import read_json, regbench, run_folders, write_cifar100_tarball, w
 from regbench import regs
 from regbench.articles import load_article
 from regbench.config import compose
+from regbench.report.markdown import render_markdown
+from regbench.report.plot import draw
 from regbench.report.runs import find_runs, load_run
-from regbench.report.table import build_sections, render_markdown
+from regbench.report.sections import build_sections
 from regbench.errors import UserError
 from regbench.reproduce import sweep_overrides
 from regbench.train.optim import build_lr
@@ -79,6 +82,7 @@ def test_the_league_table_compares_each_dataset_with_its_own_none_row(tmp_path: 
         acc = 0.5 - 0.3 * dataset + 0.01 * row + 0.001 * seed   # each row 0.01 above the one before, per dataset
         summary = {"status": "completed", "seed": seed, "final_test_acc": acc, "test_acc": acc, "best_val_acc": acc}
         (folder / "summary.json").write_text(json.dumps(summary))
+        (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1.0, "val_acc": acc, "train_loss": 1.0}) + "\n")
     sections = build_sections(find_runs([tmp_path]))
     assert [s.title.rsplit(" · ", 1)[1] for s in sections] == ["CIFAR-10", "CIFAR-100"]
     for section in sections:
@@ -90,6 +94,15 @@ def test_the_league_table_compares_each_dataset_with_its_own_none_row(tmp_path: 
                                                                       {"final_test_acc": 0.7804}]
     table = render_markdown(sections)
     assert "| Δ vs none | 95% CI | p |" in table and "dropblock+cutmix" in table
+    fig = draw(find_runs([tmp_path]))  # the plot names each group by its row, and its table's setting
+    try:
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    finally:
+        plt.close(fig)
+    sizes = {"cifar10": 16, "cifar100": 8}
+    assert sorted(legend) == sorted(
+        f"{label}, dataset={dataset}" + (f", reg.cutout.size={sizes[dataset]}" if label == "cutout" else "") + " (n=2)"
+        for dataset in sizes for label in (r.label for r in load_article("league").rows))
 
 
 def test_reproduce_league_quick_runs_every_row_of_both_tables(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pytest
+from matplotlib.figure import Figure
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -19,7 +21,8 @@ from regbench.errors import UserError
 from regbench.report import write_plot, write_report, write_table
 from regbench.report.runs import find_runs, load_run
 from regbench.articles import load_article
-from regbench.report.table import match_row
+from regbench.report.matching import match_row
+from regbench.report.plot import draw
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 HYDRA_GROUPS = {"hydra/launcher": "basic", "hydra/sweeper": "basic", "hydra/output": "default"}
@@ -138,7 +141,7 @@ baseline |  |  |
 | none | — | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | \
 — | 0.6442 |  | — | 0.6757 |  |  |  |  |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | test set (as the article) | completed | 1 | 0.5300 | — \
-|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0250 | n/a | n/a |
+|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0250 | n/a (n<2) | n/a (n<2) |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | — | missing | 1 | — | — |  | — | — |  | — | — |  | — | \
 — |  |  |  |  |
 
@@ -148,7 +151,7 @@ The article's numbers: article 1's printed val accuracy after epochs 1-3 and tra
 val = test set).
 
 Δ vs no DropBlock: val acc ep3 minus that of the no DropBlock row with the same other settings; 95% CI (Welch) and \
-p (Welch's t-test) over the runs; n/a: fewer than 2 runs on a side.
+p (Welch's t-test) over the runs; n/a (n<2): fewer than 2 runs on a side.
 
 DropBlock (article's) does not differ from no DropBlock in val acc ep3 at the 5% level (Welch's t-test). With n=2 \
 runs per row only large effects are detectable: no significant difference is not evidence of no effect.
@@ -192,6 +195,7 @@ def test_csv_has_unformatted_numbers_per_row(article1: Path) -> None:
     assert rows[2]["is_baseline"] == "True" and rows[2]["delta"] == ""
     paper = rows[4]  # one run: the difference, but no interval or p
     assert float(paper["delta"]) == pytest.approx(0.67 - 0.645) and paper["ci_low"] == paper["p"] == ""
+    assert paper["undefined"] == "n<2" and first["undefined"] == rows[2]["undefined"] == ""
     diverged = rows[3]
     assert diverged["val_acc@1_mean"] == "0.1" and diverged["val_acc@1_std"] == ""
     assert diverged["val_acc@1_article"] == "0.5512" and diverged["val_acc@1_vs_article"] == ""
@@ -227,18 +231,17 @@ article | val acc (best) | val acc (best) (article) | val acc (best) − article
 | relu | — | ReLU | test set (as the article) | completed | 1 | 0.9500 | 0.8978 | +0.0522 | 0.9000 | 0.9213 | \
 -0.0213 | 11,183,562 | 11,183,562 | +0 | baseline |  |  |
 | dyrelu_c | width | DY-ReLU-C (article's code) | test set (as the article) | completed | 1 | 0.9600 | 0.9054 | \
-+0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a | n/a |
++0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a (n<2) | n/a (n<2) |
 | dyrelu_c | positions | DY-ReLU-C (paper's) | test set (as the article) | completed | 1 | 0.9800 | — |  | 0.9300 | \
-— |  | 12,076,547 | — |  | +0.0300 | n/a | n/a |
+— |  | 12,076,547 | — |  | +0.0300 | n/a (n<2) | n/a (n<2) |
 
 The article's numbers: article 3's train accuracy, best val accuracy (val = test set) and paddle.summary parameter \
 count (seed 42).
 
 Δ vs ReLU: val acc (best) minus that of the ReLU row with the same other settings; 95% CI (Welch) and p (Welch's \
-t-test) over the runs; n/a: fewer than 2 runs on a side.
+t-test) over the runs; n/a (n<2): fewer than 2 runs on a side.
 
-No row has 2 or more completed runs on both sides of the comparison with ReLU: no val acc (best) difference can be \
-tested (n/a).
+No row can be tested against ReLU (fewer than 2 runs on a side): no val acc (best) difference can be tested (n/a).
 
 ## Runs without an experiment
 
@@ -276,6 +279,28 @@ def test_sections_per_experiment_with_generic_columns_for_runs_without_one(tmp_p
     assert csv_rows[3]["selected_on"] == "held-out val"
 
 
+def test_not_applicable_says_why_fewer_than_two_runs_or_no_spread(tmp_path: Path) -> None:
+    for seed in (0, 1):  # two runs on each side, each side constant: Welch's test is undefined
+        dyrelu_run(tmp_path / "relu" / str(seed), act="relu", seed=seed, params=10, val=[0.5], experiment=None,
+                   test_acc=0.5)
+        dyrelu_run(tmp_path / "b" / str(seed), act="dyrelu_b", seed=seed, params=10, val=[0.5], experiment=None,
+                   test_acc=0.6)
+    dyrelu_run(tmp_path / "a" / "0", act="dyrelu_a", seed=0, params=10, val=[0.5], experiment=None, test_acc=0.55)
+    markdown = write_table([tmp_path])
+    lines = {line.split(" | ")[0]: line for line in markdown.splitlines() if line.startswith("| ")}
+    assert lines["| relu"].endswith("| baseline |  |  |")
+    assert lines["| dyrelu_a"].endswith("| +0.0500 | n/a (n<2) | n/a (n<2) |")
+    assert lines["| dyrelu_b"].endswith("| +0.1000 | n/a (no spread) | n/a (no spread) |")
+    assert ("over the runs; n/a (n<2): fewer than 2 runs on a side; n/a (no spread): every run on both sides has the "
+            "same value, where Welch's test is undefined.") in markdown
+    assert ("No row can be tested against act=relu (fewer than 2 runs on a side; every run on both sides has the same "
+            "value, where Welch's test is undefined): no test acc difference can be tested (n/a).") in markdown
+    rows = {r["act"]: r for r in csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text()))}
+    assert {act: (r["undefined"], r["ci_low"], r["p"]) for act, r in rows.items()} == {
+        "relu": ("", "", ""), "dyrelu_a": ("n<2", "", ""), "dyrelu_b": ("no spread", "", "")}
+    assert float(rows["dyrelu_b"]["delta"]) == pytest.approx(0.1)
+
+
 def test_plot_and_report_of_a_sweep_with_failed_jobs(article1: Path) -> None:
     sweep = article1 / "multirun" / "2024-01-01" / "10-00-00"
     failed = sweep / "7"
@@ -290,6 +315,39 @@ def test_plot_and_report_of_a_sweep_with_failed_jobs(article1: Path) -> None:
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     path = write_plot([article1 / "runs"])
     assert path == article1 / "runs" / "plot.png" and path.read_bytes().startswith(b"\x89PNG")
+
+
+def whole_epoch_ticks(fig: Figure) -> list[list[float]]:
+    """The x ticks in view of each panel."""
+    fig.canvas.draw()
+    return [[t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] for ax in fig.axes]
+
+
+def test_plot_has_integer_epochs_the_legend_outside_a_min_max_band_and_the_article_row_labels(article1: Path) -> None:
+    fig = draw(find_runs([article1 / "runs"]))  # a single evaluation, at epoch 1
+    try:
+        assert whole_epoch_ticks(fig) == [[0, 1], [0, 1]]
+    finally:
+        plt.close(fig)
+    fig = draw(find_runs([article1]))
+    try:
+        for ticks in whole_epoch_ticks(fig):
+            assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+        legend, = fig.legends
+        assert [t.get_text() for t in legend.get_texts()] == [
+            "no DropBlock, trainer.epochs=3 (n=2)", "no DropBlock, trainer.epochs=3 (n=1, diverged)",
+            "DropBlock (article's), trainer.epochs=1 (n=1)", "DropBlock (article's), trainer.epochs=3 (n=2)",
+            "DropBlock (paper's valid seeds), trainer.epochs=3 (n=1)"]  # the job that died early has no curve
+        assert "min–max" in legend.get_title().get_text()
+        box = legend.get_window_extent()
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent())
+        val = fig.axes[0]
+        bands = [c.get_paths()[0].vertices for c in val.collections]  # one per group of 2 or more runs
+        spans = sorted((round(v[:, 1].min(), 4), round(v[:, 1].max(), 4)) for v in bands)
+        assert spans == [(0.5, 0.66), (0.55, 0.65)]  # DropBlock seeds 0.50-0.66, no DropBlock 0.55-0.65
+    finally:
+        plt.close(fig)
 
 
 def test_plot_of_runs_without_any_evaluation_is_still_written(tmp_path: Path) -> None:

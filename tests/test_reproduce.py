@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from conftest import SHARED_DATA, read_json, regbench, run_folders
 from regbench.articles import article_names, load_article
 from regbench.report.runs import load_run
-from regbench.report.table import budget_of, match_row
+from regbench.report.matching import budget_of, match_row
 from regbench.reproduce import sweep_overrides
 
 BUDGETS = [(name, budget) for name in article_names() for budget in load_article(name).budgets]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from regbench.report.stats import welch
+from regbench.report.stats import FEW_RUNS, NO_SPREAD, welch
 
 
 def test_equal_variances_and_two_per_side_give_two_degrees_of_freedom() -> None:
@@ -38,5 +38,9 @@ def test_a_clear_difference_is_significant() -> None:
 def test_fewer_than_two_values_or_no_spread_is_not_applicable() -> None:
     one = welch([0.9], [0.8, 0.7])
     assert one.delta == pytest.approx(0.15) and one.ci is None and one.p is None and not one.significant
+    assert one.undefined == FEW_RUNS
     same = welch([3.0, 3.0], [3.0, 3.0])
-    assert same.delta == 0 and same.ci is None and same.p is None
+    assert same.delta == 0 and same.ci is None and same.p is None and same.undefined == NO_SPREAD
+    shifted = welch([4.0, 4.0, 4.0], [3.0, 3.0])  # a difference, but none within either side: still no test
+    assert shifted.delta == 1 and shifted.p is None and shifted.undefined == NO_SPREAD
+    assert welch([0.0, 2.0], [5.0, 5.0]).undefined is None

@@ -6,7 +6,7 @@ from typing import Callable, Collection, Sequence
 
 from regbench.errors import UserError
 from regbench.report.runs import ABSENT, DEFAULT_BASELINES, Group
-from regbench.report.stats import LEVEL, Difference, welch
+from regbench.report.stats import LEVEL, UNDEFINED, Difference, welch
 
 # a sweep of no article is compared with its unregularized / plain-activation row when it has one
 @dataclass(frozen=True)
@@ -62,8 +62,9 @@ def summary_line(label: str, header: str, differences: dict[str, Difference], ru
     tested = {row: d for row, d in differences.items() if d.p is not None}
     level = f"{round(100 * (1 - LEVEL))}%"
     if not tested:
-        return (f"No row has 2 or more completed runs on both sides of the comparison with {label}: "
-                f"no {header} difference can be tested (n/a).")
+        why = "; ".join(text for reason, text in UNDEFINED.items()
+                        if any(d.undefined == reason for d in differences.values()))
+        return f"No row can be tested against {label} ({why}): no {header} difference can be tested (n/a)."
     differ = [row for row, d in tested.items() if d.significant]
     same = [row for row, d in tested.items() if not d.significant]
     parts = []

@@ -1,5 +1,5 @@
 """`regbench plot`: val accuracy and train loss vs epoch for every group of runs: the mean over its runs as a line,
-each run (seed) as a thin line of the same colour, so the seed spread shows."""
+the range of its runs (min–max) as a shaded band around it, so the seed spread shows."""
 from __future__ import annotations
 
 import math
@@ -10,12 +10,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from regbench.articles import Article, articles_by_experiment  # noqa: E402
 from regbench.files import atomic_write  # noqa: E402
+from regbench.report.matching import row_label  # noqa: E402
 from regbench.report.runs import ABSENT, Group, PathLike, Run, find_runs, group_runs  # noqa: E402
 
 PLOT_PNG = "plot.png"
 PANELS = (("val_acc", "val accuracy"), ("train_loss", "train loss"))
+LEGEND_TITLE = "line: mean over runs\nshaded: min–max over runs"
 
 
 def run_curve(run: Run, key: str) -> dict[float, float]:
@@ -28,56 +34,78 @@ def run_curve(run: Run, key: str) -> dict[float, float]:
     return curve
 
 
-def mean_curve(runs: Sequence[Run], key: str) -> tuple[list[float], list[float]]:
-    """(epochs, mean of `key` over the runs that were evaluated at each epoch)."""
+def curves(runs: Sequence[Run], key: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(epochs, mean, min, max) of `key` over the runs that were evaluated at each epoch."""
     at: dict[float, list[float]] = {}
     for run in runs:
         for epoch, value in run_curve(run, key).items():
             at.setdefault(epoch, []).append(value)
     epochs = sorted(at)
-    return epochs, [sum(at[e]) / len(at[e]) for e in epochs]
+    return (epochs, [sum(at[e]) / len(at[e]) for e in epochs], [min(at[e]) for e in epochs],
+            [max(at[e]) for e in epochs])
 
 
-def group_label(group: Group, keys: Sequence[str]) -> str:
-    """The choices that tell this group apart, its status when not completed, and its number of runs."""
-    name = ", ".join(f"{k}={group.values[k]}" for k in keys if group.values[k] != ABSENT) or "all runs"
+def group_label(group: Group, keys: Sequence[str], articles: dict[str, Article]) -> str:
+    """The article row the group reproduces, else the choices that tell it apart; then any other setting that does,
+    its status when not completed, and its number of runs."""
+    found = row_label(articles, group.runs[0])
+    label, covered = found if found else ("", set())
+    rest = [f"{k}={group.values[k]}" for k in keys if k not in covered and group.values[k] != ABSENT]
+    name = ", ".join(([label] if label else []) + rest) or "all runs"
     status = "" if group.status == "completed" else f", {group.status}"
     return f"{name} (n={len(group.runs)}{status})"
 
 
-def plot_runs(runs: Sequence[Run], path: PathLike) -> Path:
-    """Draw every group of `runs` into one PNG at `path`; groups without evaluations are left out."""
+def _whole_epochs(ax: Axes) -> None:
+    """Ticks at whole epochs only, the view widened to two of them when it holds fewer (e.g. one evaluation)."""
+    low, high = ax.get_xlim()
+    if math.floor(high) - math.ceil(low) < 1:
+        ax.set_xlim(min(low, math.floor(low)), max(high, math.floor(low) + 1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def draw(runs: Sequence[Run], articles: dict[str, Article] | None = None) -> Figure:
+    """The figure of every group of `runs` (groups without evaluations are left out), the legend beside the panels."""
+    articles = articles_by_experiment() if articles is None else articles
     groups, keys = group_runs(runs)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(12, 4.5))
-    drawn = 0
+    handles, labels = [], []
     for i, group in enumerate(groups):
         color = f"C{i % 10}"
         style = "-" if group.status == "completed" else "--"
+        line = None
         for ax, (key, _) in zip(axes, PANELS):
-            epochs, mean = mean_curve(group.runs, key)
+            epochs, mean, low, high = curves(group.runs, key)
             if not epochs:
                 continue
             if len(group.runs) > 1:
-                for run in group.runs:
-                    seed = sorted(run_curve(run, key).items())
-                    ax.plot([e for e, _ in seed], [v for _, v in seed], style, color=color, alpha=0.35,
-                            linewidth=0.8)
-            ax.plot(epochs, mean, style, color=color, linewidth=1.8, marker="." if len(epochs) < 30 else None,
-                    label=group_label(group, keys) + (", mean and each run" if len(group.runs) > 1 else ""))
-            drawn += 1
+                ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+            line = ax.plot(epochs, mean, style, color=color, linewidth=1.8,
+                           marker="." if len(epochs) < 30 else None)[0]
+        if line is not None:
+            handles.append(line)
+            labels.append(group_label(group, keys, articles))
     for ax, (_, title) in zip(axes, PANELS):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    if drawn:
-        axes[0].legend(fontsize="small")
+        _whole_epochs(ax)
+    fig.tight_layout()
+    if handles:
+        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize="small",
+                   title=LEGEND_TITLE, title_fontsize="small", alignment="left")
     else:
         fig.text(0.5, 0.5, "no evaluations recorded yet", ha="center", va="center")
-    fig.tight_layout()
+    return fig
+
+
+def plot_runs(runs: Sequence[Run], path: PathLike) -> Path:
+    """Draw every group of `runs` into one PNG at `path`."""
+    fig = draw(runs)
     out = Path(path)
     try:
         with atomic_write(out, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")  # "tight" takes the legend in
     finally:
         plt.close(fig)
     return out

@@ -10,6 +10,11 @@ from typing import Sequence
 from scipy import stats
 
 LEVEL = 0.95  # of the confidence interval; p < 1 - LEVEL counts as a difference at that level
+# why a difference has no interval and p: the tag tables show after "n/a", and what it means
+FEW_RUNS = "n<2"
+NO_SPREAD = "no spread"
+UNDEFINED = {FEW_RUNS: "fewer than 2 runs on a side",
+             NO_SPREAD: "every run on both sides has the same value, where Welch's test is undefined"}
 
 
 @dataclass(frozen=True)
@@ -18,6 +23,7 @@ class Difference:
     delta: float
     ci: tuple[float, float] | None  # None: fewer than 2 values on a side, or no spread on either
     p: float | None
+    undefined: str | None = None    # FEW_RUNS or NO_SPREAD when ci and p are None
 
     @property
     def significant(self) -> bool:
@@ -28,10 +34,10 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Diffe
     """Welch's t-test (unequal variances) of a against b; the interval uses the Welch–Satterthwaite degrees of freedom."""
     delta = statistics.fmean(a) - statistics.fmean(b)
     if len(a) < 2 or len(b) < 2:
-        return Difference(delta, None, None)
+        return Difference(delta, None, None, FEW_RUNS)
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     if va + vb == 0:
-        return Difference(delta, None, None)
+        return Difference(delta, None, None, NO_SPREAD)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(va + vb)
     with warnings.catch_warnings():  # scipy warns of precision loss when one side is constant; the p is still right

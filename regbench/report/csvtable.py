@@ -1,0 +1,41 @@
+"""The sections of `regbench table` as CSV: one line per row of every section, numbers unformatted."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Sequence
+
+from regbench.report.sections import Section
+
+
+def render_csv(sections: Sequence[Section]) -> str:
+    """One line per row of every section: mean, std, n, article value and difference, and the difference to the
+    baseline row with its 95% CI and p (`undefined` says why those two are empty: n<2 or no spread)."""
+    records: list[dict[str, Any]] = []
+    for s in sections:
+        for row in s.rows:
+            record: dict[str, Any] = {"table": s.title, **row.values, "row": row.label if s.article else "",
+                                      "budget": row.budget or "", "selected_on": row.selected_on,
+                                      "status": row.status, "n": len(row.runs)}
+            for m in s.columns:
+                stat = row.stats[m]
+                record.update({f"{m}_mean": stat.mean if stat else "", f"{m}_std": stat.std if stat and stat.std
+                               is not None else "", f"{m}_n": stat.n if stat else 0})
+                if m in s.published_columns:
+                    diff = row.versus_article(m)
+                    record.update({f"{m}_article": row.published.get(m, ""),
+                                   f"{m}_vs_article": "" if diff is None else diff})
+            if s.compare:
+                d = row.difference
+                record.update(compare=s.compare, baseline=s.baseline, is_baseline=row.is_baseline,
+                              delta="" if d is None else d.delta, ci_low="" if d is None or d.ci is None else d.ci[0],
+                              ci_high="" if d is None or d.ci is None else d.ci[1],
+                              p="" if d is None or d.p is None else d.p,
+                              undefined="" if d is None or d.undefined is None else d.undefined)
+            records.append(record)
+    fields = list(dict.fromkeys(k for rec in records for k in rec))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()

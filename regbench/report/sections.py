@@ -1,0 +1,204 @@
+"""The tables of `regbench table` as data: runs grouped into rows, one section per experiment (or article table),
+each row beside the article's numbers and against its baseline row."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from regbench.articles import Article, articles_by_experiment
+from regbench.errors import UserError
+from regbench.report.baseline import Baseline, baseline_of, by_value, compare, default_baseline, summary_line
+from regbench.report.matching import budget_of, by_table, grid_keys, match_row, off_grid
+from regbench.report.metrics import Stat, aggregate, metric_value, metric_values
+from regbench.report.runs import Group, Run, format_value, group_runs
+from regbench.report.stats import UNDEFINED, Difference
+
+# runs of no known article: metric -> header
+GENERIC_COLUMNS = {"final_val_acc": "final val acc", "best_val_acc": "best val acc", "test_acc": "test acc",
+                   "final_test_acc": "final test acc", "total_params": "params", "epochs_completed": "epochs"}
+# added to an article's columns when runs were selected on a held-out val split and so have a test accuracy
+TEST_COLUMNS = {"test_acc": "test acc (best val)", "final_test_acc": "test acc (last)"}
+NONE = "—"
+NOT_APPLICABLE = "n/a"
+OFF_SETUP = "†"  # marks an article row run with a setup the article's grid and budgets do not have
+SELECTED_ON = {"val": "held-out val", "test": "test set"}  # summary.json selected_on -> what the table says
+
+
+@dataclass
+class Row:
+    values: dict[str, str]        # the group's identity: key -> display value
+    label: str                    # the article row the group reproduces, NONE if none
+    status: str
+    runs: list[Run]
+    stats: dict[str, Stat | None]
+    published: dict[str, float]
+    budget: str | None            # the article budget the runs were made with (None: no article, or not a budget)
+    selected_on: str              # where the checkpoint was selected: held-out val or the test set
+    is_baseline: bool = False
+    difference: Difference | None = None   # of the section's compare metric against the row's baseline
+
+    def versus_article(self, metric: str) -> float | None:
+        """Ours minus the article's, for completed rows made with the article's own budget."""
+        stat, published = self.stats.get(metric), self.published.get(metric)
+        if self.status != "completed" or stat is None or published is None or self.budget != "full":
+            return None
+        return stat.mean - published
+
+
+@dataclass
+class Section:
+    """One table: the runs of one experiment (or of none)."""
+    title: str
+    keys: list[str]               # identity keys that differ between rows: the table's first columns
+    common: dict[str, str]        # identity keys equal in every row
+    columns: dict[str, str]       # metric -> header
+    rows: list[Row]
+    article: bool
+    notes: list[str]              # lines printed under the table
+    compare: str | None = None    # the metric of the Δ / 95% CI / p columns (None: no baseline)
+    baseline: str | None = None   # the baseline's name in the headers
+
+    @property
+    def published_columns(self) -> list[str]:
+        return [m for m in self.columns if any(m in r.published for r in self.rows)]
+
+    @property
+    def budgets(self) -> bool:
+        """Whether some row was made with a reduced budget of the article (the table then names each row's)."""
+        return any(r.budget not in (None, "full") for r in self.rows)
+
+
+def _selected_on(runs: Sequence[Run], article: bool) -> str:
+    found = sorted({SELECTED_ON.get(r.summary.get("selected_on"), NONE) for r in runs})
+    text = " / ".join(found)
+    return f"{text} (as the article)" if article and text == SELECTED_ON["test"] else text
+
+
+def _columns(article: Article | None, runs: Sequence[Run]) -> dict[str, str]:
+    if article is None:
+        return dict(GENERIC_COLUMNS)
+    columns = dict(article.columns)
+    for metric, header in TEST_COLUMNS.items():
+        if metric not in columns and any(metric_value(r, metric) is not None for r in runs):
+            columns[metric] = header
+    return columns
+
+
+def _section(experiment: str | None, runs: Sequence[Run], article: Article | None,
+             chosen: tuple[str, str] | None) -> Section:
+    groups, varying = group_runs(runs)
+    columns = _columns(article, runs)
+    rows: list[tuple[tuple[int, int, bool, int], Row]] = []
+    changed: set[str] = set()
+    for position, g in enumerate(groups):
+        index = match_row(article, g.runs[0]) if article else None
+        spec = article.rows[index] if article and index is not None else None
+        budget = budget_of(article, g.runs[0]) if spec else None
+        label, published = (spec.label, dict(spec.published)) if spec else (NONE, {})
+        if spec and budget is None:  # the article's row, set up differently: name it, but set no numbers beside it
+            changed.update(off_grid(article, g.runs[0]))
+            label, published = f"{label} {OFF_SETUP}", {}
+        stats = {m: aggregate(metric_values(g.runs, m)) for m in columns}
+        # the article's rows first, in its order, each before its variants; then the rest as grouped
+        order = (0, index, budget != "full", position) if spec else (1, 0, False, position)
+        rows.append((order, Row(g.values, label, g.status, g.runs, stats, published, budget,
+                                _selected_on(g.runs, article is not None))))
+    rows.sort(key=lambda pair: pair[0])
+    common = {k: v for k, v in groups[0].values.items() if k not in varying}
+    notes = [f"{OFF_SETUP} not the article's setup ({', '.join(sorted(changed))} changed): its numbers are left out"
+             ] if changed else []
+    if article:
+        title = article.title
+    else:
+        title = f"experiment={experiment}" if experiment else "Runs without an experiment"
+    section = Section(title, varying, common, columns, [r for _, r in rows], article is not None, notes)
+    if article and section.published_columns:
+        shown = {r.label for r in section.rows if r.published}
+        own = [f"{row.label}: {row.citation}" for row in article.rows if row.citation and row.label in shown]
+        notes.append(f"The article's numbers: {article.citation}" + (f"; {'; '.join(own)}" if own else "") + ".")
+    if section.budgets:
+        notes.append("budget: the article's own (full) or a reduction its file names; beside a reduced row the "
+                     "article's numbers stand for reference, without a difference.")
+    metric = article.compare if article else _generic_compare(section)
+    _compare(section, groups, varying, _baseline(article, groups, varying, chosen), metric)
+    return section
+
+
+def _baseline(article: Article | None, groups: Sequence[Group], varying: Sequence[str],
+              chosen: tuple[str, str] | None) -> Baseline | None:
+    """--baseline KEY=VALUE when some row has it, else the article's baseline row, else the generic default."""
+    defining = grid_keys(article) if article else ()
+    if chosen and any(g.values.get(chosen[0]) == chosen[1] for g in groups):
+        return by_value(*chosen, defining=defining)
+    if article:
+        index = [r.label for r in article.rows].index(article.baseline)
+        return Baseline(article.baseline, lambda g: match_row(article, g.runs[0]) == index, defining)
+    return default_baseline(groups, varying)
+
+
+def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], baseline: Baseline | None,
+             metric: str) -> None:
+    """Fill each completed row's difference to its baseline in `metric`, and the lines saying what they mean."""
+    if baseline is None:
+        if section.keys:
+            section.notes.append("No baseline row: `regbench table --baseline KEY=VALUE DIR` names one (e.g. "
+                                 "reg=none) for Δ, 95% CI and p.")
+        return
+    section.compare, section.baseline = metric, baseline.label
+    by_runs = {id(g.runs[0]): g for g in groups}
+    differences: dict[str, Difference] = {}
+    sizes: set[int] = set()
+    for row in section.rows:
+        if row.status != "completed":
+            continue
+        group = by_runs[id(row.runs[0])]
+        base = baseline_of(group, groups, baseline, varying)
+        if base is group:
+            row.is_baseline = True
+            continue
+        if base is None:
+            continue
+        values, base_values = metric_values(row.runs, metric), metric_values(base.runs, metric)
+        row.difference = compare(values, base_values)
+        if row.difference is not None:
+            differences[_row_name(section, row)] = row.difference
+        if row.difference is not None and row.difference.p is not None:
+            sizes.update((len(values), len(base_values)))
+    header = section.columns[metric]
+    shown = [reason for reason in UNDEFINED if any(d.undefined == reason for d in differences.values())]
+    section.notes.append(f"Δ vs {baseline.label}: {header} minus that of the {baseline.label} row with the same other "
+                         "settings; 95% CI (Welch) and p (Welch's t-test) over the runs"
+                         + "".join(f"; {NOT_APPLICABLE} ({r}): {UNDEFINED[r]}" for r in shown) + ".")
+    if differences:
+        runs = "" if not sizes else f"{min(sizes)}" if len(sizes) == 1 else f"{min(sizes)}–{max(sizes)}"
+        section.notes.append(summary_line(baseline.label, header, differences, runs))
+
+
+def _generic_compare(section: Section) -> str:
+    """Runs of no article are compared in test_acc when some have it (held-out val), else in best_val_acc."""
+    has_test = any(metric_value(r, "test_acc") is not None for row in section.rows for r in row.runs)
+    return "test_acc" if has_test else "best_val_acc"
+
+
+def _row_name(section: Section, row: Row) -> str:
+    if section.article:
+        return row.label
+    return ", ".join(f"{k}={row.values[k]}" for k in section.keys) or "the row"
+
+
+def build_sections(runs: Sequence[Run], articles: dict[str, Article] | None = None,
+                   baseline: tuple[str, str] | None = None) -> list[Section]:
+    """One section per experiment choice, with the article's columns when the experiment is one of the articles;
+    `baseline` (KEY, VALUE) overrides every section's baseline row where some row has it."""
+    articles = articles_by_experiment() if articles is None else articles
+    if baseline is not None:
+        key, value = baseline
+        found = sorted({format_value(run.value(key)) for run in runs})
+        if value not in found:
+            raise UserError(f"--baseline {key}={value} matches no run: {key} is one of {', '.join(found)}")
+    by_experiment: dict[str | None, list[Run]] = {}
+    for run in runs:
+        by_experiment.setdefault(run.choices.get("experiment"), []).append(run)
+    ordered = sorted(by_experiment.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+    return [_section(exp, part_runs, part, baseline) for exp, rs in ordered
+            for part, part_runs in by_table(articles.get(exp) if exp else None, rs)]
