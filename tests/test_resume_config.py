@@ -36,8 +36,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (dict(reg="dropout", act="dyrelu_a"), "act relu → dyrelu_a; reg none → dropout"),
     (dict(dataset__augment="[]"), "dataset.augment ['crop', 'flip'] → []"),
     (dict(seed="1"), "seed 0 → 1"),
+    (dict(trainer__sync_bn="true"), "trainer.sync_bn False → True"),
+    (dict(trainer__amp="fp16"), "trainer.amp off → fp16"),
+    (dict(trainer__eval_every_steps="4"), "trainer.eval_every_steps 2 → 4"),
     (dict(trainer__max_steps="2"), "trainer.max_steps None → 2 (a run may grow, not shrink)"),
-], ids=["model", "batch_size", "optim", "lr", "act+reg", "dataset", "seed", "shrink"])
+], ids=["model", "batch_size", "optim", "lr", "act+reg", "dataset", "seed", "sync_bn", "amp", "eval_every_steps",
+        "shrink"])
 def test_resuming_another_run_is_refused_and_touches_no_file(tmp_path: Path, finished: Path, change: dict,
                                                               named: str) -> None:
     run = tmp_path / "run"
@@ -50,6 +54,16 @@ def test_resuming_another_run_is_refused_and_touches_no_file(tmp_path: Path, fin
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert files(run) == before  # .hydra/*.yaml, train.log, summary, checkpoints: every byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_completed_run_resumed_with_other_threads_is_skipped_untouched(tmp_path: Path, finished: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    kept = {p: b for p, b in files(run).items() if ".hydra" not in p.parts and p.name != "train.log"}
+    out = regbench("train", *args(trainer__threads="1", trainer__log_every="1", trainer__eval_batch_size="8"),
+                   "trainer.resume=true", f"hydra.run.dir={run}").stdout
+    assert "already completed with this config, nothing to resume" in out and "resumed from" not in out
+    assert {p: b for p, b in files(run).items() if p in kept} == kept  # summary, metrics, checkpoints: not retrained
 
 
 def test_a_sweep_resumed_with_other_values_is_refused_naming_the_job_folder(tmp_path: Path) -> None:

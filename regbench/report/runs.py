@@ -15,15 +15,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from regbench import regs
 from regbench.config import group_options
 from regbench.errors import UserError
+from regbench.identity import separates_rows
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 HYDRA_DIR = ".hydra"
 
-# Overrides that do not change what a run computes: runs differing only in these are repeats of one setup.
-IGNORED_KEYS = frozenset({"seed", "trainer.resume", "trainer.device", "trainer.log_every", "trainer.eval_batch_size",
-                          "trainer.threads", "trainer.auto_threads_max", "trainer.compile", "trainer.cudnn_benchmark",
-                          "trainer.fast_conv_bias", "trainer.mkl_amd_avx2", "dataset.data_file", "dataset.data_dir", "logger"})
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
 SUMMARY_CHOICES = ("model", "act", "reg", "dataset", "optim", "sched", "experiment")
 STATUS_ORDER = ("completed", "running", "interrupted", "diverged", "failed", "missing")
@@ -109,15 +106,10 @@ def values_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _ignored(key: str) -> bool:
-    # data_files.NAME: where a dataset's official archive lives (the league's rows read theirs from it)
-    return key in IGNORED_KEYS or key == "hydra" or key.startswith(("hydra.", "hydra/", "logger.", "data_files."))
-
-
 def parse_overrides(lines: Sequence[str]) -> dict[str, Any]:
-    """Override strings -> {key: parsed value} (None for a deletion), without the ones that cannot change results."""
+    """Override strings -> {key: parsed value} (None for a deletion), of the keys that separate table rows."""
     parsed = OverridesParser.create().parse_overrides(list(lines))
-    return {o.key_or_group: None if o.is_delete() else o.value() for o in parsed if not _ignored(o.key_or_group)}
+    return {o.key_or_group: None if o.is_delete() else o.value() for o in parsed if separates_rows(o.key_or_group)}
 
 
 def _read_yaml(path: Path) -> Any:
@@ -156,7 +148,7 @@ def load_run(path: PathLike) -> Run:
         summary = None
     choices = _nested(_read_yaml(path / HYDRA_DIR / "hydra.yaml"), "hydra", "runtime", "choices")
     if isinstance(choices, dict):
-        choices = {k: v for k, v in choices.items() if not _ignored(k)}
+        choices = {k: v for k, v in choices.items() if separates_rows(k)}
     else:
         choices = {k: summary[k] for k in SUMMARY_CHOICES if summary and k in summary}
     lines = _read_yaml(path / HYDRA_DIR / "overrides.yaml")

@@ -1,8 +1,6 @@
 """`regbench train`: the Hydra task that builds one run from its config, trains it and records the outcome."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import signal
@@ -14,9 +12,9 @@ from typing import Any, Callable, Iterator
 import paddle
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from regbench import regs
+from regbench import identity, regs
 from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
@@ -142,14 +140,6 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Track
                  summary["best_val_acc"], summary["test_acc"])
 
 
-def _config_hash(cfg: DictConfig) -> str:
-    """Identifies what a run trains: the whole config except whether it resumes."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["trainer"].pop("resume")
-    config.pop("logger", None)  # trackers mirror a run, they do not change it
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def train(cfg: DictConfig) -> float | NoObjective:
     """Hydra task: train one configuration in the job's run folder; record the outcome in summary.json. Returns the
     objective a sweeper may search on (best val accuracy; NoObjective when the run did not complete)."""
@@ -158,7 +148,7 @@ def train(cfg: DictConfig) -> float | NoObjective:
     choices = hydra_cfg.runtime.choices
     summary_path = folder / run_dir.SUMMARY
     interrupted = code = None
-    config_hash = _config_hash(cfg)
+    config_hash = identity.config_hash(cfg)
     previous = run_dir.read_json(summary_path) if cfg.trainer.resume else None
     if previous and previous.get("status") == "completed" and previous.get("config_hash") == config_hash:
         log.info("%s: already completed with this config, nothing to resume", folder)

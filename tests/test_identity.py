@@ -1,0 +1,64 @@
+"""One definition of a run's identity: every trainer key decided, and data moved to another folder is the same run
+for the resume check, the completed-job skip and the table."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from conftest import read_json, read_jsonl, regbench
+from regbench.identity import TRAINER, Kind, kind
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def test_every_trainer_key_is_decided_and_dataset_paths_are_locations() -> None:
+    for path in (CONF / "trainer").glob("*.yaml"):
+        assert set(yaml.safe_load(path.read_text())) == set(TRAINER), path.name
+    paths = {f"dataset.{k}" for p in (CONF / "dataset").glob("*.yaml") for k in yaml.safe_load(p.read_text())
+             if k in ("root", "data_file", "data_dir")}
+    assert paths == {"dataset.root", "dataset.data_file", "dataset.data_dir"}
+    assert {kind(k) for k in paths} == {Kind.LOCATION}
+
+
+def image_folder(root: Path) -> Path:
+    """Two classes of coloured squares with noise: train/ and test/, 10 and 4 images a class."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 10), ("test", 4)):
+        for label, colour in enumerate(((200, 40, 40), (40, 40, 200))):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(np.array(colour) + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_data_moved_to_another_folder_resumes_skips_and_groups_into_one_row(tmp_path: Path) -> None:
+    here = image_folder(tmp_path / "here")
+    there = tmp_path / "there"
+    shutil.copytree(here, there)
+    sweep = tmp_path / "sweep"
+
+    def train(job: str, root: Path, *extra: str) -> str:
+        return regbench("train", "model=mynet", "dataset=imagefolder", "dataset.num_classes=2", f"dataset.root={root}",
+                        "trainer.batch_size=6", "trainer.eval_every_steps=2", *extra, f"hydra.run.dir={sweep / job}",
+                        env={"XDG_CACHE_HOME": str(tmp_path / "cache")}).stdout
+
+    train("0", here, "trainer.max_steps=2")
+    assert "resumed from" in train("0", there, "trainer.max_steps=4", "trainer.resume=true")
+    assert [r["step"] for r in read_jsonl(sweep / "0" / "metrics.jsonl")] == [2, 4]
+    assert read_json(sweep / "0" / "summary.json")["status"] == "completed"
+    assert "already completed" in train("0", here, "trainer.max_steps=4", "trainer.resume=true")
+    train("1", there, "trainer.max_steps=4", "seed=1")
+    assert f"dataset.root={here}" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
+    assert f"dataset.root={there}" in (sweep / "1" / ".hydra" / "overrides.yaml").read_text()
+    regbench("table", str(sweep))
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert [(r["status"], r["n"]) for r in rows] == [("completed", "2")]  # the two seeds of one setup
+    assert "dataset.root" not in rows[0]
