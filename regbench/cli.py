@@ -65,7 +65,7 @@ def _preflight(argv: list[str]) -> None:
 
     from regbench.jobs import command_jobs
     from regbench.track import require
-    from regbench.tune import require_sweeper
+    from regbench.tune import require_held_out, require_sweeper
     from regbench.train import process_env
     from regbench.train.resume_check import check_resume
 
@@ -78,6 +78,9 @@ def _preflight(argv: list[str]) -> None:
             require(job.cfg.logger)  # a chosen tracker's package is installed
         process_env.prepare(jobs[0].cfg.trainer)
         _require_paddle()
+        for job in jobs:  # a search's trials never select on the test split
+            if job.search:
+                require_held_out(job.cfg)
         from regbench.models import build_model
 
         built: set[str] = set()

@@ -12,7 +12,8 @@ Every config key is of one kind:
 - LOCATION: where the dataset's files are (`dataset.root`, `dataset.data_file`, `dataset.data_dir` at any depth of
   the dataset group; the league's `data_files.*`): the same files moved are the same run.
 - LENGTH: `trainer.epochs` and `trainer.max_steps`, which a resumed run may raise.
-- OTHER: speed, threads, device, evaluation batch size, logging, trackers (`logger`), `trainer.resume`, Hydra's own.
+- OTHER: speed, threads, device, evaluation batch size, logging, trackers (`logger`), what a search optimizes
+  (`hparams_search`: its trials' sampled values reach a run as overrides), `trainer.resume`, Hydra's own.
 
 How each reader uses them:
 
@@ -22,7 +23,7 @@ How each reader uses them:
 - tables (`separates_rows`): runs differing in a RESULT or LENGTH key are different rows; a 2-epoch and a 10-epoch
   run are different results, so LENGTH separates rows. Except the REPLICATES (`seed`): the runs of one row are its
   replicates. A table sees a run through its group choices and command-line overrides only, so the choices of the
-  other groups (`experiment`, `trainer`, `hparams_search`), which set keys of the groups above, are RESULT there:
+  other groups (`experiment`, `trainer`), which set keys of the groups above, are RESULT there:
   they name the setup the overrides change.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ TRAINER = {  # every key of conf/trainer/: a new one must be decided here (tests
 }
 LOCATION_NAMES = frozenset({"data_file", "data_dir", "root"})  # in the dataset group
 REPLICATES = frozenset({"seed"})  # in one table row: its repeats
-_HEADS = {"hydra": _O, "logger": _O, "data_files": Kind.LOCATION}
+_HEADS = {"hydra": _O, "logger": _O, "hparams_search": _O, "data_files": Kind.LOCATION}
 
 
 def kind(key: str) -> Kind:

@@ -42,6 +42,11 @@ class Job:
     multirun: bool
 
     @property
+    def search(self) -> bool:
+        """A sweep whose sweeper picks each job's values from the results so far (e.g. Optuna), not a grid."""
+        return self.multirun and searches(self.cfg)
+
+    @property
     def folder(self) -> Path:
         """The run folder Hydra gives this job: hydra.run.dir, or hydra.sweep.dir / hydra.sweep.subdir."""
         HydraConfig.instance().set_config(self.cfg)  # for ${hydra:...} in the folder names
@@ -67,7 +72,7 @@ def command_jobs(argv: list[str]) -> list[Job]:
                 raise UserError(f"{swept[0]} gives several values: add -m to run one job for each, "
                                 f"or quote the value to pass it as one string")
             jobs = [Job(0, overrides, master, multirun=False)]
-        elif master.hydra.sweeper._target_ not in (BASIC_SWEEPER, ROWS_SWEEPER):
+        elif searches(master):
             # a search (e.g. Optuna) picks each job's values as it goes: check the sweep's own config as one job
             jobs = [Job(0, overrides, master, multirun=True)]
             with open_dict(master):
@@ -92,6 +97,11 @@ def command_jobs(argv: list[str]) -> list[Job]:
     for job in jobs:
         check_composed(job.cfg, job.overrides)
     return jobs
+
+
+def searches(cfg: DictConfig) -> bool:
+    """Whether the config's sweeper is a search (e.g. Optuna) rather than a grid whose jobs are known up front."""
+    return cfg.hydra.sweeper._target_ not in (BASIC_SWEEPER, ROWS_SWEEPER)
 
 
 class _Composer:

@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench import regs
 from regbench.errors import UserError
+from regbench.tune import METRIC, METRICS
 
 # (dotted key, test, what the value must be); keys absent from the config are skipped.
 RULES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -58,6 +59,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("reg.mixup.alpha", lambda v: v > 0, "> 0"),
     ("reg.cutmix.alpha", lambda v: v > 0, "> 0"),
     ("reg.cutmix.prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    (METRIC, lambda v: v in METRICS, f"one of {', '.join(METRICS)} (a search never optimizes a test accuracy)"),
 ]
 
 

@@ -156,6 +156,43 @@ def test_resumed_run_continues_its_mlflow_run_and_tensorboard_history(tmp_path: 
     assert_close(tensorboard_scalars(run / "tensorboard")[0], rows)
 
 
+def test_a_failed_artifact_upload_still_ends_the_mlflow_run(tmp_path: Path) -> None:
+    blocked = tmp_path / "artifacts"
+    blocked.write_text("a file where the server's artifact folder should be\n")  # every upload fails on the server
+    run = tmp_path / "run"
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path, "--artifacts-destination", str(blocked)) as server:
+        proc = regbench("train", *TINY, "logger=mlflow", f"logger.mlflow.tracking_uri={server.url}",
+                        "logger.mlflow.request_retries=0", f"hydra.run.dir={run}", cwd=tmp_path)
+        mlflow_run = server.get("runs/get", run_id=read_json(run / "mlflow.json")["run_id"])["run"]
+    tags = {t["key"]: t["value"] for t in mlflow_run["data"]["tags"]}
+    assert mlflow_run["info"]["status"] == "FINISHED" and tags["status"] == "completed"
+    assert read_json(run / "summary.json")["status"] == "completed"
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "WARNING" in line or "Traceback" in line]
+    assert len(warnings) == 1 and "logger mlflow stopped (closing failed" in warnings[0], warnings
+
+
+def test_a_run_resumed_from_another_directory_continues_its_mlflow_run(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    run = tmp_path / "run"
+    args = (*TINY, "trainer.max_steps=null", "logger=mlflow", f"hydra.run.dir={run}")  # the default relative store
+    regbench("train", *args, "trainer.epochs=1", cwd=first)
+    run_id = read_json(run / "mlflow.json")["run_id"]
+    regbench("train", *args, "trainer.epochs=2", "trainer.resume=true", cwd=second)
+    assert read_json(run / "mlflow.json")["run_id"] == run_id
+    assert not (second / "outputs").exists()  # no store of its own in the second working directory
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [4, 8, 12, 16]
+    with mlflow_server(f"sqlite:///{first / 'outputs' / 'mlflow.db'}", cwd=tmp_path) as server:
+        [mlflow_run] = server.post("runs/search", {"experiment_ids": ["0", "1"]})["runs"]
+        history = server.get("metrics/get-history", run_id=run_id, metric_key="val/acc")["metrics"]
+    tags = {t["key"]: t["value"] for t in mlflow_run["data"]["tags"]}
+    assert mlflow_run["info"]["run_id"] == run_id
+    assert mlflow_run["info"]["status"] == "FINISHED" and tags["status"] == "completed"
+    assert sorted(m["step"] for m in history) == [r["step"] for r in rows]
+
+
 def test_a_tracker_without_its_package_is_one_line_exit_2(tmp_path: Path) -> None:
     blocker = tmp_path / "blocked"
     (blocker / "tensorboardX").mkdir(parents=True)

@@ -1,12 +1,15 @@
-"""Optuna searches through hydra-optuna-sweeper: the worked example, failed trials, the report, missing package."""
+"""Optuna searches through hydra-optuna-sweeper: the worked example, failed trials, the report, missing package,
+never the test split, the optimized metric."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import read_json, regbench
+from conftest import read_json, regbench, write_cifar100_tarball
+from test_heldout import dataset_cfg
 
 TINY = ("dataset=synthetic", "dataset.train_size=128", "dataset.test_size=64", "trainer.max_steps=4",
         "trainer.eval_every_steps=2", "hydra.sweeper.n_trials=3")
@@ -60,3 +63,68 @@ def test_a_search_without_the_sweeper_package_is_one_line_exit_2(tmp_path: Path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("regbench: error: Optuna searches need hydra-optuna-sweeper: "
                                    "pip install 'regbench[tune]'")
+
+
+@pytest.mark.parametrize("command", [
+    ("experiment=dropblock_mynet", "hparams_search=dropblock_mynet", "dataset.data_file=cifar-10-python.tar.gz"),
+    ("hparams_search=dropblock_mynet", "dataset=synthetic", "dataset.val_size=0"),
+    ("-m", "hydra/sweeper=optuna", "dataset=synthetic", "dataset.val_size=0", "optim.lr=interval(0.001, 0.01)"),
+], ids=["article-1-setup", "synthetic", "any-optuna-sweep"])
+def test_a_search_that_would_tune_on_the_test_split_is_refused(tmp_path: Path, command: tuple[str, ...]) -> None:
+    proc = regbench("train", *command, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("regbench: error: a search must not tune on the test split") and "dataset.val_size=" in line
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []  # no sweep folder, nothing written
+
+
+def test_the_documented_search_holds_out_val_and_optimizes_the_chosen_metric(tmp_path: Path, cifar_tarball: Path) -> None:
+    sweep = tmp_path / "sweep"
+    # docs/configuration.md's command (article 1's setup, val held out of train), with a metric other than the default
+    proc = regbench("train", "experiment=dropblock_mynet", "hparams_search=dropblock_mynet",
+                    f"dataset.data_file={cifar_tarball}", "dataset.val_size=100", "trainer.max_steps=4",
+                    "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
+                    "hparams_search.optimized_metric=final_train_acc", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    summaries = [read_json(sweep / str(n) / "summary.json") for n in range(3)]
+    assert all(s["status"] == "completed" and s["selected_on"] == "val" and s["test_acc"] is not None
+               for s in summaries)
+    best_train, best_val = (max(s[k] for s in summaries) for k in ("final_train_acc", "best_val_acc"))
+    assert best_train != best_val  # else the test could not tell the metrics apart
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_value"] == best_train
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("best trial:")]
+    assert line.startswith(f"best trial: final_train_acc {best_train} with ")
+
+
+def test_the_config_tells_whether_val_is_the_test_set_as_the_loaded_data_does(tmp_path: Path, cifar_tarball: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    from PIL import Image
+
+    from regbench.data import load_splits, val_is_test
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    trees = {}
+    for name, splits in (("plain", ("train", "test")), ("with_val", ("train", "val", "test"))):
+        root = trees[name] = tmp_path / name
+        for split in splits:
+            for c, cls in enumerate(("cat", "dog")):
+                (root / split / cls).mkdir(parents=True)
+                Image.new("RGB", (8, 8), (60 * c, 30, 7)).save(root / split / cls / "0.png")
+        with tarfile.open(tmp_path / f"{name}.tar.gz", "w:gz") as tar:
+            tar.add(root, arcname=name)
+    folders = [f"dataset.root={tmp_path / name}{ext}" for name in trees for ext in ("", ".tar.gz")]
+    cifar100 = write_cifar100_tarball(tmp_path / "cifar-100-python.tar.gz")
+    cases = [["+dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32"], ["+dataset=mnist5k"],
+             ["+dataset=cifar10", f"dataset.data_file={cifar_tarball}"],
+             ["+dataset=cifar100", f"dataset.data_file={cifar100}"],
+             *(["+dataset=imagefolder", "dataset.num_classes=2", "dataset.image_size=8", root] for root in folders)]
+    val_is_test_for = {}
+    for case in cases:
+        cfg = dataset_cfg(*case, "dataset.val_size=0")
+        val_is_test_for[case[-1] if "imagefolder" in case[0] else case[0]] = told = val_is_test(cfg)
+        assert told == (load_splits(cfg).test is None), case
+        assert not val_is_test(dataset_cfg(*case, "dataset.val_size=2")), case  # val held out (or the data's own)
+    assert sorted(k for k, v in val_is_test_for.items() if v) == sorted(
+        ["+dataset=synthetic", "+dataset=cifar10", "+dataset=cifar100", *(f for f in folders if "plain" in f)])

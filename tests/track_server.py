@@ -81,13 +81,14 @@ class Server:
 
 
 @contextmanager
-def mlflow_server(store: str, cwd: Path, timeout: float = 120) -> Iterator[Server]:
-    """`mlflow server` over the tracking store `store` (e.g. sqlite:///...), stopped on exit."""
+def mlflow_server(store: str, cwd: Path, *options: str, timeout: float = 120) -> Iterator[Server]:
+    """`mlflow server` over the tracking store `store` (e.g. sqlite:///...) with more command-line options, stopped
+    on exit."""
     port = free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
     log = open(cwd / f"mlflow-server-{port}.log", "w")
     proc = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", store, "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                             "--port", str(port), "--workers", "1", *options], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # its own process group: the server and its uvicorn worker
     server = Server(proc, f"http://127.0.0.1:{port}")
     try:

@@ -1,6 +1,7 @@
 """Datasets as in-memory uint8 splits (loaders per format) and batched device tensors (batches.py)."""
 from __future__ import annotations
 
+import importlib
 import logging
 
 import hydra.utils
@@ -8,7 +9,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from regbench.data.splits import Split, Splits, carve_val
 from regbench.errors import UserError
@@ -57,6 +58,19 @@ def load_splits(dataset_cfg: DictConfig) -> Splits:
         test=None if splits.test is None else resize(splits.test, size),
         classes=splits.classes,
     )
+
+
+def val_is_test(dataset_cfg: DictConfig) -> bool:
+    """Whether a run would select its checkpoint on the test split: val_size 0 and data without a val split of its
+    own. Told from the config by the loader module's has_val(**load args) where it has one, else by loading the data."""
+    if dataset_cfg.val_size:
+        return False
+    load = OmegaConf.to_container(dataset_cfg.load, resolve=True)
+    module = importlib.import_module(load["_target_"].rpartition(".")[0])
+    has_val = getattr(module, "has_val", None)
+    if has_val is None:
+        return load_splits(dataset_cfg).test is None
+    return not has_val(**{k: v for k, v in load.items() if not k.startswith("_")})  # without Hydra's _target_ etc.
 
 
 def resize(split: Split, size: int) -> Split:

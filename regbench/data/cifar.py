@@ -57,6 +57,11 @@ class _ArrayUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
 
 
+def has_val(**load: object) -> bool:
+    """CIFAR-10 has no val split of its own: its test set is val unless dataset.val_size holds one out."""
+    return False
+
+
 def load_cifar10(data_file: str | None) -> Splits:
     """The 50,000 training images as train and the official 10,000 test images as val (no separate test split)."""
     path = data_file if data_file is not None else download(URL, MD5, ARCHIVE, OFFICIAL_URL)

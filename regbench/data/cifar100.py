@@ -16,6 +16,11 @@ MEMBERS = ("train", "test", "meta")
 LABELS = {"fine": (b"fine_labels", b"fine_label_names"), "coarse": (b"coarse_labels", b"coarse_label_names")}
 
 
+def has_val(**load: object) -> bool:
+    """CIFAR-100 has no val split of its own: its test set is val unless dataset.val_size holds one out."""
+    return False
+
+
 def load_cifar100(data_file: str | None, label: str) -> Splits:
     """The 50,000 training images as train and the official 10,000 test images as val (no separate test split),
     labelled with the 100 fine classes or the 20 coarse superclasses."""

@@ -7,7 +7,7 @@ import os
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -28,11 +28,7 @@ def load_imagefolder(root: str, image_size: int, channels: int) -> Splits:
     Class names are sorted; images are resized to image_size."""
     if channels not in (1, 3):
         raise UserError(f"dataset.channels must be 1 (grayscale) or 3 (RGB) for image folders, got {channels}")
-    root = os.path.abspath(root)
-    if not os.path.exists(root):
-        raise UserError(
-            f"dataset.root={root} does not exist: point it at a folder with train/ and test/, or a .tar.gz of one"
-        )
+    root = _existing(root)
     cache = _cache_path(root, image_size, channels)
     cached = _read_cache(cache)
     if cached is not None:
@@ -42,10 +38,25 @@ def load_imagefolder(root: str, image_size: int, channels: int) -> Splits:
     return splits
 
 
+def has_val(root: str, **load: object) -> bool:
+    """Whether the tree has images under val/<class>/, a val split of its own (read from file names, none decoded)."""
+    return any(split == "val" for split, _, _, _ in _files(_existing(root)))
+
+
+def _existing(root: str) -> str:
+    """root as an absolute path, or a UserError when it does not exist."""
+    root = os.path.abspath(root)
+    if not os.path.exists(root):
+        raise UserError(
+            f"dataset.root={root} does not exist: point it at a folder with train/ and test/, or a .tar.gz of one"
+        )
+    return root
+
+
 def _decode(root: str, image_size: int, channels: int) -> Splits:
     found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {s: {} for s in SPLITS}
-    for split, cls, where, blob in _files(root):
-        found[split].setdefault(cls, []).append((where, _image(blob, where, image_size, channels)))
+    for split, cls, where, read in _files(root):
+        found[split].setdefault(cls, []).append((where, _image(read(), where, image_size, channels)))
     for split in ("train", "test"):
         if not found[split]:
             raise UserError(f"dataset.root={root} has no images under {split}/<class>/ (.jpg, .jpeg or .png)")
@@ -77,8 +88,9 @@ def _decode(root: str, image_size: int, channels: int) -> Splits:
     return Splits(train=out["train"], val=out["test"], test=None, classes=tuple(train_classes))
 
 
-def _files(root: str) -> Iterator[tuple[str, str, str, bytes]]:
-    """(split, class, where, bytes) of every image under root/{train,val,test}/<class>/ (root: folder or tarball)."""
+def _files(root: str) -> Iterator[tuple[str, str, str, Callable[[], bytes]]]:
+    """(split, class, where, read) of every image under root/{train,val,test}/<class>/ (root: folder or tarball);
+    read() returns its bytes until the next item is drawn."""
     if os.path.isdir(root):
         for split in SPLITS:
             top = os.path.join(root, split)
@@ -87,8 +99,7 @@ def _files(root: str) -> Iterator[tuple[str, str, str, bytes]]:
                 for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
                     path = os.path.join(folder, name)
                     if _is_image(name) and os.path.isfile(path):
-                        with open(path, "rb") as f:
-                            yield split, cls, path, f.read()
+                        yield split, cls, path, lambda path=path: _read_file(path)
         return
     try:
         with tarfile.open(root, "r:*") as tf:
@@ -96,9 +107,14 @@ def _files(root: str) -> Iterator[tuple[str, str, str, bytes]]:
                 parts = m.name.split("/")
                 # the tree may sit under one top folder inside the archive
                 if m.isfile() and len(parts) >= 3 and parts[-3] in SPLITS and _is_image(parts[-1]):
-                    yield parts[-3], parts[-2], f"{root}:{m.name}", tf.extractfile(m).read()
+                    yield parts[-3], parts[-2], f"{root}:{m.name}", lambda m=m: tf.extractfile(m).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise UserError(f"dataset.root={root} is truncated or not a readable tar archive ({e})") from e
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _is_image(name: str) -> bool:

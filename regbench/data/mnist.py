@@ -47,6 +47,11 @@ def read_idx(path: str, magic: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
+def has_val(**load: object) -> bool:
+    """Both MNIST loaders return a val split of their own, distinct from test."""
+    return True
+
+
 def load_mnist(data_dir: str | None) -> Splits:
     """Official MNIST: train = first 50,000 training images, val = the last 10,000, test = the official test set."""
     paths = _local_files(data_dir) if data_dir is not None else _download()

@@ -9,6 +9,11 @@ SEED = 20240607  # fixed: the same images for every run
 CHUNK = 1024  # samples generated at a time, to bound memory for big sizes
 
 
+def has_val(**load: object) -> bool:
+    """No val split of its own: the test_size set is val unless dataset.val_size holds one out."""
+    return False
+
+
 def make_synthetic(channels: int, image_size: int, num_classes: int, train_size: int, test_size: int) -> Splits:
     """Deterministic uint8 images: train as train, a test_size set as val (no separate test split)."""
     rng = np.random.default_rng([SEED, 0])

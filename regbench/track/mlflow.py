@@ -28,6 +28,14 @@ def store_uri(uri: str) -> str:
     return uri
 
 
+def resumed_uri(tracking_uri: str, saved: dict[str, Any]) -> str:
+    """The store a resumed run continues in: the absolute URI its first attempt saved when the configured URI is the
+    one it was given then (a relative SQLite path means the store of the first attempt's working directory)."""
+    if saved.get("configured_uri") == tracking_uri and saved.get("tracking_uri"):
+        return str(saved["tracking_uri"])
+    return store_uri(tracking_uri)
+
+
 def flatten(node: Any, prefix: str = "") -> dict[str, str]:
     """A nested config as MLflow params: dotted keys, values as strings (lists as JSON)."""
     if isinstance(node, dict):
@@ -52,9 +60,9 @@ class MLflowTracker:
         # each retry of a request to a server that went away is a warning; the tracker's own warning says it once
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
-        self.run, self.uri = run, store_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
         saved = run_dir.read_json(run.folder / RUN_FILE) if run.resume else None
+        self.run, self.uri = run, resumed_uri(tracking_uri, saved) if saved else store_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
         if saved and saved.get("tracking_uri") == self.uri:
             self.run_id = saved["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
@@ -66,8 +74,8 @@ class MLflowTracker:
         tags = dict(status="running", config_hash=run.config_hash, run_dir=str(run.folder),
                     sweep_dir=run.sweep_dir or "", job_num="" if run.job_num is None else str(run.job_num))
         self.run_id = self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
-        run_dir.write_json(run.folder / RUN_FILE, dict(tracking_uri=self.uri, experiment_id=experiment_id,
-                                                       run_id=self.run_id))
+        run_dir.write_json(run.folder / RUN_FILE, dict(tracking_uri=self.uri, configured_uri=tracking_uri,
+                                                       experiment_id=experiment_id, run_id=self.run_id))
         from mlflow.entities import Param
 
         config = {k: v for k, v in run.config.items() if k != "logger"}
@@ -107,10 +115,12 @@ class MLflowTracker:
                  if isinstance(summary.get(k), (int, float))]
         tags = [RunTag("status", summary["status"])] + ([RunTag("error", summary["error"][:5000])]
                                                         if summary.get("error") else [])
-        self.client.log_batch(self.run_id, metrics=final, tags=tags)
+        try:
+            self.client.log_batch(self.run_id, metrics=final, tags=tags)
+        finally:  # before the uploads: a failed one must not leave the MLflow run RUNNING
+            self.client.set_terminated(self.run_id, STATUS.get(summary["status"], "FAILED"))
         folder = self.run.folder
         for path, artifact_dir in ((folder / run_dir.SUMMARY, None), (folder / run_dir.CURVES, None),
                                    (folder / ".hydra" / "config.yaml", "config")):
             if path.is_file():
                 self.client.log_artifact(self.run_id, str(path), artifact_dir)
-        self.client.set_terminated(self.run_id, STATUS.get(summary["status"], "FAILED"))

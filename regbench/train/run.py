@@ -142,7 +142,7 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Track
 
 def train(cfg: DictConfig) -> float | NoObjective:
     """Hydra task: train one configuration in the job's run folder; record the outcome in summary.json. Returns the
-    objective a sweeper may search on (best val accuracy; NoObjective when the run did not complete)."""
+    objective a sweeper may search on (hparams_search.optimized_metric; NoObjective when the run did not complete)."""
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir)
     choices = hydra_cfg.runtime.choices
@@ -152,7 +152,7 @@ def train(cfg: DictConfig) -> float | NoObjective:
     previous = run_dir.read_json(summary_path) if cfg.trainer.resume else None
     if previous and previous.get("status") == "completed" and previous.get("config_hash") == config_hash:
         log.info("%s: already completed with this config, nothing to resume", folder)
-        return objective(previous)
+        return objective(previous, cfg.hparams_search.optimized_metric)
     start = time.time() - (previous or {}).get("wall_time_s", 0.0)
     summary: dict[str, Any] = dict(
         status="running", model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
@@ -205,4 +205,4 @@ def train(cfg: DictConfig) -> float | NoObjective:
         log.error("%s: %s", summary["status"], summary["error"])
         if hydra_cfg.mode != RunMode.MULTIRUN:  # in a sweep the other jobs go on; the CLI exits non-zero at the end
             raise SystemExit(code or (2 if summary["status"] == "failed" else 1))
-    return objective(summary)
+    return objective(summary, cfg.hparams_search.optimized_metric)
