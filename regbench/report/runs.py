@@ -23,7 +23,8 @@ HYDRA_DIR = ".hydra"
 # Overrides that do not change what a run computes: runs differing only in these are repeats of one setup.
 IGNORED_KEYS = frozenset({"seed", "trainer.resume", "trainer.device", "trainer.log_every", "trainer.eval_batch_size",
                           "trainer.threads", "trainer.auto_threads_max", "trainer.compile", "trainer.cudnn_benchmark",
-                          "trainer.fast_conv_bias", "trainer.mkl_amd_avx2", "dataset.data_file", "dataset.data_dir", "logger"})
+                          "trainer.deterministic", "trainer.cudnn_workspace_mb", "trainer.fast_conv_bias",
+                          "trainer.mkl_amd_avx2", "dataset.data_file", "dataset.data_dir", "logger"})
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
 SUMMARY_CHOICES = ("model", "act", "reg", "dataset", "optim", "sched", "experiment")
 STATUS_ORDER = ("completed", "running", "interrupted", "diverged", "failed", "missing")
