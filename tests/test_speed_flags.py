@@ -27,9 +27,11 @@ def test_no_flags_on_the_cpu() -> None:
 
 
 def test_cudnn_benchmark_searches_with_the_configured_workspace() -> None:
-    assert gpu_flags("gpu", **GPU) == {"FLAGS_conv_workspace_size_limit": 512, "FLAGS_cudnn_exhaustive_search": True}
-    assert gpu_flags("gpu", **{**GPU, "cudnn_benchmark": False, "workspace_mb": 4096}) == {
-        "FLAGS_conv_workspace_size_limit": 4096}
+    assert gpu_flags("gpu", **GPU) == {"FLAGS_conv_workspace_size_limit": 512, "FLAGS_cudnn_deterministic": False,
+                                       "FLAGS_cudnn_exhaustive_search": True,
+                                       "FLAGS_cudnn_batchnorm_spatial_persistent": False}
+    flags = gpu_flags("gpu", **{**GPU, "cudnn_benchmark": False, "workspace_mb": 4096})
+    assert flags["FLAGS_conv_workspace_size_limit"] == 4096 and flags["FLAGS_cudnn_exhaustive_search"] is False
 
 
 def test_deterministic_sets_the_flag_and_turns_the_search_off() -> None:
@@ -37,9 +39,9 @@ def test_deterministic_sets_the_flag_and_turns_the_search_off() -> None:
     assert flags["FLAGS_cudnn_deterministic"] is True and flags["FLAGS_cudnn_exhaustive_search"] is False
 
 
-def test_a_users_deterministic_flag_keeps_the_search_off() -> None:
+def test_a_users_deterministic_flag_is_kept_and_keeps_the_search_off() -> None:
     flags = gpu_flags("gpu", **{**GPU, "user_deterministic": True})
-    assert "FLAGS_cudnn_exhaustive_search" not in flags and "FLAGS_cudnn_deterministic" not in flags
+    assert flags["FLAGS_cudnn_deterministic"] is True and flags["FLAGS_cudnn_exhaustive_search"] is False
 
 
 def test_never_exhaustive_search_with_determinism() -> None:
@@ -48,22 +50,23 @@ def test_never_exhaustive_search_with_determinism() -> None:
                                                                  ["off", "fp16", "bf16"]):
         flags = gpu_flags("gpu", cudnn_benchmark=benchmark, deterministic=deterministic, workspace_mb=512, amp=amp,
                           user_deterministic=user)
-        on = flags.get("FLAGS_cudnn_exhaustive_search", False)
-        assert not (on and (deterministic or user)), (benchmark, deterministic, user, amp)
+        assert not (flags["FLAGS_cudnn_exhaustive_search"] and flags["FLAGS_cudnn_deterministic"])
+        assert flags["FLAGS_cudnn_deterministic"] == (deterministic or user)
+        assert flags["FLAGS_cudnn_exhaustive_search"] == (benchmark and not (deterministic or user))
 
 
 def test_persistent_batch_norm_only_with_amp() -> None:
-    assert "FLAGS_cudnn_batchnorm_spatial_persistent" not in gpu_flags("gpu", **GPU)
+    assert gpu_flags("gpu", **GPU)["FLAGS_cudnn_batchnorm_spatial_persistent"] is False
     for amp in ("fp16", "bf16"):
         assert gpu_flags("gpu", **{**GPU, "amp": amp})["FLAGS_cudnn_batchnorm_spatial_persistent"] is True
 
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("True", True), ("0", False),
                                              ("false", False), ("", False)])
-def test_users_deterministic_flag_is_read_from_the_environment(value: str, expected: bool) -> None:
-    # a CPU build of Paddle has no cuDNN flags: the environment variable is all there is to read here
-    assert user_deterministic({"FLAGS_cudnn_deterministic": value}) is expected
-    assert user_deterministic({}) is False
+def test_users_deterministic_flag_from_the_environment_or_paddle(value: str, expected: bool) -> None:
+    assert user_deterministic({"FLAGS_cudnn_deterministic": value}, False) is expected
+    assert user_deterministic({"FLAGS_cudnn_deterministic": value}, True) is True
+    assert user_deterministic({}, False) is False
 
 
 def test_amp_needs_what_auto_cast_needs() -> None:

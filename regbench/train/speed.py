@@ -6,6 +6,7 @@ only set on a GPU, the conv bias is only switched on the CPU. README "Performanc
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -60,10 +61,10 @@ def configure(device: str, threads: int, trainer: DictConfig, amp: str) -> None:
     paddle.base.core.set_num_threads(threads)
     if device != "gpu":
         return
-    flags = gpu_flags(device, cudnn_benchmark=trainer.cudnn_benchmark, deterministic=trainer.deterministic,
-                      workspace_mb=trainer.cudnn_workspace_mb, amp=amp, user_deterministic=user_deterministic())
-    paddle.set_flags(flags)
-    if not trainer.deterministic and trainer.cudnn_benchmark and "FLAGS_cudnn_exhaustive_search" not in flags:
+    users = user_deterministic(os.environ, _flag_before_regbench())
+    paddle.set_flags(gpu_flags(device, cudnn_benchmark=trainer.cudnn_benchmark, deterministic=trainer.deterministic,
+                               workspace_mb=trainer.cudnn_workspace_mb, amp=amp, user_deterministic=users))
+    if users and trainer.cudnn_benchmark and not trainer.deterministic:
         log.info("FLAGS_cudnn_deterministic is set: trainer.cudnn_benchmark's algorithm search stays off")
     if not set_tf32(trainer.tf32):
         log.warning("trainer.tf32: this Paddle build has no TF32 switch: Paddle's default applies")
@@ -73,27 +74,31 @@ def gpu_flags(device: str, *, cudnn_benchmark: bool, deterministic: bool, worksp
               user_deterministic: bool) -> dict[str, Any]:
     """The Paddle flags regbench sets for these trainer settings on this device (none on the CPU).
 
+    Every flag is set either way, so that a sweep's jobs, which share the process, do not inherit each other's.
     Paddle's cuDNN conv kernels refuse to run with exhaustive search and FLAGS_cudnn_deterministic both set, so the
-    search is only turned on when neither trainer.deterministic nor the user (user_deterministic) asks for
-    determinism. The persistent batch-norm mode only comes with AMP: Paddle's kernel notes a precision issue for
-    float32 NCHW (PaddleClas also sets it only with AMP)."""
+    search is only on when neither trainer.deterministic nor the user (user_deterministic) asks for determinism.
+    The persistent batch-norm mode only comes with AMP: Paddle's kernel notes a precision issue for float32 NCHW
+    (PaddleClas also sets it only with AMP)."""
     if device != "gpu":
         return {}
-    flags: dict[str, Any] = {"FLAGS_conv_workspace_size_limit": workspace_mb}
-    if deterministic:
-        flags.update(FLAGS_cudnn_deterministic=True, FLAGS_cudnn_exhaustive_search=False)
-    elif cudnn_benchmark and not user_deterministic:
+    deterministic = deterministic or user_deterministic
+    return {
+        "FLAGS_conv_workspace_size_limit": workspace_mb,
+        "FLAGS_cudnn_deterministic": deterministic,
         # time every cuDNN algorithm once per conv shape and keep the fastest (torch's cudnn.benchmark)
-        flags["FLAGS_cudnn_exhaustive_search"] = True
-    if amp != "off":
-        flags["FLAGS_cudnn_batchnorm_spatial_persistent"] = True
-    return flags
+        "FLAGS_cudnn_exhaustive_search": cudnn_benchmark and not deterministic,
+        "FLAGS_cudnn_batchnorm_spatial_persistent": amp != "off",
+    }
 
 
-def user_deterministic(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether FLAGS_cudnn_deterministic is on before regbench sets anything: environment variable or paddle flag."""
-    if environ.get("FLAGS_cudnn_deterministic", "").strip().lower() in ("1", "true", "t", "yes", "y"):
-        return True
+def user_deterministic(environ: Mapping[str, str], flag: bool) -> bool:
+    """Whether the user asked for FLAGS_cudnn_deterministic: in the environment, or as the paddle flag's value."""
+    return flag or environ.get("FLAGS_cudnn_deterministic", "").strip().lower() in ("1", "true", "t", "yes", "y")
+
+
+@functools.cache
+def _flag_before_regbench() -> bool:
+    """FLAGS_cudnn_deterministic as it was before regbench first set it (read once per process)."""
     try:
         return bool(paddle.get_flags(["FLAGS_cudnn_deterministic"])["FLAGS_cudnn_deterministic"])
     except ValueError:  # a CPU build of Paddle has no cuDNN flags
