@@ -6,7 +6,7 @@ Every config key is of one kind:
 - RESULT: changes what training computes or which checkpoint is reported. The groups in GROUPS (the choice and
   every resolved key below it), `seed` (data order, augmentation and dropout draws derive from it), and the trainer
   keys TRAINER marks so: the batch and its samples (`batch_size`, `drop_last`), the loss (`label_smoothing`), the
-  arithmetic (`amp`), the batch statistics (`sync_bn`) and which evaluations the best checkpoint is chosen from
+  arithmetic (`amp`, `tf32`), the batch statistics (`sync_bn`) and which evaluations the best checkpoint is chosen from
   (`eval_every`, `eval_every_steps`). A key regbench does not know (a new trainer key, `+foo=1`) counts as RESULT:
   mistaking another run for this one would mix two runs, the reverse only asks for a new folder.
 - LOCATION: where the dataset's files are (`dataset.root`, `dataset.data_file`, `dataset.data_dir` at any depth of
@@ -48,10 +48,11 @@ GROUPS = ("model", "act", "reg", "dataset", "optim", "sched")
 _R, _L, _O = Kind.RESULT, Kind.LENGTH, Kind.OTHER
 TRAINER = {  # every key of conf/trainer/: a new one must be decided here (tests/test_identity.py checks)
     "epochs": _L, "max_steps": _L,
-    "batch_size": _R, "drop_last": _R, "label_smoothing": _R, "amp": _R, "sync_bn": _R,
+    "batch_size": _R, "drop_last": _R, "label_smoothing": _R, "amp": _R, "tf32": _R, "sync_bn": _R,
     "eval_every": _R, "eval_every_steps": _R,  # the best checkpoint, and so test_acc, is chosen among these evaluations
     "eval_train": _O,  # adds train_eval_* metrics; selection stays on val
-    "eval_batch_size": _O, "device": _O, "compile": _O, "cudnn_benchmark": _O, "threads": _O, "auto_threads_max": _O,
+    "eval_batch_size": _O, "device": _O, "compile": _O, "cudnn_benchmark": _O,
+    "deterministic": _O, "cudnn_workspace_mb": _O, "threads": _O, "auto_threads_max": _O,
     "fast_conv_bias": _O, "mkl_amd_avx2": _O, "resume": _O, "log_every": _O,
 }
 LOCATION_NAMES = frozenset({"data_file", "data_dir", "root"})  # in the dataset group

@@ -92,6 +92,7 @@ def test_cpu_training_with_every_gpu_switch_on_says_so_and_completes(tmp_path: P
     proc = regbench("train", "model=mynet", "reg=dropblock", "reg.dropblock.block_size=3", "dataset=synthetic",
                     "dataset.train_size=128", "dataset.test_size=32", "trainer.batch_size=32", "trainer.max_steps=4",
                     f"trainer.amp={amp}", "trainer.compile=true", "trainer.cudnn_benchmark=true",
+                    "trainer.deterministic=true", "trainer.tf32=false", "trainer.cudnn_workspace_mb=1024",
                     "trainer.threads=2", f"hydra.run.dir={run}", cwd=tmp_path, env={"MKL_VERBOSE": "1"})
     log = (run / "train.log").read_text()
     assert f"trainer.amp={amp} needs a GPU: training in float32" in log

@@ -51,9 +51,7 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     steps, warmup = cfg.bench.steps, cfg.bench.warmup
     sync = paddle.device.cuda.synchronize if device == "gpu" else _nothing
     # Paddle 2.6 cannot reset the allocator's peak: there it is the peak since the process started
-    reset_peak = getattr(paddle.device.cuda, "reset_max_memory_allocated", None)
-    if device == "gpu" and reset_peak is not None:
-        reset_peak()
+    reset_peak = getattr(paddle.device.cuda, "reset_max_memory_allocated", None) if device == "gpu" else None
     batches = _endless(trainer.train_loader, cfg.seed)
     data_s = _times(lambda: next(batches), sync, warmup, steps)
 
@@ -66,7 +64,9 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         trainer.train_step(images, labels)
         trainer.progress.step += 1
 
-    step_s = _times(step, sync, warmup, steps)
+    # the peak of the timed steps: the warm-up's cuDNN algorithm search and its workspaces are left out
+    step_s = _times(step, sync, warmup, steps, after_warmup=reset_peak or _nothing)
+    peak_mb = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1) if device == "gpu" else None
     val = trainer.val_loader
     smoothing, amp = trainer.cfg.label_smoothing, trainer.cfg.amp
     eval_s = _times(lambda: evaluate(trainer.model, val, smoothing, amp), sync, min(warmup, 1),
@@ -81,13 +81,13 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         eval_img_per_s=round(len(val.split) / statistics.median(eval_s), 1),
         step_ms=round(step_ms, 2), step_ms_iqr=[round(1000 * q1, 2), round(1000 * q3, 2)],
         data_ms_per_batch=round(data_ms, 3), data_share_of_step=round(data_ms / step_ms, 4),
-        peak_mem_mb=round(paddle.device.cuda.max_memory_allocated() / 2**20, 1) if device == "gpu" else None,
+        peak_mem_mb=peak_mb,
         max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         steps=steps, warmup=warmup)
 
 
 def _nothing() -> None:
-    """Paddle's CPU kernels run synchronously: nothing to wait for."""
+    """Nothing: Paddle's CPU kernels run synchronously (nothing to wait for); no peak to reset."""
 
 
 def _endless(loader: BatchLoader, seed: int) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
@@ -98,11 +98,14 @@ def _endless(loader: BatchLoader, seed: int) -> Iterator[tuple[paddle.Tensor, pa
         epoch += 1
 
 
-def _times(work: Callable[[], Any], sync: Callable[[], None], warmup: int, repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls of work (waiting for the device), after `warmup` untimed calls."""
+def _times(work: Callable[[], Any], sync: Callable[[], None], warmup: int, repeats: int,
+           after_warmup: Callable[[], None] = _nothing) -> list[float]:
+    """Seconds of each of `repeats` calls of work (waiting for the device), after `warmup` untimed calls and
+    after_warmup()."""
     for _ in range(warmup):
         work()
     sync()
+    after_warmup()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -21,6 +21,7 @@ from regbench.errors import UserError
 from regbench.files import copy_file, staged_files
 from regbench.inference import FORMATS
 from regbench.inference.run_folder import load_model, saved_config
+from regbench.train.tf32 import tf32_off
 
 INPUT_NAME = "image"
 
@@ -135,7 +136,7 @@ def run_exported(files: list[Path], fmt: str, images: np.ndarray) -> np.ndarray:
 def max_abs_diff(model: paddle.nn.Layer, files: list[Path], fmt: str, images: np.ndarray) -> float:
     """The largest difference between the exported model's logits and the eager model's on `images`."""
     model.eval()
-    with paddle.no_grad():
+    with paddle.no_grad(), tf32_off():  # a float32 reference: the predictor runs on the CPU, without TF32
         eager = model(paddle.to_tensor(images)).numpy()
     return float(np.abs(run_exported(files, fmt, images) - eager).max())
 

@@ -82,7 +82,8 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     tr = cfg.trainer
     device = select_device(tr.device)
     cpu_threads = threads.resolve(tr)
-    speed.configure(device, threads=cpu_threads, cudnn_benchmark=tr.cudnn_benchmark)
+    amp = speed.amp_mode(tr.amp, device)
+    speed.configure(device, threads=cpu_threads, trainer=tr, amp=amp)
     log.info("CPU threads: %d (trainer.threads=%s)", cpu_threads, tr.threads)
     paddle.seed(cfg.seed)
     model = build_model(cfg.model, cfg.act, cfg.reg)
@@ -104,7 +105,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     optimizer = build_optimizer(cfg.optim, lr, model.parameters())
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
                           max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
-                          seed=cfg.seed, log_every=tr.log_every, amp=speed.amp_mode(tr.amp, device))
+                          seed=cfg.seed, log_every=tr.log_every, amp=amp)
     return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg),
                    train_eval), device
 

@@ -1,23 +1,35 @@
-"""The trainer's speed switches: AMP modes, static graphs, cuDNN flags, CPU threads, a faster conv bias on the CPU.
+"""The trainer's speed switches: AMP modes, static graphs, cuDNN and TF32 flags, CPU threads, a faster conv bias on
+the CPU.
 
-Each one is safe on either device: amp on the CPU logs one line and trains in float32, the cuDNN flags are only set
-on a GPU, the conv bias is only switched on the CPU. README "Performance" has what each gives and why.
+Each one is safe on either device: amp on the CPU logs one line and trains in float32, the cuDNN and TF32 flags are
+only set on a GPU, the conv bias is only switched on the CPU. README "Performance" has what each gives and why.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from omegaconf import DictConfig
+
+from regbench.train.tf32 import set_tf32, tf32_off
 
 log = logging.getLogger("regbench")
 
 AMP_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 _TRIAL_SEED = 20240607
+
+
+# below these compute capabilities paddle.amp.auto_cast trains in float32 with only a warning; fp16 needs more
+# than Paddle's own is_float16_supported() asks (5.3), so regbench checks both
+_AMP_MIN_CAPABILITY = {"fp16": (7, 0), "bf16": (8, 0)}
 
 
 def amp_mode(choice: str, device: str) -> str:
@@ -27,20 +39,70 @@ def amp_mode(choice: str, device: str) -> str:
     if device != "gpu":
         log.warning("trainer.amp=%s needs a GPU: training in float32", choice)
         return "off"
-    if choice == "bf16" and not paddle.amp.is_bfloat16_supported():
-        log.warning("trainer.amp=bf16 needs a GPU of compute capability 8.0 or newer: training in float32")
+    supported = paddle.amp.is_float16_supported() if choice == "fp16" else paddle.amp.is_bfloat16_supported()
+    reason = amp_unavailable(choice, supported, tuple(paddle.device.cuda.get_device_capability()))
+    if reason is not None:
+        log.warning("%s: training in float32", reason)
         return "off"
     return choice
 
 
-def configure(device: str, threads: int, cudnn_benchmark: bool) -> None:
-    """Process-wide settings: MKL/OpenMP threads for CPU kernels; cuDNN algorithm search on a GPU."""
+def amp_unavailable(choice: str, paddle_supports: bool, capability: tuple[int, ...]) -> str | None:
+    """Why a GPU of this compute capability cannot train in `choice` (fp16 or bf16); None when it can."""
+    need = _AMP_MIN_CAPABILITY[choice]
+    if paddle_supports and capability >= need:
+        return None
+    have = ".".join(map(str, capability))
+    return f"trainer.amp={choice} needs a GPU of compute capability {need[0]}.{need[1]} or newer (this one: {have})"
+
+
+def configure(device: str, threads: int, trainer: DictConfig, amp: str) -> None:
+    """Process-wide settings: MKL/OpenMP threads for CPU kernels; cuDNN and TF32 on a GPU (see gpu_flags)."""
     paddle.base.core.set_num_threads(threads)
-    if device == "gpu" and cudnn_benchmark:
-        # time every cuDNN algorithm once per conv shape and keep the fastest (torch's cudnn.benchmark); the
-        # workspace limit (MB) lets the faster, memory-hungrier algorithms compete
-        paddle.set_flags({"FLAGS_cudnn_exhaustive_search": True, "FLAGS_conv_workspace_size_limit": 4096,
-                          "FLAGS_cudnn_batchnorm_spatial_persistent": True})
+    if device != "gpu":
+        return
+    users = user_deterministic(os.environ, _flag_before_regbench())
+    paddle.set_flags(gpu_flags(device, cudnn_benchmark=trainer.cudnn_benchmark, deterministic=trainer.deterministic,
+                               workspace_mb=trainer.cudnn_workspace_mb, amp=amp, user_deterministic=users))
+    if users and trainer.cudnn_benchmark and not trainer.deterministic:
+        log.info("FLAGS_cudnn_deterministic is set: trainer.cudnn_benchmark's algorithm search stays off")
+    if not set_tf32(trainer.tf32):
+        log.warning("trainer.tf32: this Paddle build has no TF32 switch: Paddle's default applies")
+
+
+def gpu_flags(device: str, *, cudnn_benchmark: bool, deterministic: bool, workspace_mb: int, amp: str,
+              user_deterministic: bool) -> dict[str, Any]:
+    """The Paddle flags regbench sets for these trainer settings on this device (none on the CPU).
+
+    Every flag is set either way, so that a sweep's jobs, which share the process, do not inherit each other's.
+    Paddle's cuDNN conv kernels refuse to run with exhaustive search and FLAGS_cudnn_deterministic both set, so the
+    search is only on when neither trainer.deterministic nor the user (user_deterministic) asks for determinism.
+    The persistent batch-norm mode only comes with AMP: Paddle's kernel notes a precision issue for float32 NCHW
+    (PaddleClas also sets it only with AMP)."""
+    if device != "gpu":
+        return {}
+    deterministic = deterministic or user_deterministic
+    return {
+        "FLAGS_conv_workspace_size_limit": workspace_mb,
+        "FLAGS_cudnn_deterministic": deterministic,
+        # time every cuDNN algorithm once per conv shape and keep the fastest (torch's cudnn.benchmark)
+        "FLAGS_cudnn_exhaustive_search": cudnn_benchmark and not deterministic,
+        "FLAGS_cudnn_batchnorm_spatial_persistent": amp != "off",
+    }
+
+
+def user_deterministic(environ: Mapping[str, str], flag: bool) -> bool:
+    """Whether the user asked for FLAGS_cudnn_deterministic: in the environment, or as the paddle flag's value."""
+    return flag or environ.get("FLAGS_cudnn_deterministic", "").strip().lower() in ("1", "true", "t", "yes", "y")
+
+
+@functools.cache
+def _flag_before_regbench() -> bool:
+    """FLAGS_cudnn_deterministic as it was before regbench first set it (read once per process)."""
+    try:
+        return bool(paddle.get_flags(["FLAGS_cudnn_deterministic"])["FLAGS_cudnn_deterministic"])
+    except ValueError:  # a CPU build of Paddle has no cuDNN flags
+        return False
 
 
 class _ConvBiasByBatchNorm(nn.Conv2D):
@@ -143,7 +205,8 @@ def _try_static(layer: nn.Layer, args: tuple[Any, ...]) -> str | None:
     static = paddle.jit.to_static(layer.forward, full_graph=True)
     try:
         for training in (True, False):
-            expected, got = _trial(layer, layer.forward, args, training), _trial(layer, static, args, training)
+            with tf32_off():  # TF32 rounding would differ between the two runs by more than the tolerance
+                expected, got = _trial(layer, layer.forward, args, training), _trial(layer, static, args, training)
             for a, b in zip(expected, got):
                 if (a is None) != (b is None) or (a is not None and not np.allclose(a, b, rtol=1e-4, atol=1e-5)):
                     return "its static graph computes something else than the layer"
