@@ -1,7 +1,8 @@
-"""The trainer's speed switches: AMP modes, static graphs, cuDNN flags, CPU threads, a faster conv bias on the CPU.
+"""The trainer's speed switches: static graphs, cuDNN flags, CPU threads, a faster conv bias on the CPU (AMP modes:
+regbench/device.py).
 
-Each one is safe on either device: amp on the CPU logs one line and trains in float32, the cuDNN flags are only set
-on a GPU, the conv bias is only switched on the CPU. README "Performance" has what each gives and why.
+Each one is safe on either device: the cuDNN flags are only set on a GPU, the conv bias is only switched on the CPU.
+README "Performance" has what each gives and why.
 """
 from __future__ import annotations
 
@@ -16,21 +17,7 @@ import paddle.nn.functional as F
 
 log = logging.getLogger("regbench")
 
-AMP_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 _TRIAL_SEED = 20240607
-
-
-def amp_mode(choice: str, device: str) -> str:
-    """The mixed precision to train with: `choice` when this device can, else "off" with a warning."""
-    if choice == "off":
-        return "off"
-    if device != "gpu":
-        log.warning("trainer.amp=%s needs a GPU: training in float32", choice)
-        return "off"
-    if choice == "bf16" and not paddle.amp.is_bfloat16_supported():
-        log.warning("trainer.amp=bf16 needs a GPU of compute capability 8.0 or newer: training in float32")
-        return "off"
-    return choice
 
 
 def configure(device: str, threads: int, cudnn_benchmark: bool) -> None:
