@@ -124,7 +124,7 @@ def test_export_command_checks_itself_and_fails_beyond_its_tolerance(run: Path, 
     assert read_json(run / "export" / "best" / "export.json")["shape"] == ["batch", 1, 32, 32]
     # the check: the first 32 val images; the default tolerance follows the eager model's own spread
     assert out["checked_images"] == 32 and out["tolerance"] == allowed(out["batch_spread"])
-    assert 0 < out["max_abs_diff"] <= out["tolerance"]
+    assert out["max_abs_diff"] <= out["tolerance"]
     from regbench.data import load_splits
     from regbench.evaluation import eval_loader
     from regbench.inference.run_folder import load_model, saved_config
@@ -144,17 +144,20 @@ def test_export_command_checks_itself_and_fails_beyond_its_tolerance(run: Path, 
         eager = model(paddle.to_tensor(images)).numpy()
     assert np.abs(exported_model(files, fmt)(images) - eager).max() <= out["tolerance"]
 
-    # a real model's export is never bit-identical to it: --tolerance 0 fails, in one line, and replaces nothing
-    before = {f.name: f.read_bytes() for f in (run / "export" / "best").iterdir()}
-    proc = regbench("export", str(run), "--format", fmt, "--tolerance", "0", check=False)
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert f"max |Δlogits| {out['max_abs_diff']:.3g} on 32 val images > tolerance 0;" in proc.stderr
-    assert {f.name: f.read_bytes() for f in (run / "export" / "best").iterdir()} == before
     # a tolerance of exactly the measured difference passes: only a larger difference fails
     at = last_json(regbench("export", str(run), "--format", fmt, "--tolerance", str(out["max_abs_diff"])))
     assert at["tolerance"] == at["max_abs_diff"] == out["max_abs_diff"]
     proc = regbench("export", str(run), "--format", fmt, "--tolerance", "-1", check=False)
     assert proc.returncode == 2 and "--tolerance -1.0 is invalid" in proc.stderr
+    if out["max_abs_diff"] == 0:  # Paddle 2.6's Paddle Inference runs the eager kernels: the same logits, bit for bit
+        assert fmt == "paddle" and paddle.__version__.startswith("2.")
+        return
+    # every other export differs from the eager model: --tolerance 0 fails, in one line, and replaces nothing
+    before = {f.name: f.read_bytes() for f in (run / "export" / "best").iterdir()}
+    proc = regbench("export", str(run), "--format", fmt, "--tolerance", "0", check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert f"max |Δlogits| {out['max_abs_diff']:.3g} on 32 val images > tolerance 0;" in proc.stderr
+    assert {f.name: f.read_bytes() for f in (run / "export" / "best").iterdir()} == before
 
 
 def real_images(channels: int, n: int) -> np.ndarray:
