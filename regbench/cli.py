@@ -23,7 +23,7 @@ commands:
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
   eval RUN_DIR [--checkpoint best|last] [--split S] [overrides]
                           score a run's checkpoint again: one JSON line and a confusion-matrix PNG
-  export RUN_DIR --format paddle|onnx [--checkpoint best|last]
+  export RUN_DIR --format paddle|onnx [--checkpoint best|last] [--tolerance T]
                           a Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx)
 
 Configs live in {conf}; `regbench train --help` lists the config groups and their options.
@@ -206,7 +206,7 @@ def _eval(argv: list[str]) -> None:
 
 
 def _export(argv: list[str]) -> None:
-    from regbench.inference import CHECKPOINTS, FORMATS
+    from regbench.inference import CHECKPOINTS, FORMATS, SPREAD_FACTOR, TOLERANCE_FLOOR
 
     parser = argparse.ArgumentParser(prog="regbench export", description="Export a run's model for inference: a "
                                      "Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx).")
@@ -217,14 +217,19 @@ def _export(argv: list[str]) -> None:
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset version")
     parser.add_argument("--check", type=int, default=32, metavar="N", help="compare the exported model's logits "
                         "with the eager model's on the first N val images (0: no check)")
+    parser.add_argument("--tolerance", type=float, metavar="T", help="the largest max |Δlogits| the check accepts; "
+                        f"further, nothing is exported and the command exits 1 (default: {TOLERANCE_FLOOR:g} or "
+                        f"{SPREAD_FACTOR} times the eager model's own spread between batch shapes, whichever is larger)")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config")
     args = parser.parse_intermixed_args(argv)
+    if args.tolerance is not None and not args.tolerance >= 0:
+        _fail(f"--tolerance {args.tolerance} is invalid: give a difference >= 0")
     _require_paddle()
     from regbench.inference.export import export_run
 
     output = Path(args.output) if args.output else None
     print(json.dumps(export_run(Path(args.run), args.format, args.checkpoint, output, args.overrides, args.opset,
-                                args.check)))
+                                args.check, args.tolerance)))
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {

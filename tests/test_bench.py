@@ -95,7 +95,7 @@ def test_cpu_training_with_every_gpu_switch_on_says_so_and_completes(tmp_path: P
                     "trainer.deterministic=true", "trainer.tf32=false", "trainer.cudnn_workspace_mb=1024",
                     "trainer.threads=2", f"hydra.run.dir={run}", cwd=tmp_path, env={"MKL_VERBOSE": "1"})
     log = (run / "train.log").read_text()
-    assert f"trainer.amp={amp} needs a GPU: training in float32" in log
+    assert f"trainer.amp={amp} needs a GPU: computing in float32" in log
     assert ("trainer.compile needs Paddle 3" if PADDLE_2 else
             "trainer.compile: DropBlock (features.9) runs eagerly: it follows the training progress") in log
     threads = set(re.findall(r"NThr:(\d+)", proc.stdout))

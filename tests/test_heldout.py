@@ -2,6 +2,7 @@
 the run folder."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from regbench.data.cifar import load_cifar10
 from regbench.data.imagefolder import load_imagefolder
 from regbench.data.splits import held_out_size, stratified_split
 from regbench.errors import UserError
+from regbench.train.checkpoint import load_checkpoint
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -140,14 +142,52 @@ def test_val_size_must_be_a_count_or_a_fraction(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- run folders
 
-def test_held_out_run_reports_test_acc_of_best_and_last_weights(tmp_path: Path, cifar_tarball: Path) -> None:
-    common = ("model=mynet", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "optim=adam",
-              "trainer.epochs=2", "trainer.batch_size=50")
-    regbench("train", *common, "dataset.val_size=100", f"hydra.run.dir={tmp_path / 'held'}", cwd=tmp_path)
-    held = read_json(tmp_path / "held" / "summary.json")
-    assert held["status"] == "completed" and held["steps"] == 16 and held["selected_on"] == "val"
-    assert 0 <= held["test_acc"] <= 1 and 0 <= held["final_test_acc"] <= 1
-    regbench("train", *common, "dataset.val_size=0", f"hydra.run.dir={tmp_path / 'article'}", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def middle_best(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A held-out run (synthetic: a tenth of train is val, the test_size images the test split) with three evaluations
+    whose middle one is best: the cosine schedule climbs from lr 0.01 towards eta_min 0.2, which ruins the last ten
+    steps (seed and threads fixed; the tests assert this premise)."""
+    run = tmp_path_factory.mktemp("heldout") / "run"
+    regbench("train", "model=lenet5", "dataset=synthetic", "dataset.train_size=400", "dataset.test_size=100",
+             "trainer.batch_size=40", "trainer.max_steps=30", "trainer.eval_every_steps=10", "trainer.threads=1",
+             "sched=cosine", "sched.eta_min=0.2", "seed=0", f"hydra.run.dir={run}", cwd=run.parent)
+    return run
+
+
+def eval_json(run: Path, *args: str) -> dict:
+    return json.loads(regbench("eval", str(run), *args).stdout.strip().splitlines()[-1])
+
+
+def test_best_checkpoint_is_the_best_evaluation_not_the_last(middle_best: Path) -> None:
+    rows = read_jsonl(middle_best / "metrics.jsonl")
+    summary = read_json(middle_best / "summary.json")
+    val_acc = [r["val_acc"] for r in rows]
+    assert [r["step"] for r in rows] == [10, 20, 30] and val_acc[1] > max(val_acc[0], val_acc[2])  # the premise
+    assert (summary["best_val_acc"], summary["best_epoch"]) == (val_acc[1], rows[1]["epoch"])
+    assert summary["final_val_acc"] == val_acc[2]
+    best, last = (load_checkpoint(middle_best / "checkpoints" / f"{name}.npz") for name in ("best", "last"))
+    assert (best[2]["step"], last[2]["step"]) == (20, 30)
+    assert any(not np.array_equal(best[0][k].numpy(), last[0][k].numpy()) for k in best[0])
+    # the two checkpoints scored again as a user does: each gives the val accuracy of its own evaluation
+    assert eval_json(middle_best, "--split", "val")["accuracy"] == val_acc[1]
+    assert eval_json(middle_best, "--split", "val", "--checkpoint", "last")["accuracy"] == val_acc[2]
+
+
+def test_test_acc_is_the_best_val_checkpoint_scored_on_the_test_split(middle_best: Path) -> None:
+    rows = read_jsonl(middle_best / "metrics.jsonl")
+    summary = read_json(middle_best / "summary.json")
+    assert summary["selected_on"] == "val"
+    assert summary["best_epoch"] == rows[int(np.argmax([r["val_acc"] for r in rows]))]["epoch"]
+    test = eval_json(middle_best)  # the default split of a run with a distinct test split
+    assert (test["split"], test["checkpoint"], test["n"]) == ("test", "best", 100)
+    assert test["accuracy"] == summary["test_acc"]
+    assert eval_json(middle_best, "--split", "test", "--checkpoint", "last")["accuracy"] == summary["final_test_acc"]
+
+
+def test_article_run_selects_on_the_test_set(tmp_path: Path, cifar_tarball: Path) -> None:
+    regbench("train", "model=mynet", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "optim=adam",
+             "trainer.epochs=2", "trainer.batch_size=50", "dataset.val_size=0", f"hydra.run.dir={tmp_path / 'article'}",
+             cwd=tmp_path)
     article = read_json(tmp_path / "article" / "summary.json")
     assert article["steps"] == 20 and article["selected_on"] == "test"
     assert article["test_acc"] is None and article["final_test_acc"] is None  # val is the test set

@@ -14,7 +14,8 @@ from conftest import regbench
 from regbench.bench.task import _times
 from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
-from regbench.train.speed import amp_unavailable, gpu_flags, user_deterministic
+from regbench.device import amp_unavailable
+from regbench.train.speed import gpu_flags, user_deterministic
 from regbench.train.tf32 import set_tf32, tf32_off
 
 GPU = dict(cudnn_benchmark=True, deterministic=False, workspace_mb=512, amp="off", user_deterministic=False)

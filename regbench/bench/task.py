@@ -17,7 +17,7 @@ from regbench import regs
 from regbench.bench import HYDRA_OVERRIDES
 from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
-from regbench.train.loop import derive_seed, evaluate
+from regbench.train.loop import derive_seed
 from regbench.train import threads
 from regbench.train.run import build_trainer
 
@@ -68,9 +68,8 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     step_s = _times(step, sync, warmup, steps, after_warmup=reset_peak or _nothing)
     peak_mb = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1) if device == "gpu" else None
     val = trainer.val_loader
-    smoothing, amp = trainer.cfg.label_smoothing, trainer.cfg.amp
-    eval_s = _times(lambda: evaluate(trainer.model, val, smoothing, amp), sync, min(warmup, 1),
-                    cfg.bench.eval_repeats)
+    amp = trainer.cfg.amp
+    eval_s = _times(lambda: trainer.score(val), sync, min(warmup, 1), cfg.bench.eval_repeats)
     step_ms = 1000 * statistics.median(step_s)
     q1, q3 = _quartiles(step_s)
     data_ms = 1000 * statistics.median(data_s)

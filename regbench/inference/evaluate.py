@@ -1,12 +1,10 @@
 """`regbench eval`: a run's checkpoint scored on a split — accuracy, loss, per-class accuracy, speed, confusions."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paddle
 from omegaconf import DictConfig
 
 from regbench.data.splits import Split
@@ -25,26 +23,6 @@ def split_of(cfg: DictConfig, name: str | None) -> tuple[str, Split, tuple[str, 
     if split is None:
         raise UserError("the run's dataset has no test split distinct from val: use --split val")
     return name, split, splits.classes
-
-
-def score(model: paddle.nn.Layer, cfg: DictConfig, split: Split) -> tuple[np.ndarray, float, float]:
-    """(predictions, mean loss, seconds in the forward passes) over a split, batched as the trainer evaluates."""
-    from regbench.data.batches import BatchLoader
-    from regbench.train.loop import loss_fn
-
-    ds = cfg.dataset
-    loader = BatchLoader(split, batch_size=cfg.trainer.eval_batch_size, mean=list(ds.mean), std=list(ds.std),
-                         crop_padding=ds.crop_padding, resized_crop_scale=tuple(ds.resized_crop_scale),
-                         even_shards=False)
-    predictions, loss_sum, seconds = [], paddle.zeros([]), 0.0
-    with paddle.no_grad():
-        for images, labels in loader.epoch(seed=None):
-            tick = time.perf_counter()
-            logits = model(images)
-            loss_sum += loss_fn(logits, labels, cfg.trainer.label_smoothing, reduction="sum")
-            predictions.append(logits.argmax(axis=1).numpy())
-            seconds += time.perf_counter() - tick
-    return np.concatenate(predictions), loss_sum.item() / len(split), seconds
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
@@ -83,22 +61,28 @@ def plot_confusion(path: Path, counts: np.ndarray, classes: tuple[str, ...], tit
 
 def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Path | None,
                  overrides: list[str]) -> dict[str, Any]:
-    """Score checkpoints/<checkpoint>.npz of `run` on a split; write the confusion-matrix PNG; return the figures."""
-    from regbench.train import speed
+    """Score checkpoints/<checkpoint>.npz of `run` on a split as its trainer scored it (its device, AMP mode, batches
+    and loss); write the confusion-matrix PNG; return the figures."""
+    from regbench.device import amp_mode, select_device
+    from regbench.evaluation import eval_loader, score
+    from regbench.train import speed, threads
 
     cfg = saved_config(run, overrides)
+    tr = cfg.trainer
+    device = select_device(tr.device)
+    amp = amp_mode(tr.amp, device)
+    speed.configure(device, threads=threads.resolve(tr), trainer=tr, amp=amp)
     model = load_model(cfg, run, checkpoint)
-    if cfg.trainer.get("fast_conv_bias") and paddle.device.get_device() == "cpu":
-        speed.fast_conv_bias(model)  # as the trainer scored it on the CPU
+    if tr.fast_conv_bias and device == "cpu":
+        speed.fast_conv_bias(model)
     name, split, classes = split_of(cfg, split_name)
-    predictions, loss, seconds = score(model, cfg, split)
-    counts = confusion_matrix(split.labels, predictions, len(classes))
+    scores = score(model, eval_loader(cfg.dataset, tr, split), tr.label_smoothing, amp, logits=True)
+    counts = confusion_matrix(split.labels, scores.logits.argmax(axis=1), len(classes))
     per_class = counts.diagonal() / np.maximum(counts.sum(axis=1), 1)
-    right = int(counts.diagonal().sum())
     path = output or run / f"confusion_{name}_{checkpoint}.png"
     plot_confusion(path, counts, classes, f"{run.name} · {checkpoint} checkpoint · {name}: "
-                                          f"accuracy {right / len(split):.4f} (n={len(split)})")
-    return dict(run=str(run), checkpoint=checkpoint, split=name, n=len(split), accuracy=right / len(split), loss=loss,
-                per_class_accuracy={c: (float(a) if counts[i].sum() else None)
-                                    for i, (c, a) in enumerate(zip(classes, per_class))},
-                eval_img_per_s=round(len(split) / max(seconds, 1e-9), 1), confusion_png=str(path))
+                                          f"accuracy {scores.accuracy:.4f} (n={scores.n})")
+    return dict(run=str(run), checkpoint=checkpoint, split=name, n=scores.n, accuracy=scores.accuracy,
+                loss=scores.loss, per_class_accuracy={c: (float(a) if counts[i].sum() else None)
+                                                      for i, (c, a) in enumerate(zip(classes, per_class))},
+                device=device, eval_img_per_s=round(scores.n / max(scores.seconds, 1e-9), 1), confusion_png=str(path))

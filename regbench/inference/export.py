@@ -5,25 +5,32 @@ dataset's mean and std (export.json says which), any batch size; regularizers ar
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 import paddle
 from omegaconf import DictConfig
 
+from regbench.data.splits import Split
 from regbench.errors import UserError
+from regbench.evaluation import eval_loader, score
 from regbench.files import copy_file, staged_files
-from regbench.inference import FORMATS
+from regbench.inference import FORMATS, SPREAD_FACTOR, TOLERANCE_FLOOR
 from regbench.inference.run_folder import load_model, saved_config
 from regbench.train.tf32 import tf32_off
 
 INPUT_NAME = "image"
+
+
+class ExportMismatch(UserError):
+    """The exported model's logits are further from the eager model's than the tolerance."""
+
+    exit_code = 1
 
 
 @contextmanager
@@ -80,8 +87,10 @@ def to_onnx(program: Path, params: Path, out: Path, opset: int) -> None:
         raise RuntimeError("paddle2onnx wrote no file")
 
 
-def export_model(model: paddle.nn.Layer, input_shape: list[int], folder: Path, fmt: str, opset: int) -> list[Path]:
-    """Write `model` in `fmt` into `folder` (files replaced atomically); returns the files written."""
+def export_model(model: paddle.nn.Layer, input_shape: list[int], folder: Path, fmt: str, opset: int,
+                 verify: Callable[[list[Path]], None] | None = None) -> list[Path]:
+    """Write `model` in `fmt` into `folder` (files replaced atomically, only when `verify`, given the files before
+    they replace anything, raises nothing); returns the files written."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     with tempfile.TemporaryDirectory() as scratch, staged_files(folder) as out, _captured_output() as log:
@@ -94,6 +103,8 @@ def export_model(model: paddle.nn.Layer, input_shape: list[int], folder: Path, f
                 for f in program:
                     copy_file(f, out / f.name)
                 names = [f.name for f in program]  # the program first, its parameters last
+            if verify is not None:
+                verify([out / name for name in names])
         except UserError:
             raise
         except Exception as err:
@@ -112,8 +123,9 @@ def _onnx_version() -> str:
         return ""
 
 
-def run_exported(files: list[Path], fmt: str, images: np.ndarray) -> np.ndarray:
-    """Logits of an exported model on float32 images: Paddle Inference for `paddle`, onnxruntime for `onnx`."""
+def exported_model(files: list[Path], fmt: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The exported model as a function from float32 images to logits: Paddle Inference for `paddle`, onnxruntime
+    for `onnx`."""
     if fmt == "onnx":
         try:
             import onnxruntime
@@ -121,24 +133,39 @@ def run_exported(files: list[Path], fmt: str, images: np.ndarray) -> np.ndarray:
             raise UserError("checking an ONNX export needs onnxruntime: pip install 'regbench[export]' "
                             "(or --check 0)") from None
         session = onnxruntime.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
-        return session.run(None, {session.get_inputs()[0].name: images})[0]
+        return lambda images: session.run(None, {session.get_inputs()[0].name: images})[0]
     config = paddle.inference.Config(str(files[0]), str(files[-1]))
     config.disable_gpu()
     config.disable_glog_info()
     if paddle.__version__.startswith("2."):  # Paddle 2.6's oneDNN kernels refuse some of DY-ReLU's broadcasts
         config.disable_mkldnn()
     predictor = paddle.inference.create_predictor(config)
-    predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(images)
-    predictor.run()
-    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+    def run(images: np.ndarray) -> np.ndarray:
+        predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(images)
+        predictor.run()
+        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+    return run
 
 
-def max_abs_diff(model: paddle.nn.Layer, files: list[Path], fmt: str, images: np.ndarray) -> float:
-    """The largest difference between the exported model's logits and the eager model's on `images`."""
-    model.eval()
-    with paddle.no_grad(), tf32_off():  # a float32 reference: the predictor runs on the CPU, without TF32
-        eager = model(paddle.to_tensor(images)).numpy()
-    return float(np.abs(run_exported(files, fmt, images) - eager).max())
+def compare(model: paddle.nn.Layer, files: list[Path], fmt: str, dataset: DictConfig, trainer: DictConfig,
+            split: Split) -> tuple[float, float]:
+    """(max |Δlogits| of the exported model from the eager one, the eager model's own spread: max |Δlogits| between
+    its evaluation batches and the same images one at a time) over `split`, batched as an evaluation."""
+    batched = eval_loader(dataset, trainer, split)
+    with tf32_off():  # a float32 reference: the predictor runs on the CPU, without TF32
+        eager = score(model, batched, trainer.label_smoothing, "off", logits=True).logits
+        alone = score(model, eval_loader(dataset, trainer, split, batch_size=1), trainer.label_smoothing, "off",
+                      logits=True).logits
+    run = exported_model(files, fmt)
+    exported = np.concatenate([run(images.numpy()) for images, _ in batched.epoch(seed=None)])
+    return float(np.abs(exported - eager).max()), float(np.abs(alone - eager).max())
+
+
+def default_tolerance(spread: float) -> float:
+    """The largest max |Δlogits| an export may have from its eager model whose own spread is `spread`."""
+    return max(TOLERANCE_FLOOR, SPREAD_FACTOR * spread)
 
 
 def input_description(cfg: DictConfig) -> dict[str, Any]:
@@ -149,33 +176,32 @@ def input_description(cfg: DictConfig) -> dict[str, Any]:
                 output="logits", num_classes=ds.num_classes)
 
 
-def val_images(cfg: DictConfig, n: int) -> np.ndarray:
-    """The first n images of the run's val split, normalized as the model takes them."""
-    from regbench.data import load_splits
-    from regbench.data.batches import BatchLoader
-
-    ds = cfg.dataset
-    split = load_splits(ds).val.head(n)
-    loader = BatchLoader(split, batch_size=n, mean=list(ds.mean), std=list(ds.std), crop_padding=ds.crop_padding,
-                         resized_crop_scale=tuple(ds.resized_crop_scale), even_shards=False)
-    return next(loader.epoch(seed=None))[0].numpy()
-
-
 def export_run(run: Path, fmt: str, checkpoint: str, output: Path | None, overrides: list[str], opset: int,
-               check: int) -> dict[str, Any]:
+               check: int, tolerance: float | None) -> dict[str, Any]:
     """Export checkpoints/<checkpoint>.npz of `run` (to RUN/export/<checkpoint>/ unless `output` names a folder);
-    with check > 0, compare the exported model's logits with the eager model's on that many val images."""
+    with check > 0, first compare the exported model's logits with the eager model's on that many val images: an
+    export further than `tolerance` (default: default_tolerance) is not written (ExportMismatch)."""
+    from regbench.data import load_splits
     from regbench.train.run_dir import write_json
 
     cfg = saved_config(run, overrides)
+    paddle.set_device("cpu")  # the check runs the export on the CPU: its eager reference too
     model = load_model(cfg, run, checkpoint)
     folder = output or run / "export" / checkpoint
+    checked: dict[str, Any] = {}
+    split = load_splits(cfg.dataset).val.head(check) if check > 0 else None
+
+    def verify(files: list[Path]) -> None:
+        diff, spread = compare(model, files, fmt, cfg.dataset, cfg.trainer, split)
+        allowed = default_tolerance(spread) if tolerance is None else tolerance
+        checked.update(checked_images=len(split), max_abs_diff=diff, batch_spread=spread, tolerance=allowed)
+        if diff > allowed:
+            raise ExportMismatch(f"the {fmt} export is further from the eager model than allowed: max |Δlogits| "
+                                 f"{diff:.3g} on {len(split)} val images > tolerance {allowed:.3g}; nothing written "
+                                 "(a larger --tolerance T accepts it)")
+
     files = export_model(model, [cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size], folder, fmt,
-                         opset)
+                         opset, verify if split is not None else None)
     info = dict(run=str(run), checkpoint=checkpoint, **input_description(cfg))
     write_json(folder / "export.json", info)
-    checked = {}
-    if check > 0:
-        images = val_images(cfg, check)
-        checked = dict(checked_images=len(images), max_abs_diff=max_abs_diff(model, files, fmt, images))
     return dict(format=fmt, files=[str(f) for f in files], **checked, **info)

@@ -13,9 +13,10 @@ import numpy as np
 import paddle
 
 from regbench.data.batches import BatchLoader
+from regbench.device import AMP_DTYPES, sum_over_ranks
+from regbench.evaluation import Scores, score
 from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
-from regbench.train.speed import AMP_DTYPES
 from regbench.train.targets import BatchTransform, Targets, agreement, loss_fn
 
 log = logging.getLogger("regbench")
@@ -65,30 +66,6 @@ class LoopConfig:
     seed: int
     log_every: int
     amp: str  # off | fp16 | bf16 (already "off" where the device cannot)
-
-
-def evaluate(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str = "off") -> tuple[float, float]:
-    """(mean loss, accuracy) over a whole split, in eval mode (the forward pass in `amp` precision)."""
-    model.eval()
-    loss_sum = paddle.zeros([])
-    correct = paddle.zeros([], dtype="int64")
-    with paddle.no_grad():
-        for images, labels in loader.epoch(seed=None):
-            with paddle.amp.auto_cast(enable=amp != "off", dtype=AMP_DTYPES.get(amp, "float16")):
-                logits = model(images).astype("float32")
-            loss_sum += loss_fn(logits, labels, smoothing, reduction="sum")
-            correct += (logits.argmax(axis=1) == labels).astype("int64").sum()
-    loss, right, n = sum_over_ranks([loss_sum.item(), correct.item(), loader.shard_size])
-    return loss / n, right / n
-
-
-def sum_over_ranks(values: list[float]) -> list[float]:
-    """Sums over the data-parallel ranks (the values themselves in a single process)."""
-    if paddle.distributed.get_world_size() == 1:
-        return values
-    total = paddle.to_tensor(values, dtype="float64")
-    paddle.distributed.all_reduce(total)
-    return total.tolist()
 
 
 def run_length(epochs: int, steps_per_epoch: int, max_steps: int | None) -> int:
@@ -198,14 +175,18 @@ class Trainer:
             return step % self.cfg.eval_every_steps == 0
         return end_of_epoch and (step // self.steps_per_epoch) % self.cfg.eval_every == 0
 
+    def score(self, loader: BatchLoader) -> Scores:
+        """The model scored over an evaluation loader as every evaluation of this run is."""
+        return score(self.model, loader, self.cfg.label_smoothing, self.cfg.amp)
+
     def _evaluate(self) -> None:
         p = self.progress
         train_loss = p.loss_sum / max(p.seen, 1)
         start = time.perf_counter()
-        val_loss, val_acc = evaluate(self.model, self.val_loader, self.cfg.label_smoothing, self.cfg.amp)
+        val = self.score(self.val_loader)
+        val_loss, val_acc = val.loss, val.accuracy
         if self.train_eval_loader is not None:
-            train_eval_loss, train_eval_acc = evaluate(
-                self.model, self.train_eval_loader, self.cfg.label_smoothing, self.cfg.amp)
+            train_eval = self.score(self.train_eval_loader)
         eval_time_s = time.perf_counter() - start
         self.model.train()
         row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=self.step_lr,
@@ -213,7 +194,7 @@ class Trainer:
                    train_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1),
                    eval_time_s=round(eval_time_s, 3))
         if self.train_eval_loader is not None:
-            row.update(train_eval_loss=train_eval_loss, train_eval_acc=train_eval_acc)
+            row.update(train_eval_loss=train_eval.loss, train_eval_acc=train_eval.accuracy)
         if self.mixes:  # train_acc is the λ-weighted agreement with both labels of mixed samples
             row["train_targets"] = "mixed"
         p.history.append(row)
@@ -288,7 +269,7 @@ class Trainer:
         """Accuracy of the weights training ended with on the test split (None when val is the test set)."""
         if self.test_loader is None:
             return None
-        return evaluate(self.model, self.test_loader, self.cfg.label_smoothing, self.cfg.amp)[1]
+        return self.score(self.test_loader).accuracy
 
     def test_best(self) -> float | None:
         """Accuracy of the best checkpoint on the test split (None when the dataset has none distinct from val)."""
@@ -297,7 +278,7 @@ class Trainer:
         if self.test_loader is None or not self.best_path.exists():
             return None
         self.model.set_state_dict(load_checkpoint(self.best_path)[0])
-        return evaluate(self.model, self.test_loader, self.cfg.label_smoothing, self.cfg.amp)[1]
+        return self.score(self.test_loader).accuracy
 
 
 class _Window:

@@ -18,7 +18,9 @@ from regbench import identity, regs
 from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
+from regbench.device import amp_mode, select_device
 from regbench.errors import UserError
+from regbench.evaluation import eval_loader
 from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
@@ -31,28 +33,16 @@ from regbench.train.optim import build_lr, build_optimizer
 log = logging.getLogger("regbench")
 
 
-def select_device(choice: str) -> str:
-    """'gpu' when asked for (or auto) and Paddle has a CUDA device, else 'cpu'."""
-    cuda = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if choice == "gpu" and not cuda:
-        raise UserError("trainer.device=gpu but this Paddle has no CUDA device: install paddlepaddle-gpu "
-                        "(see README) or use trainer.device=auto")
-    device = "gpu" if cuda and choice != "cpu" else "cpu"
-    paddle.set_device(device)
-    return device
-
-
 def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, ...]:
     """train, val, test (None when val is the test set) and, with trainer.eval_train, train in eval mode (else None)."""
     splits = load_splits(cfg.dataset)
     ds, tr = cfg.dataset, cfg.trainer
-    common = dict(mean=list(ds.mean), std=list(ds.std), crop_padding=ds.crop_padding,
-                  resized_crop_scale=tuple(ds.resized_crop_scale), shard=shard)
-    train = BatchLoader(splits.train, batch_size=tr.batch_size, augment=tuple(ds.augment), drop_last=tr.drop_last,
-                        **common)
+    train = BatchLoader(splits.train, batch_size=tr.batch_size, mean=list(ds.mean), std=list(ds.std),
+                        augment=tuple(ds.augment), crop_padding=ds.crop_padding,
+                        resized_crop_scale=tuple(ds.resized_crop_scale), drop_last=tr.drop_last, shard=shard)
+
     def evaluation(split: Any) -> BatchLoader | None:
-        return None if split is None else BatchLoader(split, batch_size=tr.eval_batch_size, augment=(),
-                                                      drop_last=False, even_shards=False, **common)
+        return None if split is None else eval_loader(ds, tr, split, shard)
 
     return train, evaluation(splits.val), evaluation(splits.test), evaluation(splits.train if tr.eval_train else None)
 
@@ -82,7 +72,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     tr = cfg.trainer
     device = select_device(tr.device)
     cpu_threads = threads.resolve(tr)
-    amp = speed.amp_mode(tr.amp, device)
+    amp = amp_mode(tr.amp, device)
     speed.configure(device, threads=cpu_threads, trainer=tr, amp=amp)
     log.info("CPU threads: %d (trainer.threads=%s)", cpu_threads, tr.threads)
     paddle.seed(cfg.seed)

@@ -1,8 +1,8 @@
-"""The trainer's speed switches: AMP modes, static graphs, cuDNN and TF32 flags, CPU threads, a faster conv bias on
-the CPU.
+"""The trainer's speed switches: static graphs, cuDNN and TF32 flags, CPU threads, a faster conv bias on the CPU
+(AMP modes: regbench/device.py).
 
-Each one is safe on either device: amp on the CPU logs one line and trains in float32, the cuDNN and TF32 flags are
-only set on a GPU, the conv bias is only switched on the CPU. README "Performance" has what each gives and why.
+Each one is safe on either device: the cuDNN and TF32 flags are only set on a GPU, the conv bias is only switched on
+the CPU. README "Performance" has what each gives and why.
 """
 from __future__ import annotations
 
@@ -23,37 +23,7 @@ from regbench.train.tf32 import set_tf32, tf32_off
 
 log = logging.getLogger("regbench")
 
-AMP_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 _TRIAL_SEED = 20240607
-
-
-# below these compute capabilities paddle.amp.auto_cast trains in float32 with only a warning; fp16 needs more
-# than Paddle's own is_float16_supported() asks (5.3), so regbench checks both
-_AMP_MIN_CAPABILITY = {"fp16": (7, 0), "bf16": (8, 0)}
-
-
-def amp_mode(choice: str, device: str) -> str:
-    """The mixed precision to train with: `choice` when this device can, else "off" with a warning."""
-    if choice == "off":
-        return "off"
-    if device != "gpu":
-        log.warning("trainer.amp=%s needs a GPU: training in float32", choice)
-        return "off"
-    supported = paddle.amp.is_float16_supported() if choice == "fp16" else paddle.amp.is_bfloat16_supported()
-    reason = amp_unavailable(choice, supported, tuple(paddle.device.cuda.get_device_capability()))
-    if reason is not None:
-        log.warning("%s: training in float32", reason)
-        return "off"
-    return choice
-
-
-def amp_unavailable(choice: str, paddle_supports: bool, capability: tuple[int, ...]) -> str | None:
-    """Why a GPU of this compute capability cannot train in `choice` (fp16 or bf16); None when it can."""
-    need = _AMP_MIN_CAPABILITY[choice]
-    if paddle_supports and capability >= need:
-        return None
-    have = ".".join(map(str, capability))
-    return f"trainer.amp={choice} needs a GPU of compute capability {need[0]}.{need[1]} or newer (this one: {have})"
 
 
 def configure(device: str, threads: int, trainer: DictConfig, amp: str) -> None:

@@ -1,0 +1,58 @@
+"""One evaluation: the loader that batches a split for scoring, and the one pass that scores a model over it.
+
+The trainer's evaluations, `regbench eval` and `regbench export`'s check all build their loaders and score here, so
+that each figure is computed one way.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+from omegaconf import DictConfig
+
+from regbench.data.batches import BatchLoader
+from regbench.data.splits import Split
+from regbench.device import AMP_DTYPES, sum_over_ranks
+from regbench.train.targets import loss_fn
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What one pass over a split measured (summed over the data-parallel ranks)."""
+    loss: float      # mean loss, label smoothing included, as training minimizes it
+    accuracy: float
+    n: int
+    seconds: float   # wall time of the pass: batches, forward passes and loss
+    logits: np.ndarray | None = None  # float32 [n, classes] of this rank's samples in split order, when asked
+
+
+def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: tuple[int, int] = (0, 1),
+                batch_size: int | None = None) -> BatchLoader:
+    """`split` in order, unaugmented, in batches of trainer.eval_batch_size (or `batch_size`), every sample once."""
+    return BatchLoader(split, batch_size=batch_size or trainer.eval_batch_size, mean=list(dataset.mean),
+                       std=list(dataset.std), crop_padding=dataset.crop_padding,
+                       resized_crop_scale=tuple(dataset.resized_crop_scale), shard=shard, even_shards=False)
+
+
+def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str,
+          logits: bool = False) -> Scores:
+    """Score `model` over the loader's split in one pass: eval mode, no gradients, the forward pass in `amp`
+    precision (off, fp16, bf16); with `logits`, keep every sample's logits."""
+    model.eval()
+    start = time.perf_counter()
+    loss_sum = paddle.zeros([])
+    correct = paddle.zeros([], dtype="int64")
+    kept = []
+    with paddle.no_grad():
+        for images, labels in loader.epoch(seed=None):
+            with paddle.amp.auto_cast(enable=amp != "off", dtype=AMP_DTYPES.get(amp, "float16")):
+                out = model(images).astype("float32")
+            loss_sum += loss_fn(out, labels, smoothing, reduction="sum")
+            correct += (out.argmax(axis=1) == labels).astype("int64").sum()
+            if logits:
+                kept.append(out.numpy())
+    loss, right, n = sum_over_ranks([loss_sum.item(), correct.item(), loader.shard_size])
+    return Scores(loss=loss / n, accuracy=right / n, n=int(n), seconds=time.perf_counter() - start,
+                  logits=np.concatenate(kept) if logits else None)
