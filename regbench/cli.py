@@ -107,7 +107,7 @@ def _train(argv: list[str]) -> None:
 
     argv = _data_parallel(argv)
     _preflight(argv)
-    from regbench.train.run import train
+    from regbench.run import train
 
     hydra_app(train, argv, prog="regbench train")
     from regbench.report.sweep import NOT_COMPLETED

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
 from regbench.device import AMP_DTYPES, sum_over_ranks
-from regbench.train.targets import loss_fn
+from regbench.targets import loss_fn
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from regbench.batchreg import build_batch_regs
 from regbench.config import compose
 from regbench.layers.droppath import DropPath
 from regbench.models import build_model
-from regbench.train.targets import Mixed
+from regbench.targets import Mixed
 
 SEED = 0
 IMAGE = 32   # CIFAR

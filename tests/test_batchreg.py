@@ -14,7 +14,7 @@ from regbench.batchreg.cutout import Cutout
 from regbench.batchreg.mix import CutMix, Mixup
 from regbench.config import compose
 from regbench.errors import UserError
-from regbench.train.targets import Mixed, agreement, loss_fn
+from regbench.targets import Mixed, agreement, loss_fn
 
 
 def paper_span(centre: np.ndarray, length: np.ndarray | int, n: int) -> tuple[np.ndarray, np.ndarray]:

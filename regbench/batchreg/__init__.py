@@ -10,7 +10,7 @@ import paddle
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from regbench.train.targets import BatchTransform, Targets
+from regbench.targets import BatchTransform, Targets
 
 
 class BatchRegs:

@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 
 from regbench.errors import UserError
-from regbench.train.targets import Targets
+from regbench.targets import Targets
 
 
 class Cutout:

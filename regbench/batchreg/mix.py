@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 
 from regbench.errors import UserError
-from regbench.train.targets import Mixed, Targets
+from regbench.targets import Mixed, Targets
 
 
 def _check_alpha(alpha: float) -> None:

@@ -19,7 +19,7 @@ from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
 from regbench.train.loop import derive_seed
 from regbench.train import threads
-from regbench.train.run import build_trainer
+from regbench.run import build_trainer
 
 log = logging.getLogger("regbench")
 

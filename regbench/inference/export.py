@@ -182,7 +182,7 @@ def export_run(run: Path, fmt: str, checkpoint: str, output: Path | None, overri
     with check > 0, first compare the exported model's logits with the eager model's on that many val images: an
     export further than `tolerance` (default: default_tolerance) is not written (ExportMismatch)."""
     from regbench.data import load_splits
-    from regbench.train.run_dir import write_json
+    from regbench.run_dir import write_json
 
     cfg = saved_config(run, overrides)
     paddle.set_device("cpu")  # the check runs the export on the CPU: its eager reference too

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from regbench.track import RunInfo, scalars
-from regbench.train import run_dir
+from regbench import run_dir
 
 RUN_FILE = "mlflow.json"  # in the run folder: which MLflow run mirrors it (read back on resume)
 STATUS = {"completed": "FINISHED", "diverged": "FAILED", "failed": "FAILED", "interrupted": "KILLED"}

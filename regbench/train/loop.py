@@ -17,7 +17,7 @@ from regbench.device import AMP_DTYPES, sum_over_ranks
 from regbench.evaluation import Scores, score
 from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
-from regbench.train.targets import BatchTransform, Targets, agreement, loss_fn
+from regbench.targets import BatchTransform, Targets, agreement, loss_fn
 
 log = logging.getLogger("regbench")
 

@@ -11,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regbench.errors import UserError
 from regbench.identity import GROUPS, identity, length
-from regbench.train import run_dir
+from regbench import run_dir
 
 SHOWN = 4
 

@@ -1,4 +1,6 @@
-"""`regbench train`: the Hydra task that builds one run from its config, trains it and records the outcome."""
+"""`regbench train`: the Hydra task that builds one run from its config, trains it and records the outcome.
+
+The composition root: it wires data, model, batch regularizers, trackers and the trainer, and sits above all of them."""
 from __future__ import annotations
 
 import logging
@@ -14,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from regbench import identity, regs
+from regbench import identity, regs, run_dir
 from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
@@ -26,7 +28,7 @@ from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.track import Trackers, open_trackers
 from regbench.tune import NoObjective, objective
-from regbench.train import run_dir, speed, threads
+from regbench.train import speed, threads
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer
 

@@ -1,0 +1,63 @@
+"""The package's floors: every import inside regbench/ points to a lower floor or stays in its own package."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "regbench"
+
+# Lowest first. A unit is a top-level module or package of regbench.
+FLOORS = (
+    {"errors"},
+    {"files", "identity", "targets", "device", "regs"},  # atomic writes, a run's identity, targets, where it computes
+    {"run_dir", "data", "layers", "articles"},  # the run folder's layout; what a run is made of, each on its own
+    {"models", "evaluation", "tune"},  # models compose layers; evaluation scores a model on data
+    {"schema"},  # config checks (which metrics a search may optimize)
+    {"config"},
+    {"train", "batchreg", "track"},  # the loop, batch regularizers and trackers never import each other
+    {"run", "inference", "report", "jobs", "reproduce"},  # the composition root and what reads run folders
+    {"bench"},
+    {"cli"},
+    {"__main__"},
+)
+
+
+def unit(module: str) -> str | None:
+    """regbench.train.loop -> "train"; None for modules outside the package."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "regbench" and len(parts) > 1 else None
+
+
+def imports(path: Path) -> list[str]:
+    """Every regbench module `path` imports, at any depth (function-level imports too)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out += [node.module] if node.module != "regbench" else [f"regbench.{a.name}" for a in node.names]
+    return out
+
+
+def floor_of(name: str) -> int:
+    return next(i for i, units in enumerate(FLOORS) if name in units)
+
+
+def test_every_unit_of_the_package_has_a_floor() -> None:
+    units = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    assert units - {"conf"} == set().union(*FLOORS)
+
+
+def test_imports_point_down_a_floor() -> None:
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        own = rel.parts[0].removesuffix(".py")
+        if own == "__init__" or own == "conf":
+            continue
+        for module in imports(path):
+            target = unit(module)
+            if target is not None and target != own and floor_of(target) >= floor_of(own):
+                upward.append(f"{rel} imports {module}")
+    assert upward == []
