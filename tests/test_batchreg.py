@@ -132,6 +132,7 @@ def test_cutmix_is_applied_with_prob_and_passes_the_other_batches_unchanged() ->
     assert abs(applied / calls - 0.5) < 4 * math.sqrt(0.25 / calls)
 
 
+@pytest.mark.slow
 def test_cutmix_pastes_the_papers_clipped_box_and_lambda_has_the_expected_mean() -> None:
     cutmix, rng, n, calls = CutMix(alpha=1.0, prob=1.0), np.random.default_rng(0), 32, 12000
     boxes = [possible_spans(side, n) for side in range(n + 1)]  # by cut side ⌊n·√(1 − λ)⌋

@@ -86,6 +86,7 @@ def test_ratio_table_labels_rows_by_the_overrides_that_differ() -> None:
 
 
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
+@pytest.mark.slow
 def test_cpu_training_with_every_gpu_switch_on_says_so_and_completes(tmp_path: Path, amp: str) -> None:
     run = tmp_path / "run"
     # MKL_VERBOSE makes MKL print every GEMM with the number of threads it used
@@ -104,6 +105,7 @@ def test_cpu_training_with_every_gpu_switch_on_says_so_and_completes(tmp_path: P
     assert summary["status"] == "completed" and summary["steps"] == 4
 
 
+@pytest.mark.slow
 def test_threads_switch_sets_mkl_threads(tmp_path: Path) -> None:
     proc = regbench("train", "model=lenet5", "dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32",
                     "trainer.batch_size=32", "trainer.max_steps=1", "trainer.threads=1",

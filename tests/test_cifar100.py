@@ -81,6 +81,7 @@ def test_missing_truncated_and_incomplete_files_name_the_official_archive(tmp_pa
         load_cifar100(str(partial), "fine")
 
 
+@pytest.mark.slow
 def test_offline_download_error_names_the_archive_its_md5_and_data_file(tmp_path: Path) -> None:
     """No network here (CI has none but PyPI): Paddle's downloader fails, the message says what to do instead."""
     proc = regbench("train", "dataset=cifar100", "model=mynet", f"hydra.run.dir={tmp_path / 'run'}",
@@ -99,6 +100,7 @@ def test_unknown_label_kind_is_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_trains_on_cifar100_from_the_cli(tmp_path: Path, tarball: Path) -> None:
     run = tmp_path / "run"
     regbench("train", "dataset=cifar100", f"dataset.data_file={tarball}", "dataset.label=coarse", "model=mynet",

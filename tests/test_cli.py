@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import read_json, read_jsonl, regbench
 
 RUN_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log", "metrics.jsonl",
@@ -29,6 +31,7 @@ def test_help_lists_commands_and_config_groups(tmp_path: Path) -> None:
     assert "resnet18_nndl" in out and "mnist5k" in out
 
 
+@pytest.mark.slow
 def test_console_script_finds_conf_from_any_directory(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "regbench"
     proc = subprocess.run([str(script), "train", "--cfg", "job", "model=mynet"], cwd=tmp_path, capture_output=True,
@@ -36,6 +39,7 @@ def test_console_script_finds_conf_from_any_directory(tmp_path: Path) -> None:
     assert "regbench.models.mynet.MyNet" in proc.stdout
 
 
+@pytest.mark.slow
 def test_shell_completion_routes_to_train(tmp_path: Path) -> None:
     env = {"COMP_LINE": "regbench train mod", "COMP_POINT": "18"}
     out = regbench("-sc", "query=bash", cwd=tmp_path, env=env).stdout
@@ -91,6 +95,7 @@ def test_train_on_mnist5k_writes_every_file(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_train_on_official_cifar_tarball(tmp_path: Path, cifar_tarball: Path) -> None:
     run = tmp_path / "run"
     regbench("train", "model=mynet", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "optim=adam",
@@ -101,6 +106,7 @@ def test_train_on_official_cifar_tarball(tmp_path: Path, cifar_tarball: Path) ->
     assert summary["total_params"] == 159498
 
 
+@pytest.mark.slow
 def test_default_run_folders_are_unique_per_microsecond(tmp_path: Path) -> None:
     regbench("train", "-m", "seed=0,1", "trainer.max_steps=3", "model=mynet", "dataset=synthetic",
              "dataset.train_size=64", "dataset.test_size=32", cwd=tmp_path)
@@ -113,6 +119,7 @@ def test_default_run_folders_are_unique_per_microsecond(tmp_path: Path) -> None:
     assert all((j / "train.log").exists() for j in jobs)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     # a constant lr: cutting a run with max_steps makes a cosine annealing end sooner
     common = ("model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64",
@@ -139,6 +146,7 @@ def test_unknown_model_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_missing_data_file_is_one_line_and_says_how_to_fix(tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = regbench("train", "dataset=cifar10", f"dataset.data_file={tmp_path / 'nope.tar.gz'}",
@@ -161,6 +169,7 @@ def test_missing_paddle_is_named_in_one_line(tmp_path: Path) -> None:
     assert "paddlepaddle" in proc.stderr and "paddlepaddle-gpu" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_offline_cifar_names_the_official_archive_and_the_ways_around(tmp_path: Path) -> None:
     # an empty home (no cached download) and a proxy nobody listens on: the download fails at once, as offline
     dead = "http://127.0.0.1:9"

@@ -65,6 +65,7 @@ def test_a_conflict_in_any_value_of_a_sweep_stops_it_before_the_first_job(tmp_pa
 
 @pytest.mark.parametrize("sweep", ["none,dropblock,cutmix,[dropblock,cutmix]",
                                    "[none],[dropblock],[cutmix],[dropblock,cutmix]"])
+@pytest.mark.slow
 def test_a_sweep_over_combinations_runs_every_value_and_labels_its_rows(tmp_path: Path, sweep: str) -> None:
     folder = tmp_path / "sweep"
     proc = regbench("train", "-m", f"reg={sweep}", *TINY, f"hydra.sweep.dir={folder}", cwd=tmp_path)
@@ -80,6 +81,7 @@ def test_a_sweep_over_combinations_runs_every_value_and_labels_its_rows(tmp_path
 
 @pytest.mark.parametrize("reg, model", [("droppath", "resnet18_nndl"), ("cutout", "mynet"), ("mixup", "mynet"),
                                         ("cutmix", "mynet")])
+@pytest.mark.slow
 def test_resume_after_max_steps_equals_an_uninterrupted_run(tmp_path: Path, reg: str, model: str) -> None:
     """Every draw comes from (seed, step): stopping at step 4 and resuming changes nothing."""
     # a constant lr: cutting a run with max_steps makes a cosine annealing end sooner

@@ -203,6 +203,7 @@ def test_cifar_truncated_missing_and_incomplete(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (SHARED / "make_cifar10_python.py").is_file(), reason="shared real CIFAR-10 not present")
+@pytest.mark.slow
 def test_cifar_real(tmp_path: Path) -> None:
     out = tmp_path / "cifar-10-python.tar.gz"
     subprocess.run([sys.executable, str(SHARED / "make_cifar10_python.py"), str(out), "--limit", "500"], check=True,
@@ -293,6 +294,7 @@ def test_imagefolder_errors(folder: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.gz").is_file(), reason="shared CIFAR-10 JPEGs not present")
+@pytest.mark.slow
 def test_imagefolder_real_jpegs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     # a small tarball of the real JPEGs: the first 6 train and 2 test images of each class

@@ -45,6 +45,7 @@ def test_evaluation_shards_cover_every_sample_once() -> None:
     assert sorted(v for s in seen for v in s) == list(range(23))
 
 
+@pytest.mark.slow
 def test_two_process_data_parallel_run_on_cpu(tmp_path: Path) -> None:
     run = tmp_path / "run"
     script = Path(sys.executable).parent / "regbench"
@@ -98,6 +99,7 @@ def finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
         pytest.fail("the ranks did not stop:\n" + "\n".join(p.communicate()[0] for p in procs))
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_the_run_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64",

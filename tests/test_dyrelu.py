@@ -229,6 +229,7 @@ def test_bad_settings_raise_user_error(kwargs) -> None:
         DyReLUC(**kwargs)
 
 
+@pytest.mark.slow
 def test_attention_script_reports_where_pi_is_below_one(tmp_path) -> None:
     """scripts/dyrelu_attention.py on a trained run: article 3's softmax leaves π = 1 on LeNet's 28×28 maps."""
     import subprocess

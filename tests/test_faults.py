@@ -55,6 +55,7 @@ def assert_same_run(resumed: Path, full: Path) -> None:
         assert sa[key] == sb[key], key
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path, uninterrupted: Path) -> None:
     run = tmp_path / "run"
     proc = start(run)
@@ -75,6 +76,7 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_signal_checkpoints_marks_interrupted_and_resumes(tmp_path: Path, uninterrupted: Path, signum: int,
                                                           code: int) -> None:
     run = tmp_path / "run"
@@ -90,6 +92,7 @@ def test_signal_checkpoints_marks_interrupted_and_resumes(tmp_path: Path, uninte
     assert_same_run(run, uninterrupted)
 
 
+@pytest.mark.slow
 def test_divergence_stops_the_run_keeps_checkpoints_and_the_sweep_goes_on(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = regbench("train", "-m", *SMALL, "optim=sgd", "optim.lr=1e6,0.01", "trainer.epochs=1",
@@ -125,6 +128,7 @@ def test_bad_config_is_one_line_exit_2_before_any_work(tmp_path: Path, override:
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_named_and_nothing_is_lost(tmp_path: Path) -> None:
     run = tmp_path / "run"
     longer = "trainer.epochs=100"  # still training when the kill comes, however late a loaded machine delivers it
@@ -149,6 +153,7 @@ def test_truncated_checkpoint_is_named_and_nothing_is_lost(tmp_path: Path) -> No
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_booby_trapped_cifar_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
     import io
     import pickle
@@ -207,6 +212,7 @@ def kill_after_first_evaluation(args: list[str], run: Path) -> None:
 
 
 @pytest.mark.parametrize("optim", ["adam", "momentum"])
+@pytest.mark.slow
 def test_sweep_killed_mid_job_resumes_every_job_exactly(tmp_path: Path, job_1: Callable[[str], Path],
                                                         optim: str) -> None:
     sweep = tmp_path / "sweep"
@@ -222,6 +228,7 @@ def test_sweep_killed_mid_job_resumes_every_job_exactly(tmp_path: Path, job_1: C
     assert_same_run(sweep / "1", job_1(optim))
 
 
+@pytest.mark.slow
 def test_run_resumes_in_a_process_that_built_other_models_first(tmp_path: Path, job_1: Callable[[str], Path]) -> None:
     sweep = tmp_path / "sweep"
     kill_after_first_evaluation([*TINY, "optim=adam", "seed=1", f"hydra.run.dir={sweep / '1'}"], sweep / "1")
@@ -231,6 +238,7 @@ def test_run_resumes_in_a_process_that_built_other_models_first(tmp_path: Path, 
     assert_same_run(sweep / "1", job_1("adam"))
 
 
+@pytest.mark.slow
 def test_full_disk_ends_in_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path: Path, uninterrupted: Path) -> None:
     # a file-size limit on the run process (no root needed): a checkpoint with one evaluation in its history fits,
     # one with two (about a kilobyte more) does not
@@ -260,6 +268,7 @@ def test_full_disk_ends_in_one_line_keeps_the_last_checkpoint_and_resumes(tmp_pa
     assert_same_run(run, uninterrupted)
 
 
+@pytest.mark.slow
 def test_unwritable_summary_is_said_in_one_line(tmp_path: Path) -> None:
     # 300 bytes: too little for summary.json (Hydra's .hydra/ copy is off, train.log is cut short). Python's own
     # .pyc writes come before regbench can ignore SIGXFSZ, so the child ignores it from the start here.

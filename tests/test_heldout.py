@@ -158,6 +158,7 @@ def eval_json(run: Path, *args: str) -> dict:
     return json.loads(regbench("eval", str(run), *args).stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_best_evaluation_not_the_last(middle_best: Path) -> None:
     rows = read_jsonl(middle_best / "metrics.jsonl")
     summary = read_json(middle_best / "summary.json")
@@ -173,6 +174,7 @@ def test_best_checkpoint_is_the_best_evaluation_not_the_last(middle_best: Path) 
     assert eval_json(middle_best, "--split", "val", "--checkpoint", "last")["accuracy"] == val_acc[2]
 
 
+@pytest.mark.slow
 def test_test_acc_is_the_best_val_checkpoint_scored_on_the_test_split(middle_best: Path) -> None:
     rows = read_jsonl(middle_best / "metrics.jsonl")
     summary = read_json(middle_best / "summary.json")
@@ -184,6 +186,7 @@ def test_test_acc_is_the_best_val_checkpoint_scored_on_the_test_split(middle_bes
     assert eval_json(middle_best, "--split", "test", "--checkpoint", "last")["accuracy"] == summary["final_test_acc"]
 
 
+@pytest.mark.slow
 def test_article_run_selects_on_the_test_set(tmp_path: Path, cifar_tarball: Path) -> None:
     regbench("train", "model=mynet", "dataset=cifar10", f"dataset.data_file={cifar_tarball}", "optim=adam",
              "trainer.epochs=2", "trainer.batch_size=50", "dataset.val_size=0", f"hydra.run.dir={tmp_path / 'article'}",
@@ -193,6 +196,7 @@ def test_article_run_selects_on_the_test_set(tmp_path: Path, cifar_tarball: Path
     assert article["test_acc"] is None and article["final_test_acc"] is None  # val is the test set
 
 
+@pytest.mark.slow
 def test_eval_train_scores_the_training_split_in_eval_mode(tmp_path: Path) -> None:
     run = tmp_path / "run"
     # heavy dropout: the running train-mode accuracy and the eval-mode one differ

@@ -6,6 +6,8 @@ import csv
 import shutil
 from pathlib import Path
 
+import pytest
+
 import yaml
 from PIL import Image
 
@@ -39,6 +41,7 @@ def image_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_data_moved_to_another_folder_resumes_skips_and_groups_into_one_row(tmp_path: Path) -> None:
     here = image_folder(tmp_path / "here")
     there = tmp_path / "there"

@@ -25,6 +25,7 @@ SMALL = ("dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "
     (("model=mynet,lenet5", "dataset.image_size=28"), "model lenet5 needs image_size >= 32 (got 28)"),
     (("model=mynet", "reg=dropout", "reg.p=0.5,1.5"), "reg.p=1.5 is invalid: it must be in [0, 1)"),
 ], ids=["lr", "range", "model-fit", "reg.p"])
+@pytest.mark.slow
 def test_a_bad_value_in_any_job_stops_the_sweep_before_anything_is_written(
         tmp_path: Path, launcher: tuple, sweep: tuple, message: str) -> None:
     proc = regbench("train", "-m", *SMALL, *sweep, *launcher, cwd=tmp_path, check=False)
@@ -46,6 +47,7 @@ def expand(overrides: list[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*axes)]
 
 
+@pytest.mark.slow
 def test_every_job_is_the_config_hydra_composes_for_it() -> None:
     overrides = ["model=mynet,lenet5", "reg=none,dropblock", "optim.lr=0.1,0.01", "+trainer.note=x",
                  "seed=range(3,5)", "trainer.epochs=2", "hydra.sweep.dir=sweep"]

@@ -33,6 +33,7 @@ def table_rows(sweep: Path) -> list[str]:
     ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
     ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"),
 ])
+@pytest.mark.slow
 def test_launcher_gives_the_basic_launchers_results_and_table(tmp_path: Path, basic: Path, launcher: tuple) -> None:
     sweep = tmp_path / "sweep"
     regbench(*SWEEP, *launcher, f"hydra.sweep.dir={sweep}")
@@ -42,12 +43,14 @@ def test_launcher_gives_the_basic_launchers_results_and_table(tmp_path: Path, ba
     assert (sweep / "plot.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_slurm_launcher_config_composes(tmp_path: Path) -> None:
     out = regbench("train", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra",
                    cwd=tmp_path).stdout
     assert "SlurmLauncher" in out and "partition: gpu" in out and "gpus_per_node: 1" in out
 
 
+@pytest.mark.slow
 def test_rows_sweeper_runs_each_row_with_every_seed_on_joblib(tmp_path: Path) -> None:
     """Rows that set several keys at once, × seeds, in parallel processes; the table compares them with reg=none.
     A row's escaped interpolation reaches each job as written (as `regbench reproduce` passes the league's data files)."""

@@ -64,6 +64,7 @@ def test_the_league_is_an_article_with_a_table_per_dataset() -> None:
                          ("CIFAR-100", "cutout"): {"final_test_acc": 0.7804}}
 
 
+@pytest.mark.slow
 def test_each_row_reads_its_datasets_archive_and_composes(tmp_path: Path) -> None:
     folders = run_folders(tmp_path, sweep_overrides("league", "quick", ["data_files.cifar10=/d/c10.tgz"]))
     configs = [load_run(f).config for f in folders]
@@ -73,6 +74,7 @@ def test_each_row_reads_its_datasets_archive_and_composes(tmp_path: Path) -> Non
     assert [regs.label(c.reg) for c in configs[:8]] == [r.label for r in load_article("league").rows]
 
 
+@pytest.mark.slow
 def test_the_league_table_compares_each_dataset_with_its_own_none_row(tmp_path: Path) -> None:
     """Run folders of the quick league × 2 seeds in the trainer's format: one table per dataset, each row against
     that dataset's `none`, the Cutout paper's numbers beside none and cutout."""
@@ -105,6 +107,7 @@ def test_the_league_table_compares_each_dataset_with_its_own_none_row(tmp_path: 
         for dataset in sizes for label in (r.label for r in load_article("league").rows))
 
 
+@pytest.mark.slow
 def test_reproduce_league_quick_runs_every_row_of_both_tables(tmp_path: Path) -> None:
     """The user's command on archives in the official layouts (MyNet and 8 images for speed): 16 jobs, each reading
     its table's archive, and one table per dataset with every row labelled."""

@@ -41,6 +41,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+@pytest.mark.slow
 def test_wheel_holds_every_module_and_config_file(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
@@ -53,6 +54,7 @@ def test_wheel_holds_every_module_and_config_file(wheel: Path) -> None:
     assert not {n for n in names if n.startswith(("conf/", "tests/", "scripts/"))}  # nothing installed top-level
 
 
+@pytest.mark.slow
 def test_installed_console_script_runs_every_command_from_anywhere(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -99,6 +99,7 @@ def test_the_readme_shows_commands() -> None:
 
 
 @pytest.mark.parametrize("command", readme_commands())
+@pytest.mark.slow
 def test_readme_command(command: str, workspace: Workspace, tmp_path: Path) -> None:
     setup = SETUP.match(command)
     if setup and "pytest" in setup.group(2):

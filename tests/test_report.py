@@ -301,6 +301,7 @@ def test_not_applicable_says_why_fewer_than_two_runs_or_no_spread(tmp_path: Path
     assert float(rows["dyrelu_b"]["delta"]) == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_plot_and_report_of_a_sweep_with_failed_jobs(article1: Path) -> None:
     sweep = article1 / "multirun" / "2024-01-01" / "10-00-00"
     failed = sweep / "7"
@@ -457,6 +458,7 @@ def test_nndl_cnn_is_article_4() -> None:
     assert (plain.model.stem, plain.model.use_residual, plain.optim.lr) == ("imagenet", False, 0.005)
 
 
+@pytest.mark.slow
 def test_baseline_defaults_to_reg_none_and_any_row_can_be_chosen(tmp_path: Path) -> None:
     """A sweep of no article: Δ vs reg=none by default, vs any KEY=VALUE on request, by the command line."""
     tests = {"none": [0.60, 0.62, 0.61], "dropout": [0.70, 0.71, 0.72], "dropblock": [0.615, 0.605, 0.625]}

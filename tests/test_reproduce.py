@@ -17,6 +17,7 @@ BUDGETS = [(name, budget) for name in article_names() for budget in load_article
 
 
 @pytest.mark.parametrize(("name", "budget"), BUDGETS)
+@pytest.mark.slow
 def test_every_row_runs_once_per_seed_and_its_runs_match_row_and_budget(tmp_path: Path, name: str,
                                                                          budget: str) -> None:
     article = load_article(name)
@@ -58,6 +59,7 @@ def test_unknown_article_or_budget_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data/mnist (real MNIST IDX files)")
+@pytest.mark.slow
 def test_reproduce_quick_end_to_end_writes_table_and_plot(tmp_path: Path) -> None:
     regbench("reproduce", "nndl", "--budget", "quick", f"dataset.data_dir={SHARED_DATA / 'mnist'}",
              "trainer.epochs=1", "dataset.limit.train=320", cwd=tmp_path)

@@ -42,6 +42,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (dict(trainer__max_steps="2"), "trainer.max_steps None → 2 (a run may grow, not shrink)"),
 ], ids=["model", "batch_size", "optim", "lr", "act+reg", "dataset", "seed", "sync_bn", "amp", "eval_every_steps",
         "shrink"])
+@pytest.mark.slow
 def test_resuming_another_run_is_refused_and_touches_no_file(tmp_path: Path, finished: Path, change: dict,
                                                               named: str) -> None:
     run = tmp_path / "run"
@@ -56,6 +57,7 @@ def test_resuming_another_run_is_refused_and_touches_no_file(tmp_path: Path, fin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.slow
 def test_a_completed_run_resumed_with_other_threads_is_skipped_untouched(tmp_path: Path, finished: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished, run)
@@ -66,6 +68,7 @@ def test_a_completed_run_resumed_with_other_threads_is_skipped_untouched(tmp_pat
     assert {p: b for p, b in files(run).items() if p in kept} == kept  # summary, metrics, checkpoints: not retrained
 
 
+@pytest.mark.slow
 def test_a_sweep_resumed_with_other_values_is_refused_naming_the_job_folder(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     common = ("train", "-m", *args(trainer__max_steps="2"), f"hydra.sweep.dir={sweep}",
@@ -82,6 +85,7 @@ def test_a_sweep_resumed_with_other_values_is_refused_naming_the_job_folder(tmp_
     assert "already completed" in regbench(*common, "seed=0,1", "trainer.resume=true").stdout
 
 
+@pytest.mark.slow
 def test_a_finished_run_resumed_with_more_epochs_continues_on_the_longer_schedule(tmp_path: Path,
                                                                                    finished: Path) -> None:
     run, longer = tmp_path / "run", tmp_path / "longer"

@@ -24,6 +24,7 @@ def mkl_threads(stdout: str) -> set[str]:
     return set(re.findall(r"NThr:(\d+)", stdout))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cpus", [CORES[:1], CORES], ids=["one core", "every core"])
 def test_auto_uses_the_cores_the_process_may_run_on(tmp_path: Path, cpus: list[int]) -> None:
     # like `taskset -c`: the affinity the CLI is started with, which its children inherit
@@ -36,6 +37,7 @@ def test_auto_uses_the_cores_the_process_may_run_on(tmp_path: Path, cpus: list[i
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.slow
 def test_auto_divides_the_cores_among_the_jobs_joblib_runs_at_once(tmp_path: Path, n_jobs: int) -> None:
     proc = regbench("train", "-m", *TINY, "seed=0,1", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env={"MKL_VERBOSE": "1"})

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import read_json, read_jsonl, regbench
 
 
+@pytest.mark.slow
 def test_train_and_eval_times_are_disjoint_parts_of_the_run(tmp_path: Path) -> None:
     # evaluation dominates: 2,048 val images (val_size=0: the test set is val) after every 2 training steps of 16
     run = tmp_path / "run"

@@ -71,6 +71,7 @@ def test_tensorboard_and_visualdl_mirror_metrics_jsonl(tmp_path: Path) -> None:
     assert "LeNet5" in reader.get_data("text", "config")[0].text.encoded_text_string
 
 
+@pytest.mark.slow
 def test_mlflow_sweep_runs_metrics_and_status_through_the_server(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     # job 0 diverges (lr 1e6), job 1 completes: FAILED and FINISHED in MLflow
@@ -106,6 +107,7 @@ def test_mlflow_sweep_runs_metrics_and_status_through_the_server(tmp_path: Path)
         assert len(read_jsonl(sweep / "1" / "metrics.jsonl")) == 3
 
 
+@pytest.mark.slow
 def test_a_tracker_failing_mid_run_costs_one_warning_not_the_run(tmp_path: Path) -> None:
     run = tmp_path / "run"
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", cwd=tmp_path) as server:
@@ -127,6 +129,7 @@ def test_a_tracker_failing_mid_run_costs_one_warning_not_the_run(tmp_path: Path)
     assert len(warnings) == 1 and "logger mlflow stopped" in warnings[0], out
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_its_mlflow_run_and_tensorboard_history(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -156,6 +159,7 @@ def test_resumed_run_continues_its_mlflow_run_and_tensorboard_history(tmp_path: 
     assert_close(tensorboard_scalars(run / "tensorboard")[0], rows)
 
 
+@pytest.mark.slow
 def test_a_failed_artifact_upload_still_ends_the_mlflow_run(tmp_path: Path) -> None:
     blocked = tmp_path / "artifacts"
     blocked.write_text("a file where the server's artifact folder should be\n")  # every upload fails on the server
@@ -171,6 +175,7 @@ def test_a_failed_artifact_upload_still_ends_the_mlflow_run(tmp_path: Path) -> N
     assert len(warnings) == 1 and "logger mlflow stopped (closing failed" in warnings[0], warnings
 
 
+@pytest.mark.slow
 def test_a_run_resumed_from_another_directory_continues_its_mlflow_run(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()

@@ -15,6 +15,7 @@ TINY = ("dataset=synthetic", "dataset.train_size=128", "dataset.test_size=64", "
         "trainer.eval_every_steps=2", "hydra.sweeper.n_trials=3")
 
 
+@pytest.mark.slow
 def test_the_worked_example_runs_a_three_trial_study(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = regbench("train", "hparams_search=dropblock_mynet", *TINY, "hydra.sweeper.sampler.n_startup_trials=2",
@@ -30,6 +31,7 @@ def test_the_worked_example_runs_a_three_trial_study(tmp_path: Path) -> None:
     assert f"best_val_acc {best['best_val_acc']} with reg.dropblock.keep_prob=" in line
 
 
+@pytest.mark.slow
 def test_a_diverged_trial_is_a_failed_trial_not_zero(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     # hydra/sweeper=optuna on any sweep: three learning rates, one diverges. Random sampling with seed 2 draws each
@@ -78,6 +80,7 @@ def test_a_search_that_would_tune_on_the_test_split_is_refused(tmp_path: Path, c
     assert proc.stdout == "" and list(tmp_path.iterdir()) == []  # no sweep folder, nothing written
 
 
+@pytest.mark.slow
 def test_the_documented_search_holds_out_val_and_optimizes_the_chosen_metric(tmp_path: Path, cifar_tarball: Path) -> None:
     sweep = tmp_path / "sweep"
     # docs/configuration.md's command (article 1's setup, val held out of train), with a metric other than the default
