@@ -34,8 +34,8 @@ def _upper_envelope(
 
 
 def _in_dtypes(grads: Sequence[paddle.Tensor | None], dtypes: Sequence[Any]) -> tuple[paddle.Tensor | None, ...]:
-    """Each gradient in the dtype of its forward input: backward runs outside autocast, so under AMP it computes in
-    float32 where an input was half precision, and Paddle 2.6's PyLayer passes a gradient on in whatever dtype it has."""
+    """Each gradient in the dtype of its forward input: backward runs outside autocast (float32 where an input was
+    half precision is possible), and Paddle's PyLayer node passes on what backward returns without casting it."""
     return tuple(g if g is None or g.dtype == d else g.astype(d) for g, d in zip(grads, dtypes))
 
 

@@ -88,6 +88,8 @@ def _nest(flat: dict[str, Any], prefix: str, wrap: Any) -> dict[str, Any]:
 
 
 class Checkpoint(NamedTuple):
+    """The states a checkpoint holds, each as its owner's set_state_dict/load_state_dict takes it."""
+
     model: dict[str, Any]
     optimizer: dict[str, Any]
     trainer: dict[str, Any]
