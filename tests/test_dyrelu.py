@@ -249,3 +249,86 @@ def test_attention_script_reports_where_pi_is_below_one(tmp_path) -> None:
     # the 1×1 maps of conv3: a softmax over one position is 1, times 1/3: π < 1 everywhere there
     assert any("1×1" in line and "π < 1 at 100.0000% of positions" in line for line in lines)
     assert lines[-1].startswith("  all 4 DY-ReLU-C layers: π < 1 at ")
+
+
+# -- AMP: dtypes ------------------------------------------------------------------------------------
+# Paddle's CPU kernels have no half-precision matmul and autocast does nothing on the CPU, so the O1 case (x in
+# float32 after a conv with bias, coefficient maps in half precision from the white-listed matmul) is built by hand.
+
+def _captured_ctx() -> tuple[type, list]:
+    """_MaxOfLines with its forward's context kept, to call its backward directly: Paddle 3 casts what a PyLayer's
+    backward returns on the way, Paddle 2.6 does not, so the dtype rule is checked on what backward itself returns."""
+    from regbench.layers.dyrelu import _MaxOfLines
+
+    contexts: list = []
+
+    class Captured(_MaxOfLines):
+        @staticmethod
+        def forward(ctx, x, *coefs):
+            contexts.append(ctx)
+            return _MaxOfLines.forward(ctx, x, *coefs)
+
+    return Captured, contexts
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_max_of_lines_returns_gradients_in_its_inputs_dtypes(half: str) -> None:
+    from regbench.layers.dyrelu import _MaxOfLines
+
+    rng = np.random.default_rng(0)
+    x = paddle.to_tensor(rng.normal(size=[2, 8, 30]).astype("float32"), stop_gradient=False)
+    coefs = [paddle.to_tensor(rng.normal(size=[2, 8, 30]).astype("float32")).astype(half) for _ in range(6)]
+    for c in coefs:
+        c.stop_gradient = False
+    layer, contexts = _captured_ctx()
+    y = layer.apply(x, *coefs)
+    grad = paddle.to_tensor(rng.normal(size=y.shape).astype("float32"))
+    grads = _MaxOfLines.backward(contexts[0], grad)
+    assert [g.dtype for g in grads] == [x.dtype] + [c.dtype for c in coefs]
+    # the values: the float32 computation, rounded once
+    wide, contexts[:] = [c.astype("float32") for c in coefs], []
+    layer.apply(x, *wide)
+    expected = _MaxOfLines.backward(contexts[0], grad)
+    for g, e in zip(grads, expected):
+        np.testing.assert_array_equal(g.astype("float32").numpy(), e.astype(g.dtype).astype("float32").numpy())
+
+
+def test_max_of_lines_is_the_only_pylayer_and_leaves_none_where_no_gradient_is_wanted() -> None:
+    import importlib
+    import pkgutil
+
+    import regbench
+    from paddle.autograd import PyLayer
+
+    from regbench.layers.dyrelu import _MaxOfLines
+
+    for module in pkgutil.walk_packages(regbench.__path__, "regbench."):
+        if not module.name.endswith("__main__"):  # the CLI itself
+            importlib.import_module(module.name)
+    ours = {cls for cls in PyLayer.__subclasses__() if cls.__module__.startswith("regbench.")}
+    assert ours == {_MaxOfLines}, "a new PyLayer: give it the dtype test above"
+    x = paddle.randn([2, 3, 4])
+    x.stop_gradient = False
+    coefs = [paddle.randn([2, 3, 4]).astype("bfloat16") for _ in range(4)]
+    coefs[1].stop_gradient = False
+    layer, contexts = _captured_ctx()
+    layer.apply(x, *coefs)
+    grads = _MaxOfLines.backward(contexts[0], paddle.ones([2, 3, 4]))
+    assert [g is None for g in grads] == [False, True, False, True, True]
+    assert grads[2].dtype == paddle.bfloat16
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_coefficient_maps_come_out_in_the_input_dtype(variant) -> None:
+    # float64 coefficients stand in for the half-precision ones O1 gives (CPU has no half-precision matmul)
+    layer = variant(8)
+    k = layer.k
+    x = paddle.randn([2, 8, 12])
+    x.stop_gradient = False
+    coefs = paddle.randn([2, 8, 2 * k, 2]).astype("float64")
+    basis = paddle.randn([1, 2, 12]).astype("float64")
+    coefs.stop_gradient = False
+    y = layer._lines(x, coefs, basis)
+    assert y.dtype == x.dtype
+    y.sum().backward()
+    assert (x.grad.dtype, coefs.grad.dtype) == (x.dtype, coefs.dtype)

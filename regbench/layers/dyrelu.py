@@ -33,6 +33,12 @@ def _upper_envelope(
     return best
 
 
+def _in_dtypes(grads: Sequence[paddle.Tensor | None], dtypes: Sequence[Any]) -> tuple[paddle.Tensor | None, ...]:
+    """Each gradient in the dtype of its forward input: backward runs outside autocast (float32 where an input was
+    half precision is possible), and Paddle's PyLayer node passes on what backward returns without casting it."""
+    return tuple(g if g is None or g.dtype == d else g.astype(d) for g, d in zip(grads, dtypes))
+
+
 class _MaxOfLines(PyLayer):
     """The upper envelope with a hand-written backward; on ties the later line wins (at θ=0: ReLU's gradient)."""
 
@@ -42,6 +48,7 @@ class _MaxOfLines(PyLayer):
         y = _upper_envelope(x, coefs, wins)
         ctx.save_for_backward(x, *coefs[:len(coefs) // 2], *wins)
         ctx.needs_grad = [not t.stop_gradient for t in (x, *coefs)]  # Paddle wants None for the others
+        ctx.dtypes = [t.dtype for t in (x, *coefs)]
         return y
 
     @staticmethod
@@ -64,7 +71,7 @@ class _MaxOfLines(PyLayer):
         needs_a, needs_b = ctx.needs_grad[1:k + 1], ctx.needs_grad[k + 1:]
         grad_a = [part * x if need else None for part, need in zip(grad_b, needs_a)]
         grad_b = [part if need else None for part, need in zip(grad_b, needs_b)]
-        return (grad_x, *grad_a, *grad_b)
+        return _in_dtypes((grad_x, *grad_a, *grad_b), ctx.dtypes)
 
 
 def _max_of_lines(x: paddle.Tensor, coefs: Sequence[paddle.Tensor], training: bool) -> paddle.Tensor:
@@ -121,6 +128,9 @@ class _DyReLU(nn.Layer):
     def _lines(self, x: paddle.Tensor, coefs: paddle.Tensor, basis: paddle.Tensor) -> paddle.Tensor:
         """max_k of the lines whose coefficient maps are coefs[:, :, j] @ basis: [B, C, 2K, r] @ [B|1, r, HW]."""
         maps = [paddle.matmul(c, basis) for c in paddle.unbind(coefs, axis=2)]
+        # in x's dtype: under O1 the white-listed matmul gives half precision while x (after a conv with bias, a
+        # batch norm) is often float32; the lines are then computed, and their max taken, in x's precision
+        maps = [m if m.dtype == x.dtype else m.astype(x.dtype) for m in maps]
         return _max_of_lines(x, maps, self.training)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:

@@ -5,7 +5,7 @@ import json
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import paddle
@@ -21,6 +21,8 @@ def _split(prefix: str, state: dict[str, Any], arrays: dict[str, np.ndarray], me
     for key, value in state.items():
         if isinstance(value, paddle.Tensor):
             arrays[f"{prefix}/{key}"] = value.numpy()
+        elif isinstance(value, np.ndarray):
+            arrays[f"{prefix}/{key}"] = value
         elif isinstance(value, dict):
             _split(f"{prefix}/{key}", value, arrays, meta)
         else:
@@ -58,12 +60,14 @@ def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn
 
 
 def save_checkpoint(path: Path, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
-                    trainer_state: dict[str, Any]) -> None:
-    """Write model and optimizer state and the trainer's own state atomically to `path`."""
+                    trainer_state: dict[str, Any], scaler: paddle.amp.GradScaler | None = None) -> None:
+    """Write model and optimizer state, the fp16 loss scaler's if given, and the trainer's own state atomically."""
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
     _split("model", model.state_dict(), arrays, meta)
     _split("optim", _structured(optimizer.state_dict(), model), arrays, meta)
+    if scaler is not None:  # its scale as an array, its counters and settings as JSON numbers (empty when disabled)
+        _split("scaler", scaler.state_dict(), arrays, meta)
     meta["trainer"] = trainer_state
     arrays[_META] = np.array(json.dumps(meta))
     with atomic_write(path, "wb") as f:
@@ -83,8 +87,17 @@ def _nest(flat: dict[str, Any], prefix: str, wrap: Any) -> dict[str, Any]:
     return out
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(model state, optimizer state, trainer state) from a checkpoint, or a UserError naming a bad file."""
+class Checkpoint(NamedTuple):
+    """The states a checkpoint holds, each as its owner's set_state_dict/load_state_dict takes it."""
+
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    trainer: dict[str, Any]
+    scaler: dict[str, Any]  # GradScaler.state_dict() of an fp16 run; empty otherwise and in older checkpoints
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """The states a checkpoint holds, or a UserError naming a bad file."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -97,4 +110,5 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[st
     model = _nest(arrays, "model", paddle.to_tensor)
     optim = _nest(arrays, "optim", paddle.to_tensor)
     optim.update(_nest(meta, "optim", lambda v: v))
-    return model, optim, meta["trainer"]
+    scaler = {**_nest(arrays, "scaler", lambda v: v), **_nest(meta, "scaler", lambda v: v)}
+    return Checkpoint(model, optim, meta["trainer"], scaler)

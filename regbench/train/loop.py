@@ -110,13 +110,15 @@ class Trainer:
         """Load the last checkpoint if there is one; True when training continues from it."""
         if not self.last_path.exists():
             return False
-        model_state, optim_state, trainer_state = load_checkpoint(self.last_path)
+        model_state, optim_state, trainer_state, scaler_state = load_checkpoint(self.last_path)
         self.model.set_state_dict(model_state)
         load_optimizer_state(self.optimizer, self.model, optim_state)
         # the checkpoint holds the lr the schedule had reached; recompute it for this run's length, which may have
         # grown (a finished cosine would otherwise stay at its end value): closed form at the checkpoint's step
         self.lr.step(self.lr.last_epoch)
         self.progress = Progress(**trainer_state)
+        if self.scaler is not None and scaler_state:  # none: a float32 run's or an older checkpoint, start afresh
+            self.scaler.load_state_dict(scaler_state)
         return True
 
     def _checkpoint(self, improved: bool) -> None:
@@ -124,10 +126,10 @@ class Trainer:
             return
         # best first: when a write fails (a full disk), last.npz, from which a run resumes, stays a step behind best
         if improved:
-            save_checkpoint(self.best_path, self.model, self.optimizer, asdict(self.progress))
+            save_checkpoint(self.best_path, self.model, self.optimizer, asdict(self.progress), self.scaler)
             copy_file(self.best_path, self.last_path)
         else:
-            save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress))
+            save_checkpoint(self.last_path, self.model, self.optimizer, asdict(self.progress), self.scaler)
 
     # -- the loop -----------------------------------------------------------------------------------
     def epoch_of(self, step: int) -> float:
