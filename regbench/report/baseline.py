@@ -59,8 +59,8 @@ def baseline_of(group: Group, groups: Sequence[Group], baseline: Baseline, varyi
 
 @dataclass(frozen=True)
 class Comparison:
-    """A row against its baseline in one metric: the difference of the means, and P(a run of the row beats one of the
-    baseline)."""
+    """A row against its baseline in one metric: the difference with its interval and p (paired or Welch), and
+    P(a run of the row beats one of the baseline)."""
     difference: Difference
     beats: Superiority
     sizes: tuple[int, int]  # runs with the metric: the row's, the baseline's
@@ -79,10 +79,12 @@ def compare(runs: Sequence[Run], base: Sequence[Run], metric: str, higher_is_bet
 
 def undefined_reasons(differences: Collection[Difference]) -> dict[str, str]:
     """The n/a tags among `differences`, each with what it means for the tests that gave it."""
-    found = {(d.test, d.undefined) for d in differences if d.undefined}
-    tags = dict.fromkeys(tag for _, tag in UNDEFINED)
-    return {tag: ", or ".join(text for key, text in UNDEFINED.items() if key[1] == tag and key in found)
-            for tag in tags if any(key[1] == tag for key in found)}
+    found = {(d.test, d.undefined) for d in differences}
+    texts: dict[str, list[str]] = {}
+    for (test, tag), text in UNDEFINED.items():
+        if (test, tag) in found:
+            texts.setdefault(tag, []).append(text)
+    return {tag: ", or ".join(found_texts) for tag, found_texts in texts.items()}
 
 
 def summary_line(label: str, header: str, differences: dict[str, Difference], runs_per_row: str) -> str:

@@ -39,6 +39,10 @@ class Row:
     is_baseline: bool = False
     comparison: Comparison | None = None   # of the section's compare metric against the row's baseline
 
+    @property
+    def difference(self) -> Difference | None:
+        return None if self.comparison is None else self.comparison.difference
+
     def versus_article(self, metric: str) -> float | None:
         """Ours minus the article's, for completed rows made with the article's own budget."""
         stat, published = self.stats.get(metric), self.published.get(metric)
