@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from scipy import stats
 
 from conftest import regbench
 from regbench.errors import UserError
@@ -98,7 +100,7 @@ def article1(tmp_path: Path) -> Path:
     none = ["reg=none"]
     article1_run(sweep, "2", reg="none", seed=0, status=done, val=[0.55, 0.62, 0.64], train=[0.5, 0.6, 0.67],
                  extra=none)
-    article1_run(sweep, "3", reg="none", seed=1, status=done, val=[0.56, 0.63, 0.65], train=[0.5, 0.6, 0.69],
+    article1_run(sweep, "3", reg="none", seed=1, status=done, val=[0.56, 0.63, 0.66], train=[0.5, 0.6, 0.69],
                  extra=none)
     article1_run(sweep, "4", reg="none", seed=2, status="diverged", val=[0.10], train=[0.1], extra=none,
                  error="training loss became nan by step 14")
@@ -128,32 +130,38 @@ trainer=default
 | reg | reg.dropblock.seed_region | trainer.epochs | row | selected on | status | n | val acc ep1 | val acc ep1 \
 (article) | val acc ep1 − article | val acc ep2 | val acc ep2 (article) | val acc ep2 − article | val acc ep3 | val \
 acc ep3 (article) | val acc ep3 − article | train acc ep3 | train acc ep3 (article) | train acc ep3 − article | Δ \
-vs no DropBlock | 95% CI | p |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+vs no DropBlock | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 | dropblock | full | 3 | DropBlock (article's) | test set (as the article) | completed | 2 | 0.5100 ± 0.0141 | \
 0.5404 | -0.0304 | 0.6100 ± 0.0141 | 0.6277 | -0.0177 | 0.6550 ± 0.0071 | 0.6558 | -0.0008 | 0.6300 ± 0.0141 | \
-0.6297 | +0.0003 | +0.0100 | [-0.0204, +0.0404] | 0.293 |
+0.6297 | +0.0003 | +0.0050 | [-0.0585, +0.0685] | 0.500 | paired | 0.62 | [0.00, 1.00] |
 | dropblock | full | 1 | DropBlock (article's) † | test set (as the article) | completed | 1 | 0.4500 | — |  | — | \
-— |  | — | — |  | — | — |  |  |  |  |
+— |  | — | — |  | — | — |  |  |  |  |  |  |  |
 | none | — | 3 | no DropBlock | test set (as the article) | completed | 2 | 0.5550 ± 0.0071 | 0.5512 | +0.0038 | \
-0.6250 ± 0.0071 | 0.6223 | +0.0027 | 0.6450 ± 0.0071 | 0.6442 | +0.0008 | 0.6800 ± 0.0141 | 0.6757 | +0.0043 | \
-baseline |  |  |
+0.6250 ± 0.0071 | 0.6223 | +0.0027 | 0.6500 ± 0.0141 | 0.6442 | +0.0058 | 0.6800 ± 0.0141 | 0.6757 | +0.0043 | \
+baseline |  |  |  |  |  |
 | none | — | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | \
-— | 0.6442 |  | — | 0.6757 |  |  |  |  |
+— | 0.6442 |  | — | 0.6757 |  |  |  |  |  |  |  |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | test set (as the article) | completed | 1 | 0.5300 | — \
-|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0250 | n/a (n<2) | n/a (n<2) |
+|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0200 | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | — | missing | 1 | — | — |  | — | — |  | — | — |  | — | \
-— |  |  |  |  |
+— |  |  |  |  |  |  |  |
 
 † not the article's setup (trainer.epochs changed): its numbers are left out
 
 The article's numbers: article 1's printed val accuracy after epochs 1-3 and train accuracy at epoch 3 (one run, \
 val = test set).
 
-Δ vs no DropBlock: val acc ep3 minus that of the no DropBlock row with the same other settings; 95% CI (Welch) and \
-p (Welch's t-test) over the runs; n/a (n<2): fewer than 2 runs on a side.
+Δ vs no DropBlock: val acc ep3 minus that of the no DropBlock row with the same other settings, with its 95% CI and p \
+by the test the `test` column names: paired when at least 2 seeds have a run in both rows (over those seeds only: Δ \
+is then the mean of the per-seed differences; paired t-test), else Welch over all runs (Welch–Satterthwaite \
+interval, Welch's t-test); n/a (n<2): fewer than 2 runs on a side.
 
-DropBlock (article's) does not differ from no DropBlock in val acc ep3 at the 5% level (Welch's t-test). With n=2 \
+P(A>B): the probability that a run of the row beats a run of the no DropBlock row in val acc ep3 (higher is better; \
+0.5: neither tends to win), the Mann–Whitney estimate over all their runs (ties count ½), with a bootstrap 95% \
+interval (10,000 resamples of the runs within each side, a fixed seed; n/a (n<2) with fewer than 2 runs on a side).
+
+DropBlock (article's) does not differ from no DropBlock in val acc ep3 at the 5% level (paired t-test). With n=2 \
 runs per row only large effects are detectable: no significant difference is not evidence of no effect.
 
 Not completed (never averaged with the completed runs):
@@ -184,18 +192,28 @@ def test_csv_has_unformatted_numbers_per_row(article1: Path) -> None:
     assert float(first["val_acc@3_article"]) == 0.6558
     assert float(first["val_acc@3_vs_article"]) == pytest.approx(0.655 - 0.6558)
     assert first["selected_on"] == "test set (as the article)" and first["budget"] == "full"
-    # against no DropBlock, worked by hand: Δ 0.01, se 0.005·√2, df 2, t(2) 97.5% = 4.30265, p = 1 - t/√(2 + t²)
+    # against no DropBlock, paired over seeds 0 and 1: differences 0.65 − 0.64 and 0.66 − 0.66
     assert (first["compare"], first["baseline"], first["is_baseline"]) == ("val_acc@3", "no DropBlock", "False")
-    assert float(first["delta"]) == pytest.approx(0.01)
-    half = 4.302653 * 0.005 * 2 ** 0.5
-    assert (float(first["ci_low"]), float(first["ci_high"])) == pytest.approx((0.01 - half, 0.01 + half), abs=1e-6)
-    assert float(first["p"]) == pytest.approx(1 - 2 ** 0.5 / 2, abs=1e-9)
+    assert (first["test"], first["pairs"]) == ("paired", "2")
+    dropblock, none = [0.65, 0.66], [0.64, 0.66]
+    assert float(first["delta"]) == pytest.approx(0.005)
+    assert float(first["p"]) == pytest.approx(stats.ttest_rel(dropblock, none).pvalue, abs=1e-12)
+    assert float(first["p"]) == pytest.approx(0.5)  # t = 1 with 1 degree of freedom: Cauchy
+    # the mean difference ± the 97.5% quantile of t(1) (tan(0.475π)) × the standard error 0.005
+    half = math.tan(0.475 * math.pi) * 0.005
+    assert (float(first["ci_low"]), float(first["ci_high"])) == pytest.approx((0.005 - half, 0.005 + half), abs=1e-9)
+    # P(A>B) by hand: 0.65 beats 0.64, loses to 0.66; 0.66 beats 0.64, ties 0.66 (½): 2.5 of 4
+    assert float(first["prob_better"]) == 0.625
+    assert float(first["prob_better"]) == stats.mannwhitneyu(dropblock, none).statistic / 4
+    assert 0 <= float(first["prob_better_low"]) <= 0.625 <= float(first["prob_better_high"]) <= 1
     assert rows[1]["row"] == "DropBlock (article's) †" and rows[1]["val_acc@1_article"] == ""
     assert rows[1]["budget"] == "" and rows[1]["delta"] == ""  # no baseline run with trainer.epochs=1
     assert rows[2]["is_baseline"] == "True" and rows[2]["delta"] == ""
     paper = rows[4]  # one run: the difference, but no interval or p
-    assert float(paper["delta"]) == pytest.approx(0.67 - 0.645) and paper["ci_low"] == paper["p"] == ""
+    assert float(paper["delta"]) == pytest.approx(0.67 - 0.65) and paper["ci_low"] == paper["p"] == ""
     assert paper["undefined"] == "n<2" and first["undefined"] == rows[2]["undefined"] == ""
+    # seed 0 alone is in both rows: too few to pair, Welch over the runs, which has too few runs too
+    assert (paper["test"], paper["pairs"], paper["prob_better"], paper["prob_better_low"]) == ("welch", "", "1.0", "")
     diverged = rows[3]
     assert diverged["val_acc@1_mean"] == "0.1" and diverged["val_acc@1_std"] == ""
     assert diverged["val_acc@1_article"] == "0.5512" and diverged["val_acc@1_vs_article"] == ""
@@ -226,20 +244,27 @@ sched=cosine, trainer=default
 
 | act | act.attention_softmax | row | selected on | status | n | train acc | train acc (article) | train acc − \
 article | val acc (best) | val acc (best) (article) | val acc (best) − article | params | params (article) | params \
-− article | Δ vs ReLU | 95% CI | p |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+− article | Δ vs ReLU | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 | relu | — | ReLU | test set (as the article) | completed | 1 | 0.9500 | 0.8978 | +0.0522 | 0.9000 | 0.9213 | \
--0.0213 | 11,183,562 | 11,183,562 | +0 | baseline |  |  |
+-0.0213 | 11,183,562 | 11,183,562 | +0 | baseline |  |  |  |  |  |
 | dyrelu_c | width | DY-ReLU-C (article's code) | test set (as the article) | completed | 1 | 0.9600 | 0.9054 | \
-+0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a (n<2) | n/a (n<2) |
++0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a (n<2) | n/a (n<2) | Welch | \
+1.00 | n/a (n<2) |
 | dyrelu_c | positions | DY-ReLU-C (paper's) | test set (as the article) | completed | 1 | 0.9800 | — |  | 0.9300 | \
-— |  | 12,076,547 | — |  | +0.0300 | n/a (n<2) | n/a (n<2) |
+— |  | 12,076,547 | — |  | +0.0300 | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) |
 
 The article's numbers: article 3's train accuracy, best val accuracy (val = test set) and paddle.summary parameter \
 count (seed 42).
 
-Δ vs ReLU: val acc (best) minus that of the ReLU row with the same other settings; 95% CI (Welch) and p (Welch's \
-t-test) over the runs; n/a (n<2): fewer than 2 runs on a side.
+Δ vs ReLU: val acc (best) minus that of the ReLU row with the same other settings, with its 95% CI and p by the \
+test the `test` column names: paired when at least 2 seeds have a run in both rows (over those seeds only: Δ is then \
+the mean of the per-seed differences; paired t-test), else Welch over all runs (Welch–Satterthwaite interval, \
+Welch's t-test); n/a (n<2): fewer than 2 runs on a side.
+
+P(A>B): the probability that a run of the row beats a run of the ReLU row in val acc (best) (higher is better; 0.5: \
+neither tends to win), the Mann–Whitney estimate over all their runs (ties count ½), with a bootstrap 95% interval \
+(10,000 resamples of the runs within each side, a fixed seed; n/a (n<2) with fewer than 2 runs on a side).
 
 No row can be tested against ReLU (fewer than 2 runs on a side): no val acc (best) difference can be tested (n/a).
 
@@ -280,25 +305,34 @@ def test_sections_per_experiment_with_generic_columns_for_runs_without_one(tmp_p
 
 
 def test_not_applicable_says_why_fewer_than_two_runs_or_no_spread(tmp_path: Path) -> None:
-    for seed in (0, 1):  # two runs on each side, each side constant: Welch's test is undefined
+    for seed in (0, 1):  # the baseline: seeds 0 and 1, both 0.5
         dyrelu_run(tmp_path / "relu" / str(seed), act="relu", seed=seed, params=10, val=[0.5], experiment=None,
                    test_acc=0.5)
-        dyrelu_run(tmp_path / "b" / str(seed), act="dyrelu_b", seed=seed, params=10, val=[0.5], experiment=None,
+        # other seeds, each side constant: Welch's test is undefined
+        dyrelu_run(tmp_path / "b" / str(seed), act="dyrelu_b", seed=seed + 2, params=10, val=[0.5], experiment=None,
                    test_acc=0.6)
+        # the same seeds, the same difference for each: the paired t-test is undefined
+        dyrelu_run(tmp_path / "c" / str(seed), act="dyrelu_c", seed=seed, params=10, val=[0.5], experiment=None,
+                   test_acc=0.7)
     dyrelu_run(tmp_path / "a" / "0", act="dyrelu_a", seed=0, params=10, val=[0.5], experiment=None, test_acc=0.55)
     markdown = write_table([tmp_path])
     lines = {line.split(" | ")[0]: line for line in markdown.splitlines() if line.startswith("| ")}
-    assert lines["| relu"].endswith("| baseline |  |  |")
-    assert lines["| dyrelu_a"].endswith("| +0.0500 | n/a (n<2) | n/a (n<2) |")
-    assert lines["| dyrelu_b"].endswith("| +0.1000 | n/a (no spread) | n/a (no spread) |")
-    assert ("over the runs; n/a (n<2): fewer than 2 runs on a side; n/a (no spread): every run on both sides has the "
-            "same value, where Welch's test is undefined.") in markdown
+    assert lines["| relu"].endswith("| baseline |  |  |  |  |  |")
+    assert lines["| dyrelu_a"].endswith("| +0.0500 | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) |")
+    assert lines["| dyrelu_b"].endswith("| +0.1000 | n/a (no spread) | n/a (no spread) | Welch | 1.00 | [1.00, 1.00] |")
+    assert lines["| dyrelu_c"].endswith("| +0.2000 | n/a (no spread) | n/a (no spread) | paired | 1.00 | [1.00, 1.00] |")
+    assert ("Welch's t-test); n/a (n<2): fewer than 2 runs on a side; n/a (no spread): every run on both sides has the "
+            "same value, where Welch's test is undefined, or every seed's difference is the same, where the paired "
+            "t-test is undefined.") in markdown
     assert ("No row can be tested against act=relu (fewer than 2 runs on a side; every run on both sides has the same "
-            "value, where Welch's test is undefined): no test acc difference can be tested (n/a).") in markdown
+            "value, where Welch's test is undefined, or every seed's difference is the same, where the paired t-test "
+            "is undefined): no test acc difference can be tested (n/a).") in markdown
     rows = {r["act"]: r for r in csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text()))}
-    assert {act: (r["undefined"], r["ci_low"], r["p"]) for act, r in rows.items()} == {
-        "relu": ("", "", ""), "dyrelu_a": ("n<2", "", ""), "dyrelu_b": ("no spread", "", "")}
+    assert {act: (r["undefined"], r["ci_low"], r["p"], r["test"], r["pairs"]) for act, r in rows.items()} == {
+        "relu": ("", "", "", "", ""), "dyrelu_a": ("n<2", "", "", "welch", ""),
+        "dyrelu_b": ("no spread", "", "", "welch", ""), "dyrelu_c": ("no spread", "", "", "paired", "2")}
     assert float(rows["dyrelu_b"]["delta"]) == pytest.approx(0.1)
+    assert float(rows["dyrelu_c"]["delta"]) == pytest.approx(0.2)
 
 
 @pytest.mark.slow
@@ -346,7 +380,7 @@ def test_plot_has_integer_epochs_the_legend_outside_a_min_max_band_and_the_artic
         val = fig.axes[0]
         bands = [c.get_paths()[0].vertices for c in val.collections]  # one per group of 2 or more runs
         spans = sorted((round(v[:, 1].min(), 4), round(v[:, 1].max(), 4)) for v in bands)
-        assert spans == [(0.5, 0.66), (0.55, 0.65)]  # DropBlock seeds 0.50-0.66, no DropBlock 0.55-0.65
+        assert spans == [(0.5, 0.66), (0.55, 0.66)]  # DropBlock seeds 0.50-0.66, no DropBlock 0.55-0.66
     finally:
         plt.close(fig)
 
@@ -460,26 +494,66 @@ def test_nndl_cnn_is_article_4() -> None:
 
 @pytest.mark.slow
 def test_baseline_defaults_to_reg_none_and_any_row_can_be_chosen(tmp_path: Path) -> None:
-    """A sweep of no article: Δ vs reg=none by default, vs any KEY=VALUE on request, by the command line."""
-    tests = {"none": [0.60, 0.62, 0.61], "dropout": [0.70, 0.71, 0.72], "dropblock": [0.615, 0.605, 0.625]}
+    """A sweep of no article: Δ vs reg=none by default, vs any KEY=VALUE on request, by the command line; paired over
+    the seeds a row shares with its baseline, else Welch; P(A>B) beside."""
+    tests = {"none": {0: 0.60, 1: 0.62, 2: 0.61},
+             "dropout": {0: 0.70, 1: 0.71, 2: 0.72},         # far above, the same seeds
+             "dropout2d": {0: 0.605, 1: 0.626, 2: 0.614},    # +0.004 to +0.006 on every seed: only pairing sees it
+             "dropblock": {3: 0.615, 4: 0.605, 5: 0.625},    # other seeds: Welch
+             "cutout": {1: 0.63, 2: 0.60, 3: 0.64}}          # seeds 1 and 2 shared: paired on those two
     for reg, accs in tests.items():
-        for seed, acc in enumerate(accs):
+        for seed, acc in accs.items():
             dyrelu_run(tmp_path / "sweep" / f"{reg}{seed}", act="relu", reg=reg, seed=seed, params=62006,
                        val=[acc], experiment=None, test_acc=acc)
-    table = write_table([tmp_path / "sweep"])
+    table = regbench("table", str(tmp_path / "sweep"), cwd=tmp_path).stdout
     lines = [line for line in table.splitlines() if line.startswith("| ")]
-    assert lines[0].endswith("| Δ vs reg=none | 95% CI | p |")
-    assert [line.split(" | ")[0] for line in lines[1:]] == ["| none", "| dropblock", "| dropout"]  # baseline first
-    assert lines[1].endswith("| baseline |  |  |")
-    # dropout: +0.10 (p < 0.001); dropblock: +0.005 (p far above 0.05)
-    assert "| +0.1000 | [+0.0773, +0.1227] | <0.001 |" in lines[3]
-    assert lines[2].split(" | ")[-3] == "+0.0050" and float(lines[2].split(" | ")[-1][:-2]) > 0.3
-    assert ("reg=dropout differs from reg=none in test acc at the 5% level (Welch's t-test); reg=dropblock does "
-            "not. With n=3 runs per row only large effects are detectable") in table
+    assert lines[0].endswith("| Δ vs reg=none | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |")
+    assert [line.split(" | ")[0] for line in lines[1:]] == [
+        "| none", "| cutout", "| dropblock", "| dropout", "| dropout2d"]  # baseline first
+    assert lines[1].endswith("| baseline |  |  |  |  |  |")
+    # dropout: differences 0.10, 0.09, 0.11: mean 0.1, sd 0.01, t(2) 97.5% = 4.30265 -> ± 0.024841
+    assert lines[4].endswith("| +0.1000 | [+0.0752, +0.1248] | 0.003 | paired | 1.00 | [1.00, 1.00] |")
+    # cutout's 0.63 and 0.64 beat all three, its 0.60 ties one: (3 + 0.5 + 3) / 9
+    assert lines[2].split(" | ")[-3:-1] == ["paired (2 seeds)", "0.72"]
+    assert lines[3].split(" | ")[-3] == "Welch"
+    rows = {r["reg"]: r for r in csv.DictReader(io.StringIO((tmp_path / "sweep" / "table.csv").read_text()))}
+    base = tests["none"]
+    for reg, accs in tests.items():
+        if reg == "none":
+            continue
+        row = rows[reg]
+        common = [seed for seed in accs if seed in base]
+        if len(common) >= 2:
+            a, b = [accs[s] for s in common], [base[s] for s in common]
+            expected = stats.ttest_rel(a, b)
+            assert (row["test"], int(row["pairs"])) == ("paired", len(common))
+            half = stats.t.ppf(0.975, len(a) - 1) * stats.sem([x - y for x, y in zip(a, b)])
+        else:
+            a, b = list(accs.values()), list(base.values())
+            expected = stats.ttest_ind(a, b, equal_var=False)
+            assert (row["test"], row["pairs"]) == ("welch", "")
+            va, vb = stats.tvar(a) / len(a), stats.tvar(b) / len(b)
+            half = stats.t.ppf(0.975, (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))) * (
+                va + vb) ** 0.5
+        delta = sum(a) / len(a) - sum(b) / len(b)
+        assert float(row["delta"]) == pytest.approx(delta, abs=1e-12)
+        assert float(row["p"]) == pytest.approx(expected.pvalue, rel=1e-9)
+        assert (float(row["ci_low"]), float(row["ci_high"])) == pytest.approx((delta - half, delta + half), abs=1e-12)
+        # P(A>B) over all runs of both rows: the Mann–Whitney U of the row against the baseline over n_a·n_b
+        u = stats.mannwhitneyu(list(accs.values()), list(base.values())).statistic
+        assert float(row["prob_better"]) == pytest.approx(u / 9, abs=1e-12)
+        assert 0 <= float(row["prob_better_low"]) <= float(row["prob_better"]) <= float(row["prob_better_high"]) <= 1
+    assert float(rows["dropout2d"]["p"]) < 0.05 < stats.ttest_ind(list(tests["dropout2d"].values()),
+                                                                  list(base.values()), equal_var=False).pvalue
+    assert ("reg=dropout (paired t-test), reg=dropout2d (paired t-test) differ from reg=none in test acc at the 5% "
+            "level; reg=cutout (paired t-test), reg=dropblock (Welch's t-test) do not. With n=2–3 runs per row only "
+            "large effects are detectable") in table
     out = regbench("table", "--baseline", "reg=dropout", str(tmp_path / "sweep"), cwd=tmp_path).stdout
-    assert "| Δ vs reg=dropout | 95% CI | p |" in out and "| -0.1000 | [-0.1227, -0.0773] | <0.001 |" in out
-    bad = regbench("table", "--baseline", "reg=cutout", str(tmp_path / "sweep"), cwd=tmp_path, check=False)
+    assert "| Δ vs reg=dropout | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |" in out
+    assert "| -0.1000 | [-0.1248, -0.0752] | 0.003 | paired | 0.00 | [0.00, 0.00] |" in out
+    bad = regbench("table", "--baseline", "reg=mixup", str(tmp_path / "sweep"), cwd=tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "regbench: error: --baseline reg=cutout matches no run: reg is one of dropblock, dropout, none")
+        "regbench: error: --baseline reg=mixup matches no run: reg is one of cutout, dropblock, dropout, dropout2d, "
+        "none")
     bad = regbench("table", "--baseline", "reg", str(tmp_path / "sweep"), cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "must be KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,12 +1,16 @@
-"""Welch's t-test and interval against answers worked out by hand (t with 1 or 2 degrees of freedom has a closed-form
+"""Welch's and the paired t-test with their intervals, and P(A>B) with its bootstrap interval, against answers computed
+independently: scipy.stats (ttest_rel, mannwhitneyu) and by hand (t with 1 or 2 degrees of freedom has a closed-form
 distribution: Cauchy, and F(t) = 1/2 + t / (2·sqrt(2 + t²)))."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from regbench.report.stats import FEW_RUNS, NO_SPREAD, welch
+from regbench.report.stats import FEW_RUNS, NO_SPREAD, PAIRED, paired, welch
+from regbench.report.superiority import BOOTSTRAP_SEED, RESAMPLES, Superiority, superiority
 
 
 def test_equal_variances_and_two_per_side_give_two_degrees_of_freedom() -> None:
@@ -44,3 +48,93 @@ def test_fewer_than_two_values_or_no_spread_is_not_applicable() -> None:
     shifted = welch([4.0, 4.0, 4.0], [3.0, 3.0])  # a difference, but none within either side: still no test
     assert shifted.delta == 1 and shifted.p is None and shifted.undefined == NO_SPREAD
     assert welch([0.0, 2.0], [5.0, 5.0]).undefined is None
+
+
+# -- the paired t-test: against scipy.stats.ttest_rel (p and its confidence interval) and by hand ---------------------
+
+PAIRED_CASES = [([0.605, 0.626, 0.614], [0.60, 0.62, 0.61]),
+                ([0.70, 0.71, 0.72, 0.69, 0.74], [0.60, 0.72, 0.61, 0.65, 0.70]),
+                ([3.0, 1.0, 4.0, 1.0, 5.0, 9.0], [2.0, 6.0, 5.0, 3.0, 5.0, 8.0])]
+
+
+@pytest.mark.parametrize("a, b", PAIRED_CASES)
+def test_paired_matches_scipy_ttest_rel(a: list[float], b: list[float]) -> None:
+    d = paired(a, b)
+    expected = stats.ttest_rel(a, b)
+    assert (d.test, d.pairs, d.undefined) == (PAIRED, len(a), None)
+    assert d.delta == pytest.approx(sum(a) / len(a) - sum(b) / len(b), abs=1e-12)
+    assert d.p == pytest.approx(expected.pvalue, rel=1e-9)
+    assert d.ci == pytest.approx(tuple(expected.confidence_interval(0.95)), abs=1e-12)
+
+
+def test_paired_with_two_seeds_by_hand() -> None:
+    # differences 1 and 3: mean 2, sd √2, se 1, t = 2 with 1 degree of freedom (Cauchy)
+    d = paired([11.0, 13.0], [10.0, 10.0])
+    assert d.p == pytest.approx(1 - 2 * math.atan(2) / math.pi, abs=1e-12)  # 0.29517
+    q = math.tan(math.pi * 0.475)  # the 97.5% quantile of t(1): 12.7062
+    assert d.ci == pytest.approx((2 - q, 2 + q), abs=1e-9)
+
+
+def test_pairing_finds_what_welch_misses() -> None:
+    a, b = PAIRED_CASES[0]  # +0.005, +0.006, +0.004 on every seed, small beside the spread between seeds
+    assert paired(a, b).significant and not welch(a, b).significant
+
+
+def test_paired_differences_all_equal_have_no_spread() -> None:
+    exact = paired([0.6, 0.6], [0.5, 0.5])
+    assert exact.delta == pytest.approx(0.1) and (exact.ci, exact.p, exact.undefined) == (None, None, NO_SPREAD)
+    # 0.7 − 0.5 and 0.8 − 0.6 differ in the last bits of a float: still the same difference
+    assert 0.7 - 0.5 != 0.8 - 0.6
+    shifted = paired([0.7, 0.8, 0.9], [0.5, 0.6, 0.7])
+    assert (shifted.p, shifted.undefined, shifted.test) == (None, NO_SPREAD, PAIRED)
+    assert paired([0.7, 0.8], [0.5, 0.61]).undefined is None
+    with pytest.raises(ValueError, match="one of b per a"):
+        paired([1.0, 2.0], [1.0])
+
+
+# -- P(A>B): the Mann–Whitney estimate against scipy's U and a hand count; its bootstrap interval ---------------------
+
+def _hand_count(a: list[float], b: list[float]) -> float:
+    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in a for y in b) / (len(a) * len(b))
+
+
+@pytest.mark.parametrize("a, b", [([0.63, 0.60, 0.64], [0.60, 0.62, 0.61]), ([1.0, 2.0, 2.0, 3.0], [2.0, 2.0]),
+                                  *PAIRED_CASES])
+def test_superiority_is_the_mann_whitney_estimate(a: list[float], b: list[float]) -> None:
+    s = superiority(a, b)
+    assert s.estimate == pytest.approx(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b)), abs=1e-12)
+    assert s.estimate == pytest.approx(_hand_count(a, b), abs=1e-12)
+    # lower is better: a run of a beats one of b when it is lower, which is b beating a the other way round
+    lower = superiority(a, b, higher_is_better=False)
+    assert lower.estimate == pytest.approx(stats.mannwhitneyu(b, a).statistic / (len(a) * len(b)), abs=1e-12)
+    assert lower.estimate == pytest.approx(1 - s.estimate, abs=1e-12)
+
+
+def test_superiority_interval_is_the_percentile_bootstrap_of_runs_resampled_within_each_side() -> None:
+    a, b = [0.63, 0.60, 0.64, 0.66], [0.60, 0.62, 0.61]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)  # the same draws, in the order the docstring gives: a's, then b's
+    draws_a = rng.integers(0, len(a), size=(RESAMPLES, len(a)))
+    draws_b = rng.integers(0, len(b), size=(RESAMPLES, len(b)))
+    boot = [_hand_count([a[i] for i in da], [b[j] for j in db]) for da, db in zip(draws_a, draws_b)]
+    s = superiority(a, b)
+    assert s.ci == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])), abs=1e-12)
+    assert s.ci[0] <= s.estimate <= s.ci[1] and 0 <= s.ci[0] and s.ci[1] <= 1
+    assert superiority(a, b) == s  # a fixed seed: the same table twice
+    # and lower is better bootstraps the same draws the other way round
+    lower = superiority(a, b, higher_is_better=False).ci
+    assert lower == pytest.approx((1 - s.ci[1], 1 - s.ci[0]), abs=1e-12)
+
+
+def test_superiority_interval_narrows_with_more_runs() -> None:
+    rng = np.random.default_rng(7)
+    widths = []
+    for n in (5, 20, 80):
+        s = superiority(list(rng.normal(0.6, 0.01, n)), list(rng.normal(0.595, 0.01, n)))
+        assert 0 <= s.ci[0] <= s.estimate <= s.ci[1] <= 1
+        widths.append(s.ci[1] - s.ci[0])
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_superiority_with_fewer_than_two_runs_has_no_interval() -> None:
+    assert superiority([0.7], [0.6, 0.65]) == Superiority(1.0, None, FEW_RUNS)
+    assert superiority([0.6, 0.65], [0.6]) == Superiority(0.75, None, FEW_RUNS)

@@ -5,8 +5,13 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Sequence
 
 from regbench.errors import UserError
-from regbench.report.runs import ABSENT, DEFAULT_BASELINES, Group
-from regbench.report.stats import LEVEL, UNDEFINED, Difference, welch
+from regbench.report.metrics import metric_values
+from regbench.report.pairing import paired_values
+from regbench.report.runs import ABSENT, DEFAULT_BASELINES, Group, Run
+from regbench.report.stats import LEVEL, TESTS, UNDEFINED, Difference, paired, welch
+from regbench.report.superiority import Superiority, superiority
+
+MIN_PAIRS = 2  # seeds both rows have, for the paired test; with fewer, Welch's over all runs
 
 # a sweep of no article is compared with its unregularized / plain-activation row when it has one
 @dataclass(frozen=True)
@@ -52,27 +57,58 @@ def baseline_of(group: Group, groups: Sequence[Group], baseline: Baseline, varyi
     return None
 
 
-def compare(values: Sequence[float], base: Sequence[float]) -> Difference | None:
-    """The row's values against its baseline's (None when either has no value)."""
-    return welch(values, base) if values and base else None
+@dataclass(frozen=True)
+class Comparison:
+    """A row against its baseline in one metric: the difference with its interval and p (paired or Welch), and
+    P(a run of the row beats one of the baseline)."""
+    difference: Difference
+    beats: Superiority
+    sizes: tuple[int, int]  # runs with the metric: the row's, the baseline's
+
+
+def compare(runs: Sequence[Run], base: Sequence[Run], metric: str, higher_is_better: bool = True) -> Comparison | None:
+    """The row's runs against its baseline's (None when either has no value): paired over the seeds both have when
+    they have at least MIN_PAIRS, else Welch over all runs; P(A>B) over all runs."""
+    values, base_values = metric_values(runs, metric), metric_values(base, metric)
+    if not values or not base_values:
+        return None
+    mine, theirs = paired_values(runs, base, metric)
+    difference = paired(mine, theirs) if len(mine) >= MIN_PAIRS else welch(values, base_values)
+    return Comparison(difference, superiority(values, base_values, higher_is_better), (len(values), len(base_values)))
+
+
+def undefined_reasons(differences: Collection[Difference]) -> dict[str, str]:
+    """The n/a tags among `differences`, each with what it means for the tests that gave it."""
+    found = {(d.test, d.undefined) for d in differences}
+    texts: dict[str, list[str]] = {}
+    for (test, tag), text in UNDEFINED.items():
+        if (test, tag) in found:
+            texts.setdefault(tag, []).append(text)
+    return {tag: ", or ".join(found_texts) for tag, found_texts in texts.items()}
 
 
 def summary_line(label: str, header: str, differences: dict[str, Difference], runs_per_row: str) -> str:
-    """Which rows differ from the baseline at the 5% level, and what `runs_per_row` runs can detect."""
+    """Which rows differ from the baseline at the 5% level and by which test (once when all used the same), and what
+    `runs_per_row` runs can detect."""
     tested = {row: d for row, d in differences.items() if d.p is not None}
     level = f"{round(100 * (1 - LEVEL))}%"
     if not tested:
-        why = "; ".join(text for reason, text in UNDEFINED.items()
-                        if any(d.undefined == reason for d in differences.values()))
+        why = "; ".join(undefined_reasons(differences.values()).values())
         return f"No row can be tested against {label} ({why}): no {header} difference can be tested (n/a)."
+    one_test = len({d.test for d in tested.values()}) == 1
+    test = f" ({TESTS[next(iter(tested.values())).test]})" if one_test else ""
+
+    def names(rows: list[str]) -> str:
+        return ", ".join(row if one_test else f"{row} ({TESTS[tested[row].test]})" for row in rows)
+
     differ = [row for row, d in tested.items() if d.significant]
     same = [row for row, d in tested.items() if not d.significant]
     parts = []
     if differ:
-        parts.append(f"{', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'} from {label} in {header} "
-                     f"at the {level} level (Welch's t-test)")
+        parts.append(f"{names(differ)} {'differs' if len(differ) == 1 else 'differ'} from {label} in {header} "
+                     f"at the {level} level{test}")
     if same:
-        parts.append(f"{', '.join(same)} {'does' if len(same) == 1 else 'do'} not"
-                     + ("" if differ else f" differ from {label} in {header} at the {level} level (Welch's t-test)"))
+        parts.append(f"{names(same)} {'does' if len(same) == 1 else 'do'} not"
+                     + ("" if differ else f" differ from {label} in {header} at the {level} level{test}"))
     return "; ".join(parts) + (f". With n={runs_per_row} runs per row only large effects are detectable: no "
                                "significant difference is not evidence of no effect.")

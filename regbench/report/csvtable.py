@@ -5,12 +5,25 @@ import csv
 import io
 from typing import Any, Sequence
 
+from regbench.report.baseline import Comparison
 from regbench.report.sections import Section
 
 
+def _comparison(c: Comparison | None) -> dict[str, Any]:
+    if c is None:
+        return dict.fromkeys(("delta", "ci_low", "ci_high", "p", "undefined", "test", "pairs", "prob_better",
+                              "prob_better_low", "prob_better_high"), "")
+    d, beats = c.difference, c.beats
+    return dict(delta=d.delta, ci_low="" if d.ci is None else d.ci[0], ci_high="" if d.ci is None else d.ci[1],
+                p="" if d.p is None else d.p, undefined=d.undefined or "", test=d.test, pairs=d.pairs or "",
+                prob_better=beats.estimate, prob_better_low="" if beats.ci is None else beats.ci[0],
+                prob_better_high="" if beats.ci is None else beats.ci[1])
+
+
 def render_csv(sections: Sequence[Section]) -> str:
-    """One line per row of every section: mean, std, n, article value and difference, and the difference to the
-    baseline row with its 95% CI and p (`undefined` says why those two are empty: n<2 or no spread)."""
+    """One line per row of every section: mean, std, n, article value and difference, and against the baseline row:
+    the difference with its 95% CI and p (`undefined` says why those two are empty: n<2 or no spread), the `test`
+    (paired or welch) and its `pairs`, and P(A>B) with its bootstrap 95% CI (`prob_better*`)."""
     records: list[dict[str, Any]] = []
     for s in sections:
         for row in s.rows:
@@ -26,12 +39,8 @@ def render_csv(sections: Sequence[Section]) -> str:
                     record.update({f"{m}_article": row.published.get(m, ""),
                                    f"{m}_vs_article": "" if diff is None else diff})
             if s.compare:
-                d = row.difference
                 record.update(compare=s.compare, baseline=s.baseline, is_baseline=row.is_baseline,
-                              delta="" if d is None else d.delta, ci_low="" if d is None or d.ci is None else d.ci[0],
-                              ci_high="" if d is None or d.ci is None else d.ci[1],
-                              p="" if d is None or d.p is None else d.p,
-                              undefined="" if d is None or d.undefined is None else d.undefined)
+                              **_comparison(row.comparison))
             records.append(record)
     fields = list(dict.fromkeys(k for rec in records for k in rec))
     buf = io.StringIO()

@@ -7,6 +7,7 @@ from typing import Sequence
 from regbench.report.metrics import Stat
 from regbench.report.runs import Run
 from regbench.report.sections import NONE, NOT_APPLICABLE, Row, Section
+from regbench.report.stats import PAIRED, Difference
 
 
 def _fmt(value: float, integer: bool, sign: bool = False) -> str:
@@ -26,19 +27,35 @@ def format_stat(stat: Stat | None, rows_n: int) -> str:
     return text + (f" (n={stat.n})" if stat.n != rows_n else "")
 
 
+COMPARED = 6  # cells: Δ, 95% CI, p, test, P(A>B), its 95% CI
+
+
+def _test(row: Row, d: Difference) -> str:
+    """"Welch", "paired", or "paired (k seeds)" when the pairs are fewer than the runs of either row."""
+    if d.test != PAIRED:
+        return "Welch"
+    return "paired" if {d.pairs} == set(row.comparison.sizes) else f"paired ({d.pairs} seeds)"
+
+
 def _significance(section: Section, row: Row) -> list[str]:
-    """Δ, 95% CI and p cells: "baseline" on the baseline row, blank where nothing is compared, n/a with its reason."""
+    """Δ, 95% CI, p, test, P(A>B) and its 95% CI: "baseline" on the baseline row, blank where nothing is compared,
+    n/a with its reason."""
     if row.is_baseline:
-        return ["baseline", "", ""]
-    d = row.difference
-    if d is None:
-        return ["", "", ""]
+        return ["baseline"] + (COMPARED - 1) * [""]
+    if row.comparison is None:
+        return COMPARED * [""]
+    d, beats = row.comparison.difference, row.comparison.beats
     integer = bool(section.compare) and all(s.integer for s in (row.stats.get(section.compare),) if s)
-    delta = _fmt(d.delta, integer, sign=True)
+    cells = [_fmt(d.delta, integer, sign=True)]
     if d.ci is None:
-        return [delta] + 2 * [f"{NOT_APPLICABLE} ({d.undefined})"]
-    ci = f"[{_fmt(d.ci[0], integer, sign=True)}, {_fmt(d.ci[1], integer, sign=True)}]"
-    return [delta, ci, "<0.001" if d.p < 0.001 else f"{d.p:.3f}"]
+        cells += 2 * [f"{NOT_APPLICABLE} ({d.undefined})"]
+    else:
+        cells += [f"[{_fmt(d.ci[0], integer, sign=True)}, {_fmt(d.ci[1], integer, sign=True)}]",
+                  "<0.001" if d.p < 0.001 else f"{d.p:.3f}"]
+    cells += [_test(row, d), f"{beats.estimate:.2f}"]
+    cells.append(f"{NOT_APPLICABLE} ({beats.undefined})" if beats.ci is None else
+                 f"[{beats.ci[0]:.2f}, {beats.ci[1]:.2f}]")
+    return cells
 
 
 def _cells(section: Section, row: Row) -> list[str]:
@@ -68,7 +85,7 @@ def _headers(section: Section) -> list[str]:
         if m in section.published_columns:
             headers += [f"{header} (article)", f"{header} − article"]
     if section.compare:
-        headers += [f"Δ vs {section.baseline}", "95% CI", "p"]
+        headers += [f"Δ vs {section.baseline}", "95% CI", "p", "test", "P(A>B)", "P(A>B) 95% CI"]
     return headers
 
 

@@ -7,11 +7,13 @@ from typing import Sequence
 
 from regbench.articles import Article, articles_by_experiment
 from regbench.errors import UserError
-from regbench.report.baseline import Baseline, baseline_of, by_value, compare, default_baseline, summary_line
+from regbench.report.baseline import (MIN_PAIRS, Baseline, Comparison, baseline_of, by_value, compare,
+                                      default_baseline, summary_line, undefined_reasons)
 from regbench.report.matching import budget_of, by_table, grid_keys, match_row, off_grid
 from regbench.report.metrics import Stat, aggregate, metric_value, metric_values
 from regbench.report.runs import Group, Run, format_value, group_runs
-from regbench.report.stats import UNDEFINED, Difference
+from regbench.report.stats import FEW_RUNS, LEVEL, Difference
+from regbench.report.superiority import RESAMPLES
 
 # runs of no known article: metric -> header
 GENERIC_COLUMNS = {"final_val_acc": "final val acc", "best_val_acc": "best val acc", "test_acc": "test acc",
@@ -35,7 +37,11 @@ class Row:
     budget: str | None            # the article budget the runs were made with (None: no article, or not a budget)
     selected_on: str              # where the checkpoint was selected: held-out val or the test set
     is_baseline: bool = False
-    difference: Difference | None = None   # of the section's compare metric against the row's baseline
+    comparison: Comparison | None = None   # of the section's compare metric against the row's baseline
+
+    @property
+    def difference(self) -> Difference | None:
+        return None if self.comparison is None else self.comparison.difference
 
     def versus_article(self, metric: str) -> float | None:
         """Ours minus the article's, for completed rows made with the article's own budget."""
@@ -55,7 +61,7 @@ class Section:
     rows: list[Row]
     article: bool
     notes: list[str]              # lines printed under the table
-    compare: str | None = None    # the metric of the Δ / 95% CI / p columns (None: no baseline)
+    compare: str | None = None    # the metric of the Δ / 95% CI / p / P(A>B) columns (None: no baseline)
     baseline: str | None = None   # the baseline's name in the headers
 
     @property
@@ -137,8 +143,8 @@ def _baseline(article: Article | None, groups: Sequence[Group], varying: Sequenc
 
 
 def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], baseline: Baseline | None,
-             metric: str) -> None:
-    """Fill each completed row's difference to its baseline in `metric`, and the lines saying what they mean."""
+             metric: str, higher_is_better: bool = True) -> None:
+    """Fill each completed row's comparison with its baseline in `metric`, and the lines saying what they mean."""
     if baseline is None:
         if section.keys:
             section.notes.append("No baseline row: `regbench table --baseline KEY=VALUE DIR` names one (e.g. "
@@ -158,17 +164,26 @@ def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], 
             continue
         if base is None:
             continue
-        values, base_values = metric_values(row.runs, metric), metric_values(base.runs, metric)
-        row.difference = compare(values, base_values)
-        if row.difference is not None:
-            differences[_row_name(section, row)] = row.difference
-        if row.difference is not None and row.difference.p is not None:
-            sizes.update((len(values), len(base_values)))
+        row.comparison = compare(row.runs, base.runs, metric, higher_is_better)
+        if row.comparison is None:
+            continue
+        d = differences[_row_name(section, row)] = row.comparison.difference
+        if d.p is not None:
+            sizes.update((d.pairs,) if d.pairs else row.comparison.sizes)
     header = section.columns[metric]
-    shown = [reason for reason in UNDEFINED if any(d.undefined == reason for d in differences.values())]
-    section.notes.append(f"Δ vs {baseline.label}: {header} minus that of the {baseline.label} row with the same other "
-                         "settings; 95% CI (Welch) and p (Welch's t-test) over the runs"
-                         + "".join(f"; {NOT_APPLICABLE} ({r}): {UNDEFINED[r]}" for r in shown) + ".")
+    reasons = undefined_reasons(differences.values())
+    level = f"{round(100 * LEVEL)}%"
+    section.notes.append(
+        f"Δ vs {baseline.label}: {header} minus that of the {baseline.label} row with the same other settings, with "
+        f"its {level} CI and p by the test the `test` column names: paired when at least {MIN_PAIRS} seeds have a run "
+        "in both rows (over those seeds only: Δ is then the mean of the per-seed differences; paired t-test), else "
+        "Welch over all runs (Welch–Satterthwaite interval, Welch's t-test)"
+        + "".join(f"; {NOT_APPLICABLE} ({tag}): {text}" for tag, text in reasons.items()) + ".")
+    section.notes.append(
+        f"P(A>B): the probability that a run of the row beats a run of the {baseline.label} row in {header} "
+        f"({'higher' if higher_is_better else 'lower'} is better; 0.5: neither tends to win), the Mann–Whitney "
+        f"estimate over all their runs (ties count ½), with a bootstrap {level} interval ({RESAMPLES:,} resamples of "
+        f"the runs within each side, a fixed seed; {NOT_APPLICABLE} ({FEW_RUNS}) with fewer than 2 runs on a side).")
     if differences:
         runs = "" if not sizes else f"{min(sizes)}" if len(sizes) == 1 else f"{min(sizes)}–{max(sizes)}"
         section.notes.append(summary_line(baseline.label, header, differences, runs))
