@@ -24,7 +24,7 @@ def write_layout(folder: Path, names=("gaussian_noise", "fog", "contrast"), n: i
     arrays = {name: rng.integers(0, 256, (5 * n, size, size, 3), dtype=np.uint8) for name in names}
     for name, images in arrays.items():
         np.save(folder / f"{name}.npy", images)
-    np.save(folder / "labels.npy", np.tile(rng.integers(0, 10, n), 5))
+    np.save(folder / "labels.npy", np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))  # uint8, as the official
     return arrays
 
 
