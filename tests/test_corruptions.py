@@ -1,7 +1,7 @@
 """Corruption robustness, data side: the CIFAR-10-C layout's reader, `regbench corrupt`, and the summaries."""
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
@@ -223,10 +223,10 @@ def test_corrupt_keeps_a_folder_of_other_images(written: Path, cifar_tarball: Pa
 
 
 def test_corrupt_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:
-    import subprocess
-
-    code = ("import sys; sys.modules['imagecorruptions'] = None; from regbench.cli import main; "
-            f"main(['corrupt', '--out', {str(tmp_path)!r}])")  # None in sys.modules: the import fails as if absent
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 2
+    blocker = tmp_path / "without"  # an imagecorruptions that fails to import, first on the path: as if absent
+    (blocker / "imagecorruptions").mkdir(parents=True)
+    (blocker / "imagecorruptions" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    proc = regbench("corrupt", "--out", str(tmp_path / "out"), check=False, env=env)
+    assert proc.returncode == 2 and not (tmp_path / "out").exists()
     assert proc.stderr.strip() == "regbench: error: regbench corrupt needs imagecorruptions: pip install 'regbench[corrupt]'"
