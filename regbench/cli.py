@@ -23,6 +23,9 @@ commands:
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
   eval RUN_DIR [--checkpoint best|last] [--split S] [overrides]
                           score a run's checkpoint again: one JSON line and a confusion-matrix PNG
+  corrupt [overrides] --out DIR [--corruptions a,b,c]
+                          write a dataset's test split corrupted (15 ImageNet-C corruptions x 5 severities) in the
+                          CIFAR-10-C layout (needs the corrupt extra)
   export RUN_DIR --format paddle|onnx [--checkpoint best|last] [--tolerance T]
                           a Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx)
 
@@ -232,6 +235,32 @@ def _export(argv: list[str]) -> None:
                                 args.check, args.tolerance)))
 
 
+def _corrupt(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="regbench corrupt", description="Write a dataset's test split (val when it "
+                                     "has none) corrupted, in the CIFAR-10-C layout: <corruption>.npy uint8 "
+                                     "[5n, H, W, 3] (severities 1-5 stacked) and labels.npy [5n].")
+    parser.add_argument("--out", required=True, help="the folder for the files")
+    parser.add_argument("--corruptions", metavar="A,B,C", help="which corruptions (default: the 15 common ones)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides as for regbench train, e.g. dataset=cifar10 "
+                        "dataset.data_file=PATH; seed=S seeds the corruptions")
+    args = parser.parse_intermixed_args(argv)
+    from regbench.data.corrupt import choose, write_corrupted
+
+    names = choose(args.corruptions)
+    _require_paddle()
+    from regbench.config import compose
+    from regbench.data import load_splits
+
+    cfg = compose(args.overrides)
+    splits = load_splits(cfg.dataset)
+    split_name, split = ("val", splits.val) if splits.test is None else ("test", splits.test)
+    source = dict(dataset=cfg.hydra.runtime.choices.dataset, split=split_name, n=len(split), overrides=args.overrides)
+    failed = write_corrupted(split, Path(args.out), names, cfg.seed, source)
+    print(json.dumps(dict(out=args.out, **source, seed=cfg.seed, written=[n for n in names if n not in failed])))
+    if failed:
+        _fail(f"imagecorruptions failed on {', '.join(failed)} (reported above); the other files are written", code=1)
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": _train,
     "summary": _summary,
@@ -241,6 +270,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "plot": lambda argv: _report("plot", argv),
     "eval": _eval,
     "export": _export,
+    "corrupt": _corrupt,
 }
 
 
