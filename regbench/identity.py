@@ -4,7 +4,8 @@ the resume check and the grouping of runs into table rows share.
 Every config key is of one kind:
 
 - RESULT: changes what training computes or which checkpoint is reported. The groups in GROUPS (the choice and
-  every resolved key below it), `seed` (data order, augmentation and dropout draws derive from it), and the trainer
+  every resolved key below it), the seeds (`seed`, and `seeds.*` and `dataset.split_seed`: the initial weights, data
+  order, augmentation, dropout draws and held-out split derive from them), and the trainer
   keys TRAINER marks so: the batch and its samples (`batch_size`, `drop_last`), the loss (`label_smoothing`), the
   arithmetic (`amp`, `tf32`), the batch statistics (`sync_bn`) and which evaluations the best checkpoint is chosen from
   (`eval_every`, `eval_every_steps`). A key regbench does not know (a new trainer key, `+foo=1`) counts as RESULT:
@@ -21,8 +22,9 @@ How each reader uses them:
   completed, a grown one (more epochs) is not.
 - resume (`identity` and `length`): RESULT keys must be equal, LENGTH keys may grow, never shrink.
 - tables (`separates_rows`): runs differing in a RESULT or LENGTH key are different rows; a 2-epoch and a 10-epoch
-  run are different results, so LENGTH separates rows. Except the REPLICATES (`seed`): the runs of one row are its
-  replicates. A table sees a run through its group choices and command-line overrides only, so the choices of the
+  run are different results, so LENGTH separates rows. Except the REPLICATES (`seed`, `seeds.*`,
+  `dataset.split_seed`): runs that differ only in seeds are the replicates of one row, whichever source of variance
+  they vary. A table sees a run through its group choices and command-line overrides only, so the choices of the
   other groups (`experiment`, `trainer`), which set keys of the groups above, are RESULT there:
   they name the setup the overrides change.
 """
@@ -56,7 +58,8 @@ TRAINER = {  # every key of conf/trainer/: a new one must be decided here (tests
     "fast_conv_bias": _O, "mkl_amd_avx2": _O, "resume": _O, "log_every": _O,
 }
 LOCATION_NAMES = frozenset({"data_file", "data_dir", "root"})  # in the dataset group
-REPLICATES = frozenset({"seed"})  # in one table row: its repeats
+# the seeds: in one table row, its repeats (and what pairs a run with another row's run made with the same seeds)
+REPLICATES = frozenset({"seed", "seeds.init", "seeds.order", "seeds.augment", "seeds.noise", "dataset.split_seed"})
 _HEADS = {"hydra": _O, "logger": _O, "hparams_search": _O, "data_files": Kind.LOCATION}
 
 

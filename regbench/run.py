@@ -77,7 +77,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     amp = amp_mode(tr.amp, device)
     speed.configure(device, threads=cpu_threads, trainer=tr, amp=amp)
     log.info("CPU threads: %d (trainer.threads=%s)", cpu_threads, tr.threads)
-    paddle.seed(cfg.seed)
+    paddle.seed(cfg.seeds.init)
     model = build_model(cfg.model, cfg.act, cfg.reg)
     rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
     train, val, test, train_eval = _loaders(cfg, shard=(rank, world))
@@ -97,7 +97,8 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     optimizer = build_optimizer(cfg.optim, lr, model.parameters())
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
                           max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
-                          seed=cfg.seed, log_every=tr.log_every, amp=amp)
+                          order_seed=cfg.seeds.order, augment_seed=cfg.seeds.augment, noise_seed=cfg.seeds.noise,
+                          log_every=tr.log_every, amp=amp)
     return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg),
                    train_eval), device
 

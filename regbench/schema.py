@@ -7,11 +7,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench import regs
 from regbench.errors import UserError
+from regbench.identity import REPLICATES
 from regbench.tune import METRIC, METRICS
 
 # (dotted key, test, what the value must be); keys absent from the config are skipped.
 RULES: list[tuple[str, Callable[[Any], bool], str]] = [
-    ("seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    *((seed, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0")
+      for seed in sorted(REPLICATES)),
     ("optim.lr", lambda v: v > 0, "> 0"),
     ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),

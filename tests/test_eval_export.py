@@ -169,10 +169,10 @@ def test_export_command_checks_itself_and_fails_beyond_its_tolerance(run: Path, 
 def real_images(channels: int, n: int) -> np.ndarray:
     """n real uint8 32×32 images: MNIST test digits (1 channel) or CIFAR-10 JPEGs."""
     if channels == 1:
-        from regbench.data import resize
-        from regbench.data.mnist import load_mnist5k
+        from regbench.config import compose
+        from regbench.data import load_splits
 
-        return resize(load_mnist5k().test.head(n), 32).images
+        return load_splits(compose(["dataset=mnist5k"]).dataset).test.head(n).images
     from PIL import Image
 
     images = []

@@ -120,6 +120,9 @@ def test_divergence_stops_the_run_keeps_checkpoints_and_the_sweep_goes_on(tmp_pa
     ("dataset.limit.train=-1", "dataset.limit.train=-1 is invalid: it must be null or an integer >= 1"),
     ("dataset.limit.val=-5", "dataset.limit.val=-5 is invalid"),
     ("dataset=mnist_nndl dataset.limit.test=-2", "dataset.limit.test=-2 is invalid"),
+    ("seed=-1", "seed=-1 is invalid: it must be an integer >= 0"),  # named once, not through the seeds following it
+    ("seeds.order=1.5", "seeds.order=1.5 is invalid: it must be an integer >= 0"),
+    ("dataset.split_seed=-3", "dataset.split_seed=-3 is invalid"),
 ])
 def test_bad_config_is_one_line_exit_2_before_any_work(tmp_path: Path, override: str, message: str) -> None:
     proc = regbench("train", *override.split(), cwd=tmp_path, check=False)

@@ -2,6 +2,7 @@
 the run folder."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -91,6 +92,33 @@ def test_synthetic_holds_out_a_tenth_by_default() -> None:
     s = load_splits(dataset_cfg("+dataset=synthetic", "dataset.train_size=200", "dataset.test_size=50"))
     assert (len(s.train), len(s.val), len(s.test)) == (180, 20, 50)
     assert np.bincount(s.val.labels).tolist() == [2] * 10
+
+
+def digest(split) -> str:
+    return hashlib.sha256(split.images.tobytes() + split.labels.tobytes()).hexdigest()[:16]
+
+
+def test_split_seed_defaults_to_the_fixed_split_every_run_had() -> None:
+    # digests of the splits made before dataset.split_seed existed (seed 7 for val_size, 5000 for mnist5k)
+    synthetic = load_splits(dataset_cfg("+dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64"))
+    assert (digest(synthetic.train), digest(synthetic.val)) == ("7df7bb2022428818", "88a2a562a200d54d")
+    mnist5k = load_splits(dataset_cfg("+dataset=mnist5k"))
+    assert (digest(mnist5k.val), digest(mnist5k.test)) == ("a0638dfb6f840bba", "4d07f919b47986ac")
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "cifar10", "mnist5k"])
+def test_split_seed_changes_which_images_are_held_out_and_nothing_else(dataset: str, cifar_tarball: Path) -> None:
+    args = {"synthetic": ["dataset.train_size=256", "dataset.test_size=64"],
+            "cifar10": [f"dataset.data_file={cifar_tarball}", "dataset.val_size=100"], "mnist5k": []}[dataset]
+    a = load_splits(dataset_cfg(f"+dataset={dataset}", *args))
+    b = load_splits(dataset_cfg(f"+dataset={dataset}", *args, "dataset.split_seed=1"))
+    assert [len(s) for s in (a.train, a.val, a.test)] == [len(s) for s in (b.train, b.val, b.test)]
+    assert image_keys(a.val.images) != image_keys(b.val.images)
+    assert np.bincount(a.val.labels).tolist() == np.bincount(b.val.labels).tolist()  # stratified either way
+    pool = [image_keys(np.concatenate([s.train.images, s.val.images, s.test.images])) for s in (a, b)]
+    assert pool[0] == pool[1]  # the same images, held out differently
+    if dataset != "mnist5k":  # the test split is not carved out of train
+        np.testing.assert_array_equal(a.test.images, b.test.images)
 
 
 def test_mnist_val_size_is_unused_where_the_data_has_its_own_val() -> None:

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from conftest import read_json, read_jsonl, regbench
-from regbench.identity import TRAINER, Kind, kind
+from regbench.identity import REPLICATES, TRAINER, Kind, kind, separates_rows
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -24,6 +24,14 @@ def test_every_trainer_key_is_decided_and_dataset_paths_are_locations() -> None:
              if k in ("root", "data_file", "data_dir")}
     assert paths == {"dataset.root", "dataset.data_file", "dataset.data_dir"}
     assert {kind(k) for k in paths} == {Kind.LOCATION}
+
+
+def test_every_seed_is_a_result_and_a_replicate() -> None:
+    seeds = {"seed", *(f"seeds.{k}" for k in yaml.safe_load((CONF / "config.yaml").read_text())["seeds"]),
+             *(f"dataset.{k}" for p in (CONF / "dataset").glob("*.yaml") for k in yaml.safe_load(p.read_text())
+               if k.endswith("seed"))}
+    assert seeds == REPLICATES
+    assert {kind(k) for k in seeds} == {Kind.RESULT} and not any(separates_rows(k) for k in seeds)
 
 
 def image_folder(root: Path) -> Path:

@@ -35,13 +35,15 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (dict(optim__lr="0.5"), "optim.lr 0.01 → 0.5"),
     (dict(reg="dropout", act="dyrelu_a"), "act relu → dyrelu_a; reg none → dropout"),
     (dict(dataset__augment="[]"), "dataset.augment ['crop', 'flip'] → []"),
-    (dict(seed="1"), "seed 0 → 1"),
+    (dict(seed="1"), "seed 0 → 1."),  # the seeds.* following it are named by it
+    (dict(seeds__order="1"), "seeds.order 0 → 1."),
+    (dict(dataset__split_seed="8"), "dataset.split_seed 7 → 8."),
     (dict(trainer__sync_bn="true"), "trainer.sync_bn False → True"),
     (dict(trainer__amp="fp16"), "trainer.amp off → fp16"),
     (dict(trainer__eval_every_steps="4"), "trainer.eval_every_steps 2 → 4"),
     (dict(trainer__max_steps="2"), "trainer.max_steps None → 2 (a run may grow, not shrink)"),
-], ids=["model", "batch_size", "optim", "lr", "act+reg", "dataset", "seed", "sync_bn", "amp", "eval_every_steps",
-        "shrink"])
+], ids=["model", "batch_size", "optim", "lr", "act+reg", "dataset", "seed", "seeds.order", "split_seed", "sync_bn",
+        "amp", "eval_every_steps", "shrink"])
 @pytest.mark.slow
 def test_resuming_another_run_is_refused_and_touches_no_file(tmp_path: Path, finished: Path, change: dict,
                                                               named: str) -> None:

@@ -15,9 +15,8 @@ from omegaconf import DictConfig
 
 from regbench import regs
 from regbench.bench import HYDRA_OVERRIDES
-from regbench.data.batches import BatchLoader
 from regbench.errors import UserError
-from regbench.train.loop import derive_seed
+from regbench.train.loop import Trainer
 from regbench.train import threads
 from regbench.run import build_trainer
 
@@ -52,7 +51,7 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     sync = paddle.device.cuda.synchronize if device == "gpu" else _nothing
     # Paddle 2.6 cannot reset the allocator's peak: there it is the peak since the process started
     reset_peak = getattr(paddle.device.cuda, "reset_max_memory_allocated", None) if device == "gpu" else None
-    batches = _endless(trainer.train_loader, cfg.seed)
+    batches = _endless(trainer)
     data_s = _times(lambda: next(batches), sync, warmup, steps)
 
     # mid-training, so that layers following the progress (DropBlock's keep_prob ramp) do their full work
@@ -89,11 +88,11 @@ def _nothing() -> None:
     """Nothing: Paddle's CPU kernels run synchronously (nothing to wait for); no peak to reset."""
 
 
-def _endless(loader: BatchLoader, seed: int) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
-    """Training batches epoch after epoch, shuffled and augmented as the trainer's."""
+def _endless(trainer: Trainer) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+    """The trainer's training batches, epoch after epoch."""
     epoch = 0
     while True:
-        yield from loader.epoch(seed=derive_seed(seed, 0, epoch))
+        yield from trainer.batches(epoch)
         epoch += 1
 
 

@@ -16,12 +16,11 @@ from regbench.errors import UserError
 
 log = logging.getLogger("regbench")
 RESIZE_CHUNK = 1024  # images resized per call, to bound memory
-VAL_SPLIT_SEED = 7  # fixed: the held-out val split never depends on the run seed
 
 
 def load_splits(dataset_cfg: DictConfig) -> Splits:
-    """Load the dataset `load:` names, carve `val_size` held-out images out of train when its val is the test set,
-    keep the first `limit` of each split, check it against the config, resize."""
+    """Load the dataset `load:` names, carve `val_size` held-out images (chosen by `split_seed`) out of train when its
+    val is the test set, keep the first `limit` of each split, check it against the config, resize."""
     try:
         splits = hydra.utils.instantiate(dataset_cfg.load)
     except InstantiationException as e:
@@ -30,7 +29,7 @@ def load_splits(dataset_cfg: DictConfig) -> Splits:
             raise e.__cause__ from None
         raise
     if dataset_cfg.val_size and splits.test is None:
-        splits = carve_val(splits, dataset_cfg.val_size, VAL_SPLIT_SEED)
+        splits = carve_val(splits, dataset_cfg.val_size, dataset_cfg.split_seed)
     elif dataset_cfg.val_size:
         log.info("dataset.val_size=%s unused: the data has a validation split of its own", dataset_cfg.val_size)
     limit = dataset_cfg.limit

@@ -72,10 +72,13 @@ class BatchLoader:
                 f"a split of {n} images gives no batch of {batch_size}: lower the batch size or raise dataset.limit"
             )
 
-    def epoch(self, seed: int | None, start: int = 0) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
-        """Batches start.. of one epoch: shuffled and augmented when seed is given, in order and plain when None.
+    def epoch(self, seed: int | None, start: int = 0,
+              augment_seed: int | None = None) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+        """Batches start.. of one epoch: shuffled by `seed` and augmented by `augment_seed` (default: `seed`); in order
+        and plain when both are None.
 
-        The caller passes a different seed each epoch; batch k depends only on (seed, k), so start=k resumes exactly."""
+        The caller passes different seeds each epoch; batch k depends only on (seeds, k), so start=k resumes exactly."""
+        augment_seed = seed if augment_seed is None else augment_seed
         n = len(self.split)
         order = np.arange(n) if seed is None else np.random.default_rng([seed, 0]).permutation(n)
         order = order[self.rank :: self.world][: self.shard_size]
@@ -84,8 +87,8 @@ class BatchLoader:
         for b in range(start, self.num_batches):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = paddle.to_tensor(self.split.images[idx]).astype("float32")
-            if seed is not None and self.augment:
-                x = self._augment(x, np.random.default_rng([seed, 1, b]))
+            if augment_seed is not None and self.augment:
+                x = self._augment(x, np.random.default_rng([augment_seed, 1, b]))
             # inference batch_norm with mean 0 and variance + epsilon = 1 is a per-channel multiply-add in one
             # kernel, several times faster on CPU than Paddle's broadcasting x * scale + shift
             x = F.batch_norm(x, zero, variance, weight=scale, bias=shift, training=False, epsilon=_BN_EPSILON)

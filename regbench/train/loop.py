@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import paddle
@@ -63,7 +63,11 @@ class LoopConfig:
     max_steps: int | None
     label_smoothing: float
     sched_interval: str
-    seed: int
+    # the streams of conf's seeds.*: each epoch's data order, its augmentation and batch regularizers, each step's
+    # dropout-type masks (the initial weights are drawn before the loop)
+    order_seed: int
+    augment_seed: int
+    noise_seed: int
     log_every: int
     amp: str  # off | fp16 | bf16 (already "off" where the device cannot)
 
@@ -140,10 +144,11 @@ class Trainer:
         p = self.progress
         # dropout and batch-regularizer draws depend on the step (and rank) alone: exact resume
         rank = [self.rank] if self.world > 1 else []
-        paddle.seed(derive_seed(self.cfg.seed, 1, p.step, *rank))
+        paddle.seed(derive_seed(self.cfg.noise_seed, 1, p.step, *rank))
         targets: Targets = labels
         if self.batch_reg is not None:
-            images, targets = self.batch_reg(images, labels, np.random.default_rng([self.cfg.seed, 2, p.step, *rank]))
+            rng = np.random.default_rng([self.cfg.augment_seed, 2, p.step, *rank])
+            images, targets = self.batch_reg(images, labels, rng)
         for layer in self.scheduled:
             layer.set_progress(p.step / self.total_steps)
         self.step_lr = float(self.optimizer.get_lr())
@@ -168,6 +173,11 @@ class Trainer:
         if self.cfg.sched_interval == "step":
             self.lr.step()
         return loss.detach(), agreement(logits, targets)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+        """Training batches start.. of `epoch`: in the order of order_seed, augmented by augment_seed."""
+        return self.train_loader.epoch(seed=derive_seed(self.cfg.order_seed, 0, epoch), start=start,
+                                       augment_seed=derive_seed(self.cfg.augment_seed, 0, epoch))
 
     def _due_for_eval(self, end_of_epoch: bool) -> bool:
         step = self.progress.step
@@ -243,7 +253,7 @@ class Trainer:
         window = _Window()
         while p.step < self.total_steps:
             epoch, start = divmod(p.step, self.steps_per_epoch)
-            for images, labels in self.train_loader.epoch(seed=derive_seed(self.cfg.seed, 0, epoch), start=start):
+            for images, labels in self.batches(epoch, start):
                 loss, right = self.train_step(images, labels)
                 window.add(loss, right, labels.shape[0])
                 p.step += 1

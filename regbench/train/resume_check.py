@@ -31,6 +31,7 @@ def check_resume(cfg: DictConfig, folder: Path) -> None:
     before, after = identity(old, old_choices), identity(cfg, cfg.hydra.runtime.choices)
     changed = [k for k in dict.fromkeys([*before, *after]) if before.get(k, "<absent>") != after.get(k, "<absent>")]
     changed = [k for k in changed if _group_of(k) not in changed]  # a group chosen differently: name the choice
+    changed = [k for k in changed if not _follows_seed(k, before, after, changed)]
     differences = [f"{k} {before.get(k, '<absent>')} → {after.get(k, '<absent>')}" for k in changed]
     new_length = length(cfg)
     for key, was in length(old).items():
@@ -45,6 +46,12 @@ def check_resume(cfg: DictConfig, folder: Path) -> None:
         shown = "; ".join(differences[:SHOWN]) + (f" and {len(differences) - SHOWN} more" if len(differences) > SHOWN else "")
         raise UserError(f"trainer.resume=true, but {folder} holds another run: {shown}. Resume with that run's "
                         "settings, or train into a new folder (hydra.run.dir / hydra.sweep.dir)")
+
+
+def _follows_seed(key: str, before: dict, after: dict, changed: list[str]) -> bool:
+    """A `seeds.*` key equal to `seed` on both sides (left to follow it): the change of `seed` names it."""
+    return (key.startswith("seeds.") and "seed" in changed
+            and before.get(key) == before.get("seed") and after.get(key) == after.get("seed"))
 
 
 def _group_of(key: str) -> str | None:
