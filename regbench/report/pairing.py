@@ -10,14 +10,16 @@ from regbench.report.runs import MISSING, Run, format_value
 
 
 def seeds_of(run: Run) -> tuple[str, ...] | None:
-    """The run's value of every key that varies between the runs of one row (`seed`); None when one is unknown."""
+    """The run's value of every key that varies between the runs of one row (`seed`, `seeds.*`, the split seed);
+    None when its `seed` is unknown. A run made before a key existed lacks it: it followed `seed` (or a fixed value),
+    as every run that leaves the key at its default does."""
     found = []
     for key in sorted(REPLICATES):
         value = run.value(key)
         value = run.summary.get(key) if value is MISSING else value  # a run folder whose .hydra/ is gone
-        if value is None:
+        if value is None and key == "seed":
             return None
-        found.append(format_value(value))
+        found.append("default" if value is None else format_value(value))
     return tuple(found)
 
 
