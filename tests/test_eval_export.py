@@ -153,6 +153,7 @@ def test_temperature_scaling_fits_on_val_and_cools_an_overconfident_model(run: P
 @pytest.mark.parametrize("args, message", [
     (("nope",), "nope is not a folder"),
     (("{run}", "--split", "val", "--temperature-scale"), "cannot score val too"),
+    (("{run}", "--save-probs", "{tmp}"), "is a folder: give a file"),
     (("{run}", "--checkpoint", "last", "dataset.nope=1"), "unknown option 'dataset.nope'"),
     (("{run}", "dataset=mnist"), "give key=value overrides"),
     (("{tmp}",), "has no .hydra/config.yaml"),

@@ -101,3 +101,11 @@ def test_fitted_temperature_undoes_a_scaling_of_calibrated_logits() -> None:
     assert nll(temperature) < min(nll(1.0), nll(temperature * 1.02), nll(temperature / 1.02))
     probs = scaled_probs(3.0 * logits, temperature)
     assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1, atol=1e-6)
+
+
+def test_a_temperature_at_the_end_of_its_range_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(4)
+    logits, labels = rng.normal(0, 3.0, size=(2000, 10)), rng.integers(0, 10, 2000)  # unrelated: uniform is best
+    with caplog.at_level("WARNING", logger="regbench"):
+        assert fit_temperature(logits, labels) == pytest.approx(100, rel=1e-3)
+    assert "at the end of its range [0.01, 100]" in caplog.text

@@ -2,12 +2,15 @@
 (Guo et al. 2017, "On Calibration of Modern Neural Networks")."""
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
+
+log = logging.getLogger("regbench")
 
 # the range a fitted temperature may take: far beyond what a trained classifier needs either way
 TEMPERATURE_BOUNDS = (1e-2, 1e2)
@@ -28,7 +31,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     low, high = TEMPERATURE_BOUNDS
     found = minimize_scalar(nll, bounds=(math.log(low), math.log(high)), method="bounded", options=dict(xatol=1e-6))
-    return math.exp(found.x)
+    temperature = math.exp(found.x)
+    if not low * 1.001 < temperature < high / 1.001:
+        log.warning("the fitted temperature %.4g is at the end of its range [%g, %g]: the val NLL still falls beyond "
+                    "it (a model that has barely trained tends to uniform predictions)", temperature, low, high)
+    return temperature
 
 
 def plot_reliability(path: Path, bins: np.ndarray, title: str) -> None:

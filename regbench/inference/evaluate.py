@@ -73,6 +73,8 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
     from regbench.inference.calibration import fit_temperature, plot_reliability, scaled_probs
     from regbench.train import speed, threads
 
+    if save_probs is not None and save_probs.is_dir():
+        raise UserError(f"--save-probs {save_probs} is a folder: give a file, e.g. {save_probs / 'probs.npz'}")
     cfg = saved_config(run, overrides)
     name, split, classes = split_of(cfg, split_name)
     if temperature_scale and name == "val":
