@@ -97,10 +97,13 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
     per_class = counts.diagonal() / np.maximum(counts.sum(axis=1), 1)
     path = output or run / f"confusion_{name}_{checkpoint}.png"
     heading = f"{run.name} · {checkpoint} checkpoint · {name}"
+
+    def calibration(ece: float, accuracy: float) -> str:
+        return f"ECE {ece:.4f} ({metrics.ECE_BINS} bins), accuracy {accuracy:.4f} (n={scores.n})"
+
     plot_confusion(path, counts, classes, f"{heading}: accuracy {scores.accuracy:.4f} (n={scores.n})")
     reliability = path.parent / f"reliability_{name}_{checkpoint}.png"
-    plot_reliability(reliability, scores.bins, f"{heading}\nECE {scores.ece:.4f} ({metrics.ECE_BINS} bins), "
-                                               f"accuracy {scores.accuracy:.4f} (n={scores.n})")
+    plot_reliability(reliability, scores.bins, f"{heading}\n{calibration(scores.ece, scores.accuracy)}")
     result = dict(run=str(run), checkpoint=checkpoint, split=name, n=scores.n, accuracy=scores.accuracy,
                   loss=scores.loss, ece=scores.ece, nll=scores.nll, brier=scores.brier,
                   per_class_accuracy={c: (float(a) if counts[i].sum() else None)
@@ -119,8 +122,7 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
         figures = metrics.from_tally(metrics.tally(probs, split.labels))
         scaled_png = path.parent / f"reliability_{name}_{checkpoint}_temperature.png"
         plot_reliability(scaled_png, bins, f"{heading}, temperature {temperature:.3f} fitted on val\n"
-                                           f"ECE {figures['ece']:.4f} ({metrics.ECE_BINS} bins), "
-                                           f"accuracy {figures['accuracy']:.4f} (n={scores.n})")
+                                           f"{calibration(figures['ece'], figures['accuracy'])}")
         result["temperature_scaled"] = dict(temperature=temperature, fitted_on="val", **figures,
                                             reliability_png=str(scaled_png))
     return result
