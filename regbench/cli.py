@@ -22,7 +22,7 @@ commands:
   table DIR [DIR ...]     aggregate run folders into the articles' accuracy tables (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
   eval RUN_DIR [--checkpoint best|last] [--split S] [overrides]
-                          score a run's checkpoint again: one JSON line and a confusion-matrix PNG
+                          score a run's checkpoint again: one JSON line, confusion-matrix and reliability PNGs
   corrupt [overrides] --out DIR [--corruptions a,b,c]
                           write a dataset's test split corrupted (15 ImageNet-C corruptions x 5 severities) in the
                           CIFAR-10-C layout (needs the corrupt extra)
@@ -192,12 +192,18 @@ def _eval(argv: list[str]) -> None:
     from regbench.inference import CHECKPOINTS, SPLITS
 
     parser = argparse.ArgumentParser(prog="regbench eval", description="Score a run's checkpoint again: one JSON line "
-                                     "(split, n, accuracy, loss, per-class accuracy, img/s) and a confusion-matrix PNG.")
+                                     "(split, n, accuracy, loss, ECE, NLL, Brier, per-class accuracy, img/s), a "
+                                     "confusion-matrix PNG and a reliability diagram PNG.")
     parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep)")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     parser.add_argument("--split", choices=SPLITS,
                         help="default: test when the dataset has a test split distinct from val, else val")
-    parser.add_argument("--output", help="the confusion-matrix PNG (default: RUN/confusion_<split>_<checkpoint>.png)")
+    parser.add_argument("--output", help="the confusion-matrix PNG (default: RUN/confusion_<split>_<checkpoint>.png); "
+                        "the reliability diagram goes beside it as reliability_<split>_<checkpoint>.png")
+    parser.add_argument("--save-probs", metavar="FILE", help="write an .npz with probs (float32 [N, C], the softmax "
+                        "of the logits) and labels (int64 [N]) of the scored split")
+    parser.add_argument("--temperature-scale", action="store_true", help="also report the figures after one "
+                        "temperature fitted on the val split (least NLL; Guo et al. 2017)")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
                         "dataset.data_file=PATH (another dataset of the same shape)")
     args = parser.parse_intermixed_args(argv)
@@ -205,7 +211,9 @@ def _eval(argv: list[str]) -> None:
     from regbench.inference.evaluate import evaluate_run
 
     output = Path(args.output) if args.output else None
-    print(json.dumps(evaluate_run(Path(args.run), args.checkpoint, args.split, output, args.overrides)))
+    probs = Path(args.save_probs) if args.save_probs else None
+    print(json.dumps(evaluate_run(Path(args.run), args.checkpoint, args.split, output, args.overrides, probs,
+                                  args.temperature_scale)))
 
 
 def _export(argv: list[str]) -> None:

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 from omegaconf import DictConfig
 
+from regbench import metrics
 from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
 from regbench.device import AMP_DTYPES, sum_over_ranks
@@ -23,9 +25,14 @@ class Scores:
     """What one pass over a split measured (summed over the data-parallel ranks)."""
     loss: float      # mean loss, label smoothing included, as training minimizes it
     accuracy: float
+    ece: float       # the metrics of regbench.metrics, of the softmax of the logits in float32
+    nll: float       # never label-smoothed: equal to loss when the run trains without smoothing
+    brier: float
+    bins: np.ndarray  # [3, ECE_BINS]: sample count, confidence sum and hit sum per confidence bin
     n: int
-    seconds: float   # wall time of the pass: batches, forward passes and loss
+    seconds: float   # wall time of the pass: batches, forward passes, loss and metrics
     logits: np.ndarray | None = None  # float32 [n, classes] of this rank's samples in split order, when asked
+    probs: np.ndarray | None = None   # float32 [n, classes]: their softmax, from which the metrics were computed
 
 
 def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: tuple[int, int] = (0, 1),
@@ -37,22 +44,27 @@ def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: t
 
 
 def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str,
-          logits: bool = False) -> Scores:
+          per_sample: bool = False) -> Scores:
     """Score `model` over the loader's split in one pass: eval mode, no gradients, the forward pass in `amp`
-    precision (off, fp16, bf16); with `logits`, keep every sample's logits."""
+    precision (off, fp16, bf16); with `per_sample`, keep every sample's logits and probabilities."""
     model.eval()
     start = time.perf_counter()
     loss_sum = paddle.zeros([])
-    correct = paddle.zeros([], dtype="int64")
-    kept = []
+    sums = np.zeros(metrics.TALLY_SIZE)
+    logits, probs = [], []
     with paddle.no_grad():
         for images, labels in loader.epoch(seed=None):
             with paddle.amp.auto_cast(enable=amp != "off", dtype=AMP_DTYPES.get(amp, "float16")):
                 out = model(images).astype("float32")
             loss_sum += loss_fn(out, labels, smoothing, reduction="sum")
-            correct += (out.argmax(axis=1) == labels).astype("int64").sum()
-            if logits:
-                kept.append(out.numpy())
-    loss, right, n = sum_over_ranks([loss_sum.item(), correct.item(), loader.shard_size])
-    return Scores(loss=loss / n, accuracy=right / n, n=int(n), seconds=time.perf_counter() - start,
-                  logits=np.concatenate(kept) if logits else None)
+            batch_probs = F.softmax(out, axis=1).numpy()
+            sums += metrics.tally(batch_probs, labels.numpy())
+            if per_sample:
+                logits.append(out.numpy())
+                probs.append(batch_probs)
+    loss, *totals = sum_over_ranks([loss_sum.item(), *sums.tolist()])  # ECE of the pooled bins, not a mean of ranks'
+    totals = np.array(totals)
+    n = int(totals[0])
+    return Scores(loss=loss / n, **metrics.from_tally(totals), bins=totals[4:].reshape(3, -1), n=n,
+                  seconds=time.perf_counter() - start, logits=np.concatenate(logits) if per_sample else None,
+                  probs=np.concatenate(probs) if per_sample else None)

@@ -22,7 +22,7 @@ from regbench.data import load_splits
 from regbench.data.batches import BatchLoader
 from regbench.device import amp_mode, select_device
 from regbench.errors import UserError
-from regbench.evaluation import eval_loader
+from regbench.evaluation import Scores, eval_loader
 from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
@@ -33,6 +33,10 @@ from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Tra
 from regbench.train.optim import build_lr, build_optimizer
 
 log = logging.getLogger("regbench")
+
+# summary.json's figures of a test scoring: (suffix, Scores field); test_* of the best checkpoint, final_test_* of the
+# last weights
+TEST_FIGURES = (("acc", "accuracy"), ("ece", "ece"), ("nll", "nll"), ("brier", "brier"))
 
 
 def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, ...]:
@@ -103,6 +107,11 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
                    train_eval), device
 
 
+def _test_figures(prefix: str, scores: Scores | None) -> dict[str, float | None]:
+    """`prefix`_acc, _ece, _nll, _brier of a test scoring (all None without one)."""
+    return {f"{prefix}_{name}": None if scores is None else getattr(scores, field) for name, field in TEST_FIGURES}
+
+
 def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Trackers) -> None:
     title = f"{summary['model']} · {summary['act']} · {summary['reg']} · {summary['dataset']} · seed {cfg.seed}"
 
@@ -127,8 +136,8 @@ def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Track
             on_eval(trainer.progress)
     with _stop_on_signals(trainer):
         trainer.fit()
-    summary["final_test_acc"] = trainer.test_last()
-    summary["test_acc"] = trainer.test_best()
+    summary.update(_test_figures("final_test", trainer.test_last()))
+    summary.update(_test_figures("test", trainer.test_best()))
     if summary["test_acc"] is not None:
         log.info("best checkpoint (epoch %s, val acc %.4f): test acc %.4f", summary["best_epoch"],
                  summary["best_val_acc"], summary["test_acc"])
@@ -152,8 +161,8 @@ def train(cfg: DictConfig) -> float | NoObjective:
         status="running", model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
         optim=choices.optim, sched=choices.sched, experiment=choices.get("experiment"), seed=cfg.seed,
         epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None, final_train_acc=None,
-        test_acc=None, final_test_acc=None, selected_on=None, total_params=None, trainable_params=None, wall_time_s=0.0,
-        error=None, config_hash=config_hash,
+        **_test_figures("test", None), **_test_figures("final_test", None), selected_on=None, total_params=None,
+        trainable_params=None, wall_time_s=0.0, error=None, config_hash=config_hash,
         world_size=paddle.distributed.get_world_size())
     main = paddle.distributed.get_rank() == 0  # under data parallel, rank 0 alone writes the run folder
     trackers = Trackers({})

@@ -114,3 +114,18 @@ def run_folders(tmp_path: Path, arguments: list[str]) -> list[Path]:
         (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(job.cfg.hydra.overrides.task))
         folders.append(folder.parent)
     return folders
+
+
+def ece_by_loop(probs: Any, labels: Any, bins: int = 15) -> float:
+    """ECE written out: for each bin [b/bins, (b+1)/bins) (the last closed), its members' accuracy and mean
+    confidence, weighted by the fraction of samples in it."""
+    total = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [i for i in range(len(labels))
+                   if low <= max(probs[i]) < high or (b == bins - 1 and max(probs[i]) == 1.0)]
+        if members:
+            right = sum(1.0 for i in members if list(probs[i]).index(max(probs[i])) == labels[i]) / len(members)
+            confident = sum(float(max(probs[i])) for i in members) / len(members)
+            total += len(members) / len(labels) * abs(right - confident)
+    return total

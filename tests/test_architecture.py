@@ -9,7 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "regbench"
 # Lowest first. A unit is a top-level module or package of regbench.
 FLOORS = (
     {"errors"},
-    {"files", "identity", "targets", "device", "regs"},  # atomic writes, a run's identity, targets, where it computes
+    {"files", "identity", "targets", "device", "regs", "metrics"},  # atomic writes, a run's identity, targets, where it
+    # computes, metrics of predicted probabilities
     {"run_dir", "data", "layers", "articles"},  # the run folder's layout; what a run is made of, each on its own
     {"models", "evaluation", "tune"},  # models compose layers; evaluation scores a model on data
     {"schema"},  # config checks (which metrics a search may optimize)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import read_json, read_jsonl
+from conftest import ece_by_loop, read_json, read_jsonl, regbench
 from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
 
@@ -65,6 +65,17 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path: Path) -> None:
     # only rank 0 wrote: one run folder, one log, and nothing else appeared beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["launch", "run"]
     assert "rank 0 of 2" in (run / "train.log").read_text()
+    # each evaluation pooled both ranks' shards of val: one process scoring the same weights gets the same figures,
+    # ECE included, whose per-bin sums were summed over the ranks (the mean of the ranks' own ECEs is another figure)
+    row = read_jsonl(run / "metrics.jsonl")[-1]
+    out = json.loads(regbench("eval", str(run), "--split", "val", "--checkpoint", "last", "--save-probs",
+                              str(tmp_path / "val.npz")).stdout.splitlines()[-1])
+    assert [out[k] for k in ("accuracy", "ece", "nll", "brier")] == pytest.approx(
+        [row[f"val_{k}"] for k in ("acc", "ece", "nll", "brier")], abs=1e-6)
+    with np.load(tmp_path / "val.npz") as saved:
+        probs, labels = saved["probs"], saved["labels"]
+    per_rank = np.mean([ece_by_loop(probs[r::2], labels[r::2]) for r in (0, 1)])  # rank r's shard: samples r::2
+    assert abs(per_rank - row["val_ece"]) > 1e-3
 
 
 def start_ranks(args: list[str], cwd: Path, world: int = 2) -> list[subprocess.Popen]:

@@ -3,6 +3,7 @@ Inference and onnxruntime on real images."""
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from io import BytesIO
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, read_json, regbench, write_cifar_tarball
+from conftest import SHARED_DATA, ece_by_loop, read_json, read_jsonl, regbench, write_cifar_tarball
 
 MODELS = ("lenet5", "lenet5_nndl", "mynet", "resnet18", "resnet18_nndl")
 ACTS = ("relu", "dyrelu_a", "dyrelu_b", "dyrelu_c")
@@ -86,8 +87,76 @@ def test_eval_another_data_file_of_the_same_shape(cifar_tarball: Path, tmp_path:
     assert proc.returncode == 2 and "no test split distinct from val: use --split val" in proc.stderr
 
 
+def saved_probs(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as saved:
+        assert sorted(saved.files) == ["labels", "probs"]
+        return saved["probs"], saved["labels"]
+
+
+def test_eval_reports_calibration_and_saves_the_probabilities_that_recompute_it(run: Path, tmp_path: Path) -> None:
+    rows, summary = read_jsonl(run / "metrics.jsonl"), read_json(run / "summary.json")
+    assert all(0 <= r["val_ece"] <= 1 and r["val_nll"] > 0 and 0 <= r["val_brier"] <= 2 for r in rows)
+    assert rows[-1]["val_nll"] == pytest.approx(rows[-1]["val_loss"], rel=1e-5)  # no label smoothing: loss is NLL
+    out = last_json(regbench("eval", str(run), "--save-probs", str(tmp_path / "test.npz")))
+    probs, labels = saved_probs(tmp_path / "test.npz")
+    assert probs.dtype == np.float32 and probs.shape == (500, 10) and labels.dtype == np.int64
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5) and out["probs_file"] == str(tmp_path / "test.npz")
+    recomputed = dict(accuracy=np.mean(probs.argmax(axis=1) == labels),
+                      nll=np.mean(-np.log(probs[np.arange(500), labels].astype(np.float64))),
+                      brier=np.mean(((probs - np.eye(10)[labels]) ** 2).sum(axis=1)), ece=ece_by_loop(probs, labels))
+    assert {k: out[k] for k in recomputed} == pytest.approx(recomputed, rel=1e-9)
+    # summary.json's test figures are the best checkpoint's, as eval scores it (up to float32 rounding between
+    # processes)
+    assert out["accuracy"] == summary["test_acc"]
+    assert {k: out[k] for k in ("ece", "nll", "brier")} == pytest.approx(
+        {k: summary[f"test_{k}"] for k in ("ece", "nll", "brier")}, abs=1e-6)
+    png = Path(out["reliability_png"])
+    assert png == run / "reliability_test_best.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def least_nll_temperature(path: Path) -> float:
+    """The temperature of least NLL for a --save-probs file, by a grid over T: log-probabilities are the logits up to
+    a per-sample constant, which a temperature does not change the softmax of."""
+    probs, labels = saved_probs(path)
+    logits = np.log(np.maximum(probs.astype(np.float64), np.finfo(np.float32).tiny))
+    grid = np.exp(np.linspace(np.log(0.5), np.log(64), 4001))  # steps of 0.12%
+
+    def nll(t: float) -> float:
+        z = logits / t
+        return float(np.mean(np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)) + z.max(axis=1)
+                             - z[np.arange(len(labels)), labels]))
+
+    return float(grid[np.argmin([nll(t) for t in grid])])
+
+
+def test_temperature_scaling_fits_on_val_and_cools_an_overconfident_model(run: Path, tmp_path: Path) -> None:
+    hot = tmp_path / "hot"
+    shutil.copytree(run, hot, ignore=shutil.ignore_patterns("*.png", "export"))
+    path = hot / "checkpoints" / "best.npz"
+    with np.load(path, allow_pickle=False) as ckpt:
+        arrays = dict(ckpt)
+    last = max(int(k.split(".")[1]) for k in arrays if k.startswith("model/classifier."))
+    for key in (f"model/classifier.{last}.weight", f"model/classifier.{last}.bias"):
+        arrays[key] = arrays[key] * 8  # the logits, 8 times as large: over-confident
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    out = last_json(regbench("eval", str(hot), "--temperature-scale", "--save-probs", str(tmp_path / "test.npz")))
+    scaled = out["temperature_scaled"]
+    assert scaled["temperature"] > 1 and scaled["fitted_on"] == "val"
+    assert scaled["nll"] < out["nll"] and scaled["ece"] < out["ece"] and scaled["brier"] < out["brier"]
+    assert scaled["accuracy"] == out["accuracy"]  # dividing the logits keeps their order
+    assert Path(scaled["reliability_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the temperature is the val split's, not the scored test split's
+    regbench("eval", str(hot), "--split", "val", "--save-probs", str(tmp_path / "val.npz"))
+    on_val, on_test = least_nll_temperature(tmp_path / "val.npz"), least_nll_temperature(tmp_path / "test.npz")
+    assert scaled["temperature"] == pytest.approx(on_val, rel=1e-3)
+    assert abs(on_test - on_val) > 1e-2 * on_val  # 1.7% apart here: the tolerance above tells them apart
+
+
 @pytest.mark.parametrize("args, message", [
     (("nope",), "nope is not a folder"),
+    (("{run}", "--split", "val", "--temperature-scale"), "cannot score val too"),
+    (("{run}", "--save-probs", "{tmp}"), "is a folder: give a file"),
     (("{run}", "--checkpoint", "last", "dataset.nope=1"), "unknown option 'dataset.nope'"),
     (("{run}", "dataset=mnist"), "give key=value overrides"),
     (("{tmp}",), "has no .hydra/config.yaml"),

@@ -155,9 +155,9 @@ def compare(model: paddle.nn.Layer, files: list[Path], fmt: str, dataset: DictCo
     its evaluation batches and the same images one at a time) over `split`, batched as an evaluation."""
     batched = eval_loader(dataset, trainer, split)
     with tf32_off():  # a float32 reference: the predictor runs on the CPU, without TF32
-        eager = score(model, batched, trainer.label_smoothing, "off", logits=True).logits
+        eager = score(model, batched, trainer.label_smoothing, "off", per_sample=True).logits
         alone = score(model, eval_loader(dataset, trainer, split, batch_size=1), trainer.label_smoothing, "off",
-                      logits=True).logits
+                      per_sample=True).logits
     run = exported_model(files, fmt)
     exported = np.concatenate([run(images.numpy()) for images, _ in batched.epoch(seed=None)])
     return float(np.abs(exported - eager).max()), float(np.abs(alone - eager).max())

@@ -203,6 +203,7 @@ class Trainer:
         self.model.train()
         row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=self.step_lr,
                    train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
+                   val_ece=val.ece, val_nll=val.nll, val_brier=val.brier,
                    train_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1),
                    eval_time_s=round(eval_time_s, 3))
         if self.train_eval_loader is not None:
@@ -277,20 +278,20 @@ class Trainer:
                     break
         bar.close()
 
-    def test_last(self) -> float | None:
-        """Accuracy of the weights training ended with on the test split (None when val is the test set)."""
+    def test_last(self) -> Scores | None:
+        """The weights training ended with scored on the test split (None when val is the test set)."""
         if self.test_loader is None:
             return None
-        return self.score(self.test_loader).accuracy
+        return self.score(self.test_loader)
 
-    def test_best(self) -> float | None:
-        """Accuracy of the best checkpoint on the test split (None when the dataset has none distinct from val)."""
+    def test_best(self) -> Scores | None:
+        """The best checkpoint scored on the test split (None when the dataset has none distinct from val)."""
         if self.world > 1:
             paddle.distributed.barrier()  # rank 0 has written the best checkpoint
         if self.test_loader is None or not self.best_path.exists():
             return None
         self.model.set_state_dict(load_checkpoint(self.best_path)[0])
-        return self.score(self.test_loader).accuracy
+        return self.score(self.test_loader)
 
 
 class _Window:

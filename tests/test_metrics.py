@@ -1,0 +1,111 @@
+"""Metrics of predicted probabilities against values computed independently: by hand on a tiny example, and ECE by a
+plain loop over bins; their sums pooled over batches and ranks; their directions; temperature scaling."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import ece_by_loop
+from regbench import metrics
+from regbench.errors import UserError
+from regbench.inference.calibration import fit_temperature, scaled_probs
+
+# five samples, three classes: top-1 confidences 0.7 (hit), 0.6 (miss), 0.4 (hit), 0.5 (miss), 0.72 (miss)
+PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1], [0.72, 0.18, 0.1]],
+                 dtype=np.float32)
+LABELS = np.array([0, 2, 2, 1, 1])
+
+
+def test_accuracy_nll_and_brier_by_hand() -> None:
+    assert metrics.accuracy(PROBS, LABELS) == pytest.approx(2 / 5)
+    true_class = [0.7, 0.3, 0.4, 0.4, 0.18]
+    assert metrics.nll(PROBS, LABELS) == pytest.approx(-sum(math.log(p) for p in true_class) / 5, rel=1e-6)
+    # Σ_c (p_c − y_c)² per sample, then the mean: sum over classes, not averaged over them
+    per_sample = [0.3 ** 2 + 0.2 ** 2 + 0.1 ** 2, 0.1 ** 2 + 0.6 ** 2 + 0.7 ** 2, 0.3 ** 2 + 0.3 ** 2 + 0.6 ** 2,
+                  0.5 ** 2 + 0.6 ** 2 + 0.1 ** 2, 0.72 ** 2 + 0.82 ** 2 + 0.1 ** 2]
+    assert per_sample == pytest.approx([0.14, 0.86, 0.54, 0.62, 1.2008])
+    assert metrics.brier(PROBS, LABELS) == pytest.approx(3.3608 / 5, rel=1e-6)
+
+
+def test_ece_by_hand() -> None:
+    # 15 bins of width 1/15: 0.7 and 0.72 fall in [10/15, 11/15) (one hit: accuracy 0.5, mean confidence 0.71),
+    # 0.6 = 9/15 opens [9/15, 10/15), 0.4 = 6/15 opens [6/15, 7/15), 0.5 in [7/15, 8/15)
+    expected = 2 / 5 * abs(0.5 - 0.71) + 1 / 5 * (0.6 + 0.6 + 0.5)
+    assert metrics.ece(PROBS, LABELS) == pytest.approx(expected, rel=1e-6)
+    bins = metrics.calibration_bins(PROBS, LABELS)
+    assert bins.shape == (3, 15) and list(np.flatnonzero(bins[0])) == [6, 7, 9, 10]
+    assert bins[:, 10] == pytest.approx([2, 1.42, 1])
+    # a confidence of exactly 1 belongs to the last bin
+    certain = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    assert metrics.calibration_bins(certain, np.array([0, 0]))[:, 14] == pytest.approx([2, 2, 1])
+    assert metrics.ece(certain, np.array([0, 0])) == pytest.approx(0.5)
+
+
+def random_predictions(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(classes, 0.3), size=n).astype(np.float32)
+    # labels that agree with the top class more often than chance, less often than the confidence says
+    labels = np.where(rng.random(n) < 0.6, probs.argmax(axis=1), rng.integers(0, classes, n))
+    return probs, labels
+
+
+def test_ece_matches_a_plain_loop_over_bins() -> None:
+    for seed in range(3):
+        probs, labels = random_predictions(2000, 10, seed)
+        assert metrics.ece(probs, labels) == pytest.approx(ece_by_loop(probs, labels), rel=1e-9, abs=1e-12)
+
+
+def test_tallies_add_over_batches_and_ranks() -> None:
+    probs, labels = random_predictions(1001, 10, seed=7)
+    whole = metrics.tally(probs, labels)
+    assert whole.shape == (metrics.TALLY_SIZE,)
+    pooled = metrics.tally(probs[0::2], labels[0::2]) + metrics.tally(probs[1::2], labels[1::2])  # two ranks
+    assert pooled == pytest.approx(whole)
+    figures = metrics.from_tally(pooled)
+    for name in ("accuracy", "ece", "nll", "brier"):
+        assert figures[name] == pytest.approx(metrics.METRICS[name].function(probs, labels), rel=1e-12)
+    # the mean of the ranks' ECEs is another (wrong) figure: ECE is not additive, its bins are
+    per_rank = [metrics.ece(probs[r::2], labels[r::2]) for r in (0, 1)]
+    assert abs(np.mean(per_rank) - figures["ece"]) > 1e-3
+
+
+def test_nll_of_a_probability_that_underflowed_is_finite() -> None:
+    probs = np.array([[1.0, 0.0]], dtype=np.float32)
+    assert metrics.nll(probs, np.array([1])) == pytest.approx(-math.log(np.finfo(np.float32).tiny))
+
+
+def test_directions() -> None:
+    higher = {figure: metrics.metric_of(figure).higher_is_better
+              for figure in ("test_acc", "best_val_acc", "final_test_acc", "accuracy", "max:val_acc", "val_acc@3",
+                             "test_ece", "val_nll", "final_test_brier", "val_loss", "last:val_ece")}
+    assert [f for f, h in higher.items() if h] == ["test_acc", "best_val_acc", "final_test_acc", "accuracy",
+                                                    "max:val_acc", "val_acc@3"]
+    assert metrics.metric_of("test_ece").function is metrics.ece
+    with pytest.raises(UserError, match="'wall_time_s' names no known metric"):
+        metrics.metric_of("wall_time_s")
+
+
+def test_fitted_temperature_undoes_a_scaling_of_calibrated_logits() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2.0, size=(20000, 10))
+    true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(10, p=p) for p in true])  # drawn from softmax(logits): calibrated at T = 1
+    temperature = fit_temperature(3.0 * logits, labels)
+    assert temperature == pytest.approx(3.0, rel=0.05)
+
+    def nll(t: float) -> float:
+        return metrics.nll(scaled_probs(3.0 * logits, t), labels)
+
+    assert nll(temperature) < min(nll(1.0), nll(temperature * 1.02), nll(temperature / 1.02))
+    probs = scaled_probs(3.0 * logits, temperature)
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1, atol=1e-6)
+
+
+def test_a_temperature_at_the_end_of_its_range_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(4)
+    logits, labels = rng.normal(0, 3.0, size=(2000, 10)), rng.integers(0, 10, 2000)  # unrelated: uniform is best
+    with caplog.at_level("WARNING", logger="regbench"):
+        assert fit_temperature(logits, labels) == pytest.approx(100, rel=1e-3)
+    assert "at the end of its range [0.01, 100]" in caplog.text
