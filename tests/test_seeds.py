@@ -52,6 +52,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_sources_left_to_seed_and_set_to_it_are_the_same_run(sweep: Path) -> None:
     # the one-seed streams of before: every figure and every weight bit for bit
     assert curve(sweep / "0") == curve(sweep / "1")
@@ -59,6 +60,7 @@ def test_sources_left_to_seed_and_set_to_it_are_the_same_run(sweep: Path) -> Non
     assert same(weights(sweep / "0"), weights(sweep / "1"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job, source", [(2 + i, s) for i, s in enumerate(SOURCES)], ids=SOURCES)
 def test_each_source_alone_changes_the_run(sweep: Path, job: int, source: str) -> None:
     assert f"seeds.{source}=9" in (sweep / str(job) / ".hydra" / "overrides.yaml").read_text()
@@ -66,6 +68,7 @@ def test_each_source_alone_changes_the_run(sweep: Path, job: int, source: str) -
     assert not same(weights(sweep / str(job)), weights(sweep / "0"))
 
 
+@pytest.mark.slow
 def test_runs_differing_only_in_seeds_are_replicates_of_one_row(sweep: Path) -> None:
     rows = list(csv.DictReader((sweep / "table.csv").open()))
     assert [(r["status"], r["n"]) for r in rows] == [("completed", "6")]
@@ -104,6 +107,7 @@ def test_same_init_other_order_starts_from_the_same_weights_and_draws_other_batc
     assert not np.array_equal(epoch_batches(base, 1)[1], labels)  # every epoch its own order
 
 
+@pytest.mark.slow
 def test_resume_with_separate_seeds_continues_exactly(tmp_path: Path) -> None:
     seeds = dict(seeds__init="1", seeds__order="2", seeds__augment="3", seeds__noise="4")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
