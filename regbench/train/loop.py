@@ -190,10 +190,10 @@ class Trainer:
     def score(self, loader: BatchLoader) -> Scores:
         """The model scored over an evaluation loader as every evaluation of this run is: by every data-parallel
         rank with rank 0's running statistics, so that the figures are those of the checkpoint rank 0 saves."""
-        # each rank's batch norms have averaged their own shard's batches; training never reads the running
-        # statistics (batch norm in train mode normalizes by the batch's own), so replacing them with rank 0's for
-        # good changes no training step, only which ones the next evaluation and checkpoint see: rank 0's, as a
-        # resumed run starts from
+        # each rank's batch norms have averaged their own shard's batches. Replacing the other ranks' running
+        # statistics with rank 0's for good changes no training step (batch norm in train mode normalizes by the
+        # batch's own statistics and never reads the running ones), and theirs were never saved: a resumed run
+        # starts every rank from rank 0's too
         broadcast_unsynced_state(self.model)
         return score(self.model, loader, self.cfg.label_smoothing, self.cfg.amp)
 
