@@ -62,3 +62,13 @@ def sum_over_ranks(values: list[float]) -> list[float]:
     total = paddle.to_tensor(values, dtype="float64")
     paddle.distributed.all_reduce(total)
     return total.tolist()
+
+
+def broadcast_unsynced_state(model: paddle.nn.Layer) -> None:
+    """Give every data-parallel rank rank 0's values of the model's tensors that gradients do not keep equal: its
+    buffers and the parameters that take no gradient, among them each batch norm's running mean and variance
+    (Paddle keeps those as parameters with stop_gradient set). A no-op in a single process."""
+    if paddle.distributed.get_world_size() == 1:
+        return
+    for tensor in [*(p for p in model.parameters() if p.stop_gradient), *model.buffers()]:
+        paddle.distributed.broadcast(tensor, src=0)

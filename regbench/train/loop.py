@@ -13,7 +13,7 @@ import numpy as np
 import paddle
 
 from regbench.data.batches import BatchLoader
-from regbench.device import AMP_DTYPES, sum_over_ranks
+from regbench.device import AMP_DTYPES, broadcast_unsynced_state, sum_over_ranks
 from regbench.evaluation import Scores, score
 from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
@@ -188,7 +188,13 @@ class Trainer:
         return end_of_epoch and (step // self.steps_per_epoch) % self.cfg.eval_every == 0
 
     def score(self, loader: BatchLoader) -> Scores:
-        """The model scored over an evaluation loader as every evaluation of this run is."""
+        """The model scored over an evaluation loader as every evaluation of this run is: by every data-parallel
+        rank with rank 0's running statistics, so that the figures are those of the checkpoint rank 0 saves."""
+        # each rank's batch norms have averaged their own shard's batches. Replacing the other ranks' running
+        # statistics with rank 0's for good changes no training step (batch norm in train mode normalizes by the
+        # batch's own statistics and never reads the running ones), and theirs were never saved: a resumed run
+        # starts every rank from rank 0's too
+        broadcast_unsynced_state(self.model)
         return score(self.model, loader, self.cfg.label_smoothing, self.cfg.amp)
 
     def _evaluate(self) -> None:
