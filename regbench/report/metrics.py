@@ -59,16 +59,16 @@ def aggregate(values: Sequence[float | int]) -> Stat | None:
     return Stat(statistics.fmean(values), std, len(values), all(isinstance(v, int) for v in values))
 
 
+def _numeric_keys(stored: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(sorted({k for d in stored for k, v in d.items() if _number(v)})) or "nothing"
+
+
 def require_metric(runs: Sequence[Run], metric: str) -> None:
     """A UserError listing what the runs have when none of them has `metric`."""
-    if metric_values(runs, metric):
-        return
-    def names(stored: Sequence[dict[str, Any]]) -> str:
-        return ", ".join(sorted({k for d in stored for k, v in d.items() if _number(v)})) or "nothing"
-
-    raise UserError(f"--metric {metric}: no run has it; the runs have {names([r.summary for r in runs])} "
-                    f"({SUMMARY}), {names([r.evaluated for r in runs])} ({EVALUATED}) and, as {FORMS}, "
-                    f"{names([m for r in runs for m in r.metrics])} ({METRICS})")
+    if not metric_values(runs, metric):
+        raise UserError(f"--metric {metric}: no run has it; the runs have {_numeric_keys([r.summary for r in runs])} "
+                        f"({SUMMARY}), {_numeric_keys([r.evaluated for r in runs])} ({EVALUATED}) and, as {FORMS}, "
+                        f"{_numeric_keys([m for r in runs for m in r.metrics])} ({METRICS})")
 
 
 def direction(metric: str) -> bool | None:

@@ -187,9 +187,9 @@ def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], 
     section.notes.append(
         f"Δ vs {baseline.label}: {header} minus that of the {baseline.label} row with the same other settings"
         + ("" if higher_is_better else f" ({LOWER_IS_BETTER}: a negative Δ is an improvement)")
-        + f", with its {level} CI and p by the test the `test` column names: paired when at least {MIN_PAIRS} seeds have a run "
-        "in both rows (over those seeds only: Δ is then the mean of the per-seed differences; paired t-test), else "
-        "Welch over all runs (Welch–Satterthwaite interval, Welch's t-test)"
+        + f", with its {level} CI and p by the test the `test` column names: paired when at least {MIN_PAIRS} seeds "
+        "have a run in both rows (over those seeds only: Δ is then the mean of the per-seed differences; paired "
+        "t-test), else Welch over all runs (Welch–Satterthwaite interval, Welch's t-test)"
         + "".join(f"; {NOT_APPLICABLE} ({tag}): {text}" for tag, text in reasons.items()) + ".")
     section.notes.append(
         f"P(A>B): the probability that a run of the row beats a run of the {baseline.label} row in {header} "
@@ -207,6 +207,7 @@ def _generic_compare(runs: Sequence[Run]) -> str:
 
 
 def _higher_is_better(metric: str) -> bool:
+    """The direction regbench.metrics knows for `metric`; a UserError naming the override when it knows none."""
     higher = direction(metric)
     if higher is None:
         raise UserError(f"regbench does not know whether a higher or a lower {metric} is better: pass --metric "
@@ -230,7 +231,7 @@ def build_sections(runs: Sequence[Run], articles: dict[str, Article] | None = No
     ranked = None
     if metric is not None:
         require_metric(runs, metric)
-        ranked = metric, _higher_is_better(metric) if higher_is_better is None else higher_is_better
+        ranked = metric, (_higher_is_better(metric) if higher_is_better is None else higher_is_better)
     if baseline is not None:
         key, value = baseline
         found = sorted({format_value(run.value(key)) for run in runs})
