@@ -19,7 +19,9 @@ commands:
   bench [overrides]       time training and evaluation of a configuration: one JSON line each; -m adds a ratio table
   reproduce ARTICLE [--budget full|quick|...] [overrides]
                           run an article's grid (dropblock, dropout, dyrelu, nndl, league) as one sweep, then its table
-  table DIR [DIR ...]     aggregate run folders into the articles' accuracy tables (table.md, table.csv in DIR)
+  table DIR [DIR ...] [--metric NAME] [--baseline KEY=VALUE]
+                          aggregate run folders into tables, each row against a baseline row in one metric
+                          (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
   eval RUN_DIR [--checkpoint best|last] [--split S] [overrides]
                           score a run's checkpoint again: one JSON line, confusion-matrix and reliability PNGs
@@ -170,7 +172,8 @@ def _summary(argv: list[str]) -> None:
 
 
 def _report(kind: str, argv: list[str]) -> None:
-    what = {"table": "Aggregate run folders into accuracy tables (table.md, table.csv in the first DIR).",
+    what = {"table": "Aggregate run folders into tables, each row against a baseline row in one metric (table.md, "
+                      "table.csv in the first DIR).",
             "plot": "Plot val accuracy and train loss per group of runs (plot.png in the first DIR)."}
     parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=what[kind])
     parser.add_argument("dirs", nargs="+", help="run folders or sweep folders (searched at any depth)")
@@ -178,12 +181,24 @@ def _report(kind: str, argv: list[str]) -> None:
         parser.add_argument("--baseline", metavar="KEY=VALUE",
                             help="the row every other is compared with (Δ, 95%% CI, p), e.g. reg=none; default: the "
                                  "article's baseline row, else reg=none or act=relu when the runs vary that key")
+        parser.add_argument("--metric", metavar="NAME",
+                            help="the metric rows are compared in: a summary.json or eval.json field (test_acc, "
+                                 "test_ece, test_nll, ood_auroc, ...) or max:KEY, last:KEY, KEY@EPOCH of "
+                                 "metrics.jsonl; default: the article's, else test_acc (best_val_acc without it)")
+        direction = parser.add_mutually_exclusive_group()
+        direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_true", default=None,
+                               help="for a --metric whose direction regbench does not know")
+        direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_false", default=None,
+                               help="for a --metric whose direction regbench does not know (e.g. wall_time_s)")
     args = parser.parse_args(argv)
     from regbench import report
     from regbench.report.baseline import parse_baseline
 
     if kind == "table":
-        print(report.write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None))
+        if args.higher_is_better is not None and args.metric is None:
+            _fail("--higher-is-better and --lower-is-better say the direction of --metric NAME: add --metric")
+        print(report.write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None, args.metric,
+                                 args.higher_is_better))
     else:
         print(report.write_plot(args.dirs))
 

@@ -545,9 +545,9 @@ def test_baseline_defaults_to_reg_none_and_any_row_can_be_chosen(tmp_path: Path)
         assert 0 <= float(row["prob_better_low"]) <= float(row["prob_better"]) <= float(row["prob_better_high"]) <= 1
     assert float(rows["dropout2d"]["p"]) < 0.05 < stats.ttest_ind(list(tests["dropout2d"].values()),
                                                                   list(base.values()), equal_var=False).pvalue
-    assert ("reg=dropout (paired t-test), reg=dropout2d (paired t-test) differ from reg=none in test acc at the 5% "
-            "level; reg=cutout (paired t-test), reg=dropblock (Welch's t-test) do not. With n=2–3 runs per row only "
-            "large effects are detectable") in table
+    assert ("reg=dropout (paired t-test), reg=dropout2d (paired t-test) are better than reg=none in test acc at the "
+            "5% level; reg=cutout (paired t-test), reg=dropblock (Welch's t-test) do not differ. With n=2–3 runs per "
+            "row only large effects are detectable") in table
     out = regbench("table", "--baseline", "reg=dropout", str(tmp_path / "sweep"), cwd=tmp_path).stdout
     assert "| Δ vs reg=dropout | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |" in out
     assert "| -0.1000 | [-0.1248, -0.0752] | 0.003 | paired | 0.00 | [0.00, 0.00] |" in out

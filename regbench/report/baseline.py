@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Sequence
 
 from regbench.errors import UserError
-from regbench.report.metrics import metric_values
+from regbench.report.metrics import LOWER_IS_BETTER, metric_values
 from regbench.report.pairing import paired_values
 from regbench.report.runs import ABSENT, DEFAULT_BASELINES, Group, Run
 from regbench.report.stats import LEVEL, TESTS, UNDEFINED, Difference, paired, welch
@@ -87,9 +87,10 @@ def undefined_reasons(differences: Collection[Difference]) -> dict[str, str]:
     return {tag: ", or ".join(found_texts) for tag, found_texts in texts.items()}
 
 
-def summary_line(label: str, header: str, differences: dict[str, Difference], runs_per_row: str) -> str:
-    """Which rows differ from the baseline at the 5% level and by which test (once when all used the same), and what
-    `runs_per_row` runs can detect."""
+def summary_line(label: str, header: str, differences: dict[str, Difference], runs_per_row: str,
+                 higher_is_better: bool = True) -> str:
+    """Which rows are better or worse than the baseline at the 5% level and by which test (once when all used the
+    same), and what `runs_per_row` runs can detect."""
     tested = {row: d for row, d in differences.items() if d.p is not None}
     level = f"{round(100 * (1 - LEVEL))}%"
     if not tested:
@@ -97,18 +98,21 @@ def summary_line(label: str, header: str, differences: dict[str, Difference], ru
         return f"No row can be tested against {label} ({why}): no {header} difference can be tested (n/a)."
     one_test = len({d.test for d in tested.values()}) == 1
     test = f" ({TESTS[next(iter(tested.values())).test]})" if one_test else ""
+    metric = header if higher_is_better else f"{header} ({LOWER_IS_BETTER})"
 
     def names(rows: list[str]) -> str:
         return ", ".join(row if one_test else f"{row} ({TESTS[tested[row].test]})" for row in rows)
 
-    differ = [row for row, d in tested.items() if d.significant]
+    better = [row for row, d in tested.items() if d.significant and (d.delta > 0) == higher_is_better]
+    worse = [row for row, d in tested.items() if d.significant and row not in better]
     same = [row for row, d in tested.items() if not d.significant]
-    parts = []
-    if differ:
-        parts.append(f"{names(differ)} {'differs' if len(differ) == 1 else 'differ'} from {label} in {header} "
-                     f"at the {level} level{test}")
-    if same:
-        parts.append(f"{names(same)} {'does' if len(same) == 1 else 'do'} not"
-                     + ("" if differ else f" differ from {label} in {header} at the {level} level{test}"))
+    parts: list[str] = []
+    for rows, one, many, preposition in ((better, "is better", "are better", "than"),
+                                         (worse, "is worse", "are worse", "than"),
+                                         (same, "does not differ", "do not differ", "from")):
+        if rows:  # the first part names the baseline, the metric and the test; the others only how they compare
+            verb = one if len(rows) == 1 else many
+            parts.append(f"{names(rows)} {verb}" + ("" if parts else
+                                                    f" {preposition} {label} in {metric} at the {level} level{test}"))
     return "; ".join(parts) + (f". With n={runs_per_row} runs per row only large effects are detectable: no "
                                "significant difference is not evidence of no effect.")

@@ -21,9 +21,10 @@ def _comparison(c: Comparison | None) -> dict[str, Any]:
 
 
 def render_csv(sections: Sequence[Section]) -> str:
-    """One line per row of every section: mean, std, n, article value and difference, and against the baseline row:
-    the difference with its 95% CI and p (`undefined` says why those two are empty: n<2 or no spread), the `test`
-    (paired or welch) and its `pairs`, and P(A>B) with its bootstrap 95% CI (`prob_better*`)."""
+    """One line per row of every section: mean, std, n, article value and difference, and against the baseline row in
+    the `compare` metric (`higher_is_better`: its direction): the difference with its 95% CI and p (`undefined` says
+    why those two are empty: n<2 or no spread), the `test` (paired or welch) and its `pairs`, and P(A>B) with its
+    bootstrap 95% CI (`prob_better*`)."""
     records: list[dict[str, Any]] = []
     for s in sections:
         for row in s.rows:
@@ -38,9 +39,9 @@ def render_csv(sections: Sequence[Section]) -> str:
                     diff = row.versus_article(m)
                     record.update({f"{m}_article": row.published.get(m, ""),
                                    f"{m}_vs_article": "" if diff is None else diff})
-            if s.compare:
-                record.update(compare=s.compare, baseline=s.baseline, is_baseline=row.is_baseline,
-                              **_comparison(row.comparison))
+            if s.baseline:
+                record.update(compare=s.compare, higher_is_better=s.higher_is_better, baseline=s.baseline,
+                              is_baseline=row.is_baseline, **_comparison(row.comparison))
             records.append(record)
     fields = list(dict.fromkeys(k for rec in records for k in rec))
     buf = io.StringIO()

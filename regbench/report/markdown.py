@@ -45,7 +45,7 @@ def _significance(section: Section, row: Row) -> list[str]:
     if row.comparison is None:
         return COMPARED * [""]
     d, beats = row.comparison.difference, row.comparison.beats
-    integer = bool(section.compare) and all(s.integer for s in (row.stats.get(section.compare),) if s)
+    integer = all(s.integer for s in (row.stats.get(section.compare),) if s)
     cells = [_fmt(d.delta, integer, sign=True)]
     if d.ci is None:
         cells += 2 * [f"{NOT_APPLICABLE} ({d.undefined})"]
@@ -72,7 +72,7 @@ def _cells(section: Section, row: Row) -> list[str]:
             published, diff = row.published.get(m), row.versus_article(m)
             cells.append(NONE if published is None else _fmt(published, integer))
             cells.append("" if diff is None else _fmt(diff, integer, sign=True))
-    if section.compare:
+    if section.baseline:
         cells += _significance(section, row)
     return cells
 
@@ -81,10 +81,10 @@ def _headers(section: Section) -> list[str]:
     headers = list(section.keys) + (["row"] if section.article else []) + (["budget"] if section.budgets else [])
     headers += ["selected on", "status", "n"]
     for m, header in section.columns.items():
-        headers.append(header)
+        headers.append(section.header(m))
         if m in section.published_columns:
             headers += [f"{header} (article)", f"{header} − article"]
-    if section.compare:
+    if section.baseline:
         headers += [f"Δ vs {section.baseline}", "95% CI", "p", "test", "P(A>B)", "P(A>B) 95% CI"]
     return headers
 

@@ -1,4 +1,5 @@
-"""One metric of a run (a summary.json field or a point of its curve) and its aggregate over the runs of a row."""
+"""One metric of a run (a summary.json or eval.json field, or a point of its curve), its aggregate over the runs of a
+row, and which way it is better."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,12 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from regbench.report.runs import Run
+from regbench.errors import UserError
+from regbench.metrics import metric_of
+from regbench.report.runs import EVALUATED, METRICS, SUMMARY, Run
+
+FORMS = "max:KEY, last:KEY or KEY@EPOCH"  # how a metrics.jsonl KEY is named
+LOWER_IS_BETTER = "lower is better"
 
 
 @dataclass(frozen=True)
@@ -23,8 +29,8 @@ def _number(value: Any) -> bool:
 
 
 def metric_value(run: Run, metric: str) -> float | int | None:
-    """A summary.json field, `KEY@E` (metrics.jsonl KEY at epoch E), `max:KEY` (largest KEY in metrics.jsonl) or
-    `last:KEY` (KEY of the last metrics.jsonl line that has it)."""
+    """A summary.json field (else the eval.json one), `KEY@E` (metrics.jsonl KEY at epoch E), `max:KEY` (largest KEY
+    in metrics.jsonl) or `last:KEY` (KEY of the last metrics.jsonl line that has it)."""
     kind, _, key = metric.rpartition(":")
     if kind in ("max", "last"):
         found = [r[key] for r in run.metrics if _number(r.get(key))]
@@ -35,8 +41,10 @@ def metric_value(run: Run, metric: str) -> float | int | None:
             if _number(r.get("epoch")) and abs(r["epoch"] - float(epoch)) < 5e-4 and _number(r.get(key)):
                 return r[key]
         return None
-    value = run.summary.get(metric)
-    return value if _number(value) else None
+    for stored in (run.summary, run.evaluated):
+        if _number(stored.get(metric)):
+            return stored[metric]
+    return None
 
 
 def metric_values(runs: Sequence[Run], metric: str) -> list[float | int]:
@@ -49,3 +57,23 @@ def aggregate(values: Sequence[float | int]) -> Stat | None:
         return None
     std = statistics.stdev(values) if len(values) > 1 else None
     return Stat(statistics.fmean(values), std, len(values), all(isinstance(v, int) for v in values))
+
+
+def _numeric_keys(stored: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(sorted({k for d in stored for k, v in d.items() if _number(v)})) or "nothing"
+
+
+def require_metric(runs: Sequence[Run], metric: str) -> None:
+    """A UserError listing what the runs have when none of them has `metric`."""
+    if not metric_values(runs, metric):
+        raise UserError(f"--metric {metric}: no run has it; the runs have {_numeric_keys([r.summary for r in runs])} "
+                        f"({SUMMARY}), {_numeric_keys([r.evaluated for r in runs])} ({EVALUATED}) and, as {FORMS}, "
+                        f"{_numeric_keys([m for r in runs for m in r.metrics])} ({METRICS})")
+
+
+def direction(metric: str) -> bool | None:
+    """Whether a larger `metric` is better, as regbench.metrics knows it; None for a figure it does not know."""
+    try:
+        return metric_of(metric).higher_is_better
+    except UserError:
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
 
@@ -19,6 +19,7 @@ from regbench.identity import separates_rows
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
+EVALUATED = "eval.json"  # {metric name: value} that `regbench eval` stores in a run folder
 HYDRA_DIR = ".hydra"
 
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
@@ -48,6 +49,7 @@ class Run:
     choices: dict[str, Any]       # Hydra group choices (hydra/* excluded): model, act, reg, ...
     overrides: dict[str, Any]     # command-line overrides that can change results: key -> parsed value
     config: DictConfig | None     # .hydra/config.yaml
+    evaluated: dict[str, Any] = field(default_factory=dict)  # eval.json
 
     def value(self, key: str) -> Any:
         """The run's choice for a config group, else its effective config value at a dotted key (MISSING if none)."""
@@ -137,15 +139,19 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _read_object(path: Path) -> dict[str, Any] | None:
+    """A JSON file's object; None when it is absent, unreadable or not an object."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def load_run(path: PathLike) -> Run:
     """Read one run folder; anything unreadable or absent is reported through status "missing", never raised."""
     path = Path(path)
-    try:
-        summary = json.loads((path / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError):
-        summary = None
-    if not isinstance(summary, dict):
-        summary = None
+    summary = _read_object(path / SUMMARY)
     choices = _nested(_read_yaml(path / HYDRA_DIR / "hydra.yaml"), "hydra", "runtime", "choices")
     if isinstance(choices, dict):
         choices = {k: v for k, v in choices.items() if separates_rows(k)}
@@ -161,7 +167,8 @@ def load_run(path: PathLike) -> Run:
     return Run(path=path, status=(summary or {}).get("status") or "missing", summary=summary or {},
                metrics=_read_metrics(path / METRICS), choices=choices,
                overrides=parse_overrides(lines) if isinstance(lines, list) else {},
-               config=config if isinstance(config, DictConfig) else None)
+               config=config if isinstance(config, DictConfig) else None,
+               evaluated=_read_object(path / EVALUATED) or {})
 
 
 def is_run_folder(path: Path) -> bool:

@@ -10,7 +10,8 @@ from regbench.errors import UserError
 from regbench.report.baseline import (MIN_PAIRS, Baseline, Comparison, baseline_of, by_value, compare,
                                       default_baseline, summary_line, undefined_reasons)
 from regbench.report.matching import budget_of, by_table, grid_keys, match_row, off_grid
-from regbench.report.metrics import Stat, aggregate, metric_value, metric_values
+from regbench.report.metrics import (LOWER_IS_BETTER, Stat, aggregate, direction, metric_value, metric_values,
+                                     require_metric)
 from regbench.report.runs import Group, Run, format_value, group_runs
 from regbench.report.stats import FEW_RUNS, LEVEL, Difference
 from regbench.report.superiority import RESAMPLES
@@ -61,8 +62,14 @@ class Section:
     rows: list[Row]
     article: bool
     notes: list[str]              # lines printed under the table
-    compare: str | None = None    # the metric of the Δ / 95% CI / p / P(A>B) columns (None: no baseline)
-    baseline: str | None = None   # the baseline's name in the headers
+    compare: str                  # the metric of the Δ / 95% CI / p / P(A>B) columns
+    higher_is_better: bool        # in `compare`
+    baseline: str | None = None   # the baseline's name in the headers (None: no baseline, nothing compared)
+
+    def header(self, metric: str) -> str:
+        """The column's header, saying so where lower is better."""
+        higher = self.higher_is_better if metric == self.compare else direction(metric)
+        return self.columns[metric] + (f" ({LOWER_IS_BETTER})" if higher is False else "")
 
     @property
     def published_columns(self) -> list[str]:
@@ -91,9 +98,13 @@ def _columns(article: Article | None, runs: Sequence[Run]) -> dict[str, str]:
 
 
 def _section(experiment: str | None, runs: Sequence[Run], article: Article | None,
-             chosen: tuple[str, str] | None) -> Section:
+             chosen: tuple[str, str] | None, ranked: tuple[str, bool] | None) -> Section:
     groups, varying = group_runs(runs)
     columns = _columns(article, runs)
+    if ranked is None:
+        metric = article.compare if article else _generic_compare(runs)
+        ranked = metric, _higher_is_better(metric)
+    columns.setdefault(ranked[0], ranked[0])
     rows: list[tuple[tuple[int, int, bool, int], Row]] = []
     changed: set[str] = set()
     for position, g in enumerate(groups):
@@ -117,7 +128,7 @@ def _section(experiment: str | None, runs: Sequence[Run], article: Article | Non
         title = article.title
     else:
         title = f"experiment={experiment}" if experiment else "Runs without an experiment"
-    section = Section(title, varying, common, columns, [r for _, r in rows], article is not None, notes)
+    section = Section(title, varying, common, columns, [r for _, r in rows], article is not None, notes, *ranked)
     if article and section.published_columns:
         shown = {r.label for r in section.rows if r.published}
         own = [f"{row.label}: {row.citation}" for row in article.rows if row.citation and row.label in shown]
@@ -125,8 +136,7 @@ def _section(experiment: str | None, runs: Sequence[Run], article: Article | Non
     if section.budgets:
         notes.append("budget: the article's own (full) or a reduction its file names; beside a reduced row the "
                      "article's numbers stand for reference, without a difference.")
-    metric = article.compare if article else _generic_compare(section)
-    _compare(section, groups, varying, _baseline(article, groups, varying, chosen), metric)
+    _compare(section, groups, varying, _baseline(article, groups, varying, chosen))
     return section
 
 
@@ -142,15 +152,16 @@ def _baseline(article: Article | None, groups: Sequence[Group], varying: Sequenc
     return default_baseline(groups, varying)
 
 
-def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], baseline: Baseline | None,
-             metric: str, higher_is_better: bool = True) -> None:
-    """Fill each completed row's comparison with its baseline in `metric`, and the lines saying what they mean."""
+def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], baseline: Baseline | None) -> None:
+    """Fill each completed row's comparison with its baseline in the section's metric, and the lines saying what
+    they mean."""
     if baseline is None:
         if section.keys:
             section.notes.append("No baseline row: `regbench table --baseline KEY=VALUE DIR` names one (e.g. "
                                  "reg=none) for Δ, 95% CI and p.")
         return
-    section.compare, section.baseline = metric, baseline.label
+    metric, higher_is_better = section.compare, section.higher_is_better
+    section.baseline = baseline.label
     by_runs = {id(g.runs[0]): g for g in groups}
     differences: dict[str, Difference] = {}
     sizes: set[int] = set()
@@ -174,10 +185,11 @@ def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], 
     reasons = undefined_reasons(differences.values())
     level = f"{round(100 * LEVEL)}%"
     section.notes.append(
-        f"Δ vs {baseline.label}: {header} minus that of the {baseline.label} row with the same other settings, with "
-        f"its {level} CI and p by the test the `test` column names: paired when at least {MIN_PAIRS} seeds have a run "
-        "in both rows (over those seeds only: Δ is then the mean of the per-seed differences; paired t-test), else "
-        "Welch over all runs (Welch–Satterthwaite interval, Welch's t-test)"
+        f"Δ vs {baseline.label}: {header} minus that of the {baseline.label} row with the same other settings"
+        + ("" if higher_is_better else f" ({LOWER_IS_BETTER}: a negative Δ is an improvement)")
+        + f", with its {level} CI and p by the test the `test` column names: paired when at least {MIN_PAIRS} seeds "
+        "have a run in both rows (over those seeds only: Δ is then the mean of the per-seed differences; paired "
+        "t-test), else Welch over all runs (Welch–Satterthwaite interval, Welch's t-test)"
         + "".join(f"; {NOT_APPLICABLE} ({tag}): {text}" for tag, text in reasons.items()) + ".")
     section.notes.append(
         f"P(A>B): the probability that a run of the row beats a run of the {baseline.label} row in {header} "
@@ -186,13 +198,21 @@ def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], 
         f"the runs within each side, a fixed seed; {NOT_APPLICABLE} ({FEW_RUNS}) with fewer than 2 runs on a side).")
     if differences:
         runs = "" if not sizes else f"{min(sizes)}" if len(sizes) == 1 else f"{min(sizes)}–{max(sizes)}"
-        section.notes.append(summary_line(baseline.label, header, differences, runs))
+        section.notes.append(summary_line(baseline.label, header, differences, runs, higher_is_better))
 
 
-def _generic_compare(section: Section) -> str:
+def _generic_compare(runs: Sequence[Run]) -> str:
     """Runs of no article are compared in test_acc when some have it (held-out val), else in best_val_acc."""
-    has_test = any(metric_value(r, "test_acc") is not None for row in section.rows for r in row.runs)
-    return "test_acc" if has_test else "best_val_acc"
+    return "test_acc" if any(metric_value(r, "test_acc") is not None for r in runs) else "best_val_acc"
+
+
+def _higher_is_better(metric: str) -> bool:
+    """The direction regbench.metrics knows for `metric`; a UserError naming the override when it knows none."""
+    higher = direction(metric)
+    if higher is None:
+        raise UserError(f"regbench does not know whether a higher or a lower {metric} is better: pass --metric "
+                        f"{metric} with --higher-is-better or --lower-is-better")
+    return higher
 
 
 def _row_name(section: Section, row: Row) -> str:
@@ -202,10 +222,16 @@ def _row_name(section: Section, row: Row) -> str:
 
 
 def build_sections(runs: Sequence[Run], articles: dict[str, Article] | None = None,
-                   baseline: tuple[str, str] | None = None) -> list[Section]:
+                   baseline: tuple[str, str] | None = None, metric: str | None = None,
+                   higher_is_better: bool | None = None) -> list[Section]:
     """One section per experiment choice, with the article's columns when the experiment is one of the articles;
-    `baseline` (KEY, VALUE) overrides every section's baseline row where some row has it."""
+    `baseline` (KEY, VALUE) overrides every section's baseline row where some row has it, `metric` every section's
+    compared metric (with its direction from regbench.metrics unless `higher_is_better` says it)."""
     articles = articles_by_experiment() if articles is None else articles
+    ranked = None
+    if metric is not None:
+        require_metric(runs, metric)
+        ranked = metric, (_higher_is_better(metric) if higher_is_better is None else higher_is_better)
     if baseline is not None:
         key, value = baseline
         found = sorted({format_value(run.value(key)) for run in runs})
@@ -215,5 +241,5 @@ def build_sections(runs: Sequence[Run], articles: dict[str, Article] | None = No
     for run in runs:
         by_experiment.setdefault(run.choices.get("experiment"), []).append(run)
     ordered = sorted(by_experiment.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
-    return [_section(exp, part_runs, part, baseline) for exp, rs in ordered
+    return [_section(exp, part_runs, part, baseline, ranked) for exp, rs in ordered
             for part, part_runs in by_table(articles.get(exp) if exp else None, rs)]

@@ -1,5 +1,5 @@
 """`regbench table`: runs grouped by the choices that differ, aggregated over seeds, beside the articles' numbers,
-each row against a baseline row (difference, 95% CI, p), written as table.md and table.csv."""
+each row against a baseline row in one metric (difference, 95% CI, p, P(A>B)), written as table.md and table.csv."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,16 +15,19 @@ TABLE_MD = "table.md"
 TABLE_CSV = "table.csv"
 
 
-def save_table(runs: Sequence[Run], out_dir: PathLike, baseline: tuple[str, str] | None = None) -> str:
-    """Write table.md and table.csv into `out_dir`; return the Markdown."""
+def save_table(runs: Sequence[Run], out_dir: PathLike, baseline: tuple[str, str] | None = None,
+               metric: str | None = None, higher_is_better: bool | None = None) -> str:
+    """Write table.md and table.csv into `out_dir`, rows compared in `metric` when given (else each table's own);
+    return the Markdown."""
     out = Path(out_dir)
-    sections = build_sections(runs, baseline=baseline)
+    sections = build_sections(runs, baseline=baseline, metric=metric, higher_is_better=higher_is_better)
     markdown = render_markdown(sections, root=out)
     write_text(out / TABLE_MD, markdown)
     write_text(out / TABLE_CSV, render_csv(sections))
     return markdown
 
 
-def write_table(dirs: Sequence[PathLike], baseline: tuple[str, str] | None = None) -> str:
+def write_table(dirs: Sequence[PathLike], baseline: tuple[str, str] | None = None, metric: str | None = None,
+                higher_is_better: bool | None = None) -> str:
     """`regbench table DIR...`: the table of every run under `dirs`, written into the first DIR; returns Markdown."""
-    return save_table(find_runs(dirs), dirs[0], baseline)
+    return save_table(find_runs(dirs), dirs[0], baseline, metric, higher_is_better)
