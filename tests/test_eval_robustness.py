@@ -157,7 +157,10 @@ def test_eval_scores_corruptions_ood_and_every_run_of_a_sweep(sweep: Path, corru
     (("--output", "x.png"), "--output and --save-probs name one file"),
     (("--baseline", "."), "--baseline compares errors under corruption: add --corruptions DIR"),
     (("--ood", "dataset=cifar10"), "composes 32x32x3 images but the run's are 32x32x1"),
+    (("--corruptions", "{sweep}"), "has no labels.npy"),
 ])
 def test_eval_refuses_in_one_line(sweep: Path, args: tuple[str, ...], message: str) -> None:
-    proc = regbench("eval", str(sweep), *args, check=False)
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    proc = regbench("eval", str(sweep), *(a.format(sweep=sweep) for a in args), check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # nothing written

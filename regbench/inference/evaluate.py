@@ -1,5 +1,6 @@
 """`regbench eval`: a run's checkpoint scored on a split — accuracy, loss, calibration (ECE, NLL, Brier, reliability
-diagram, temperature scaling), per-class accuracy, speed, confusions."""
+diagram, temperature scaling), per-class accuracy, speed, confusions — and on request under corruption and against
+an OOD dataset; for one run or every completed run of a sweep, the figures kept in each run's eval.json."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 from omegaconf import DictConfig
 
+from regbench.data.corruptions import corruption_names
 from regbench.data.splits import Split
 from regbench.errors import UserError
 from regbench.files import atomic_write
@@ -106,6 +108,8 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
         raise UserError("--temperature-scale fits the temperature on the val split, so it cannot score val too: "
                         "score --split test (a run whose val is its test set, dataset.val_size=0, has no split to "
                         "fit on that is not scored)")
+    if corruptions is not None:
+        corruption_names(corruptions)  # a folder off the layout stops here, before any scoring
     ood_name, ood_images = ood_split(cfg.dataset, ood) if ood is not None else (None, None)
     scored, device = _scorer(cfg, run, checkpoint)
     scores = scored(split)
