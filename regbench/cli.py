@@ -23,8 +23,9 @@ commands:
                           aggregate run folders into tables, each row against a baseline row in one metric
                           (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
-  eval RUN_DIR [--checkpoint best|last] [--split S] [overrides]
-                          score a run's checkpoint again: one JSON line, confusion-matrix and reliability PNGs
+  eval RUN_DIR|SWEEP_DIR [--checkpoint best|last] [--split S] [--corruptions DIR [--baseline RUN]] [--ood O] [overrides]
+                          score a run's checkpoint again (every completed run of a sweep): one JSON line per run,
+                          confusion-matrix and reliability PNGs, figures kept in RUN/eval.json
   corrupt [overrides] --out DIR [--corruptions a,b,c]
                           write a dataset's test split corrupted (15 ImageNet-C corruptions x 5 severities) in the
                           CIFAR-10-C layout (needs the corrupt extra)
@@ -208,8 +209,11 @@ def _eval(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="regbench eval", description="Score a run's checkpoint again: one JSON line "
                                      "(split, n, accuracy, loss, ECE, NLL, Brier, per-class accuracy, img/s), a "
-                                     "confusion-matrix PNG and a reliability diagram PNG.")
-    parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep)")
+                                     "confusion-matrix PNG and a reliability diagram PNG; the figures are merged into "
+                                     "RUN/eval.json. Given a sweep folder, every completed run not yet evaluated with "
+                                     "the same arguments, one JSON line each.")
+    parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep) "
+                        "or a sweep folder (outputs/multirun/<date>/<time>)")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     parser.add_argument("--split", choices=SPLITS,
                         help="default: test when the dataset has a test split distinct from val, else val")
@@ -219,16 +223,33 @@ def _eval(argv: list[str]) -> None:
                         "of the logits) and labels (int64 [N]) of the scored split")
     parser.add_argument("--temperature-scale", action="store_true", help="also report the figures after one "
                         "temperature fitted on the val split (least NLL; Guo et al. 2017)")
+    parser.add_argument("--corruptions", metavar="DIR", help="also score every corruption x severity of DIR (the "
+                        "CIFAR-10-C layout, e.g. from regbench corrupt): RUN/corruptions.json and a heatmap PNG")
+    parser.add_argument("--baseline", metavar="RUN", help="with --corruptions: corruption errors relative to this "
+                        "run's (its corruptions.json when it scored the same DIR, else it is scored too)")
+    parser.add_argument("--ood", metavar="OVERRIDES", help="also detect another dataset's test split as "
+                        "out-of-distribution by maximum softmax probability, e.g. --ood dataset=cifar100")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
                         "dataset.data_file=PATH (another dataset of the same shape)")
     args = parser.parse_intermixed_args(argv)
     _require_paddle()
-    from regbench.inference.evaluate import evaluate_run
+    from regbench.inference.evaluate import evaluate_run, evaluate_sweep, sweep_runs
 
+    target = Path(args.run)
     output = Path(args.output) if args.output else None
     probs = Path(args.save_probs) if args.save_probs else None
-    print(json.dumps(evaluate_run(Path(args.run), args.checkpoint, args.split, output, args.overrides, probs,
-                                  args.temperature_scale)))
+    options = dict(temperature_scale=args.temperature_scale, ood=args.ood,
+                   corruptions=Path(args.corruptions) if args.corruptions else None,
+                   baseline=Path(args.baseline) if args.baseline else None)
+    runs = sweep_runs(target)
+    if runs is None:
+        print(json.dumps(evaluate_run(target, args.checkpoint, args.split, output, args.overrides, probs, **options)))
+        return
+    if output or probs:
+        _fail("--output and --save-probs name one file, so they score one run: pass a run folder, not a sweep folder")
+    for result in evaluate_sweep(runs, args.checkpoint, args.split, args.overrides,
+                                 lambda line: print(line, file=sys.stderr), **options):
+        print(json.dumps(result), flush=True)
 
 
 def _export(argv: list[str]) -> None:

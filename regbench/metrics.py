@@ -109,16 +109,24 @@ METRICS: dict[str, Metric] = {
     "nll": Metric(nll, False),
     "brier": Metric(brier, False),
     "loss": Metric(None, False),  # the training objective: label smoothing included when the run trained with it
+    # figures of `regbench eval` that probabilities of one split alone do not give (docs/robustness.md)
+    "error": Metric(None, False),     # corruption_error: the mean error under corruption
+    "mce": Metric(None, False),       # rel_mce: Hendrycks & Dietterich's mCE against a baseline run
+    "auroc": Metric(None, True),      # ood_auroc: in-distribution against OOD by maximum softmax probability
+    "aupr_in": Metric(None, True),    # ood_aupr_in: area under precision-recall, in-distribution as positive
+    "aupr_out": Metric(None, True),   # ood_aupr_out: OOD as positive
+    "fpr95": Metric(None, False),     # ood_fpr95: the OOD fraction taken as in-distribution at 95% TPR
 }
 ALIASES = {"acc": "accuracy"}  # how stored figures spell them: test_acc, val_acc, best_val_acc
 
 
 def metric_of(figure: str) -> Metric:
-    """The metric a stored figure measures, by its last word: `test_ece`, `best_val_acc`, `final_test_nll`,
-    `val_loss`, `accuracy`; a `max:`/`last:` prefix or an `@EPOCH` suffix (report's syntax) is ignored."""
-    word = figure.rpartition(":")[2].partition("@")[0].rpartition("_")[2]
-    name = ALIASES.get(word, word)
-    if name not in METRICS:
-        raise UserError(f"{figure!r} names no known metric: its last word must be one of "
-                        f"{', '.join(sorted({*METRICS, *ALIASES}))} (e.g. test_acc, test_ece, val_nll)")
-    return METRICS[name]
+    """The metric a stored figure measures, by its ending: `test_ece`, `best_val_acc`, `final_test_nll`,
+    `val_loss`, `accuracy`, `ood_aupr_in`; a `max:`/`last:` prefix or an `@EPOCH` suffix (report's syntax) is
+    ignored."""
+    stem = figure.rpartition(":")[2].partition("@")[0]
+    for word in sorted({*METRICS, *ALIASES}, key=len, reverse=True):  # aupr_in before a shorter name it ends with
+        if stem == word or stem.endswith(f"_{word}"):
+            return METRICS[ALIASES.get(word, word)]
+    raise UserError(f"{figure!r} names no known metric: it must end with one of "
+                    f"{', '.join(sorted({*METRICS, *ALIASES}))} (e.g. test_acc, test_ece, val_nll, ood_auroc)")

@@ -159,7 +159,7 @@ def test_temperature_scaling_fits_on_val_and_cools_an_overconfident_model(run: P
     (("{run}", "--save-probs", "{tmp}"), "is a folder: give a file"),
     (("{run}", "--checkpoint", "last", "dataset.nope=1"), "unknown option 'dataset.nope'"),
     (("{run}", "dataset=mnist"), "give key=value overrides"),
-    (("{tmp}",), "has no .hydra/config.yaml"),
+    (("{tmp}",), "is neither a run folder (with .hydra/) nor a sweep folder"),
 ])
 def test_eval_bad_input_is_one_line(run: Path, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     proc = regbench("eval", *(a.format(run=run, tmp=tmp_path) for a in args), check=False)

@@ -1,17 +1,22 @@
 """`regbench eval`: a run's checkpoint scored on a split — accuracy, loss, calibration (ECE, NLL, Brier, reliability
-diagram, temperature scaling), per-class accuracy, speed, confusions."""
+diagram, temperature scaling), per-class accuracy, speed, confusions — and on request under corruption and against
+an OOD dataset; for one run or every completed run of a sweep, the figures kept in each run's eval.json."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 from omegaconf import DictConfig
 
+from regbench.data.corruptions import corruption_names
 from regbench.data.splits import Split
 from regbench.errors import UserError
 from regbench.files import atomic_write
+from regbench.inference import robustness
+from regbench.inference.ood import detection, ood_split
 from regbench.inference.run_folder import load_model, saved_config
+from regbench.inference.stored import checkpoint_stamp, record_arguments, scored_before, store_figures
 
 if TYPE_CHECKING:
     from regbench.evaluation import Scores
@@ -62,25 +67,12 @@ def plot_confusion(path: Path, counts: np.ndarray, classes: tuple[str, ...], tit
     plt.close(fig)
 
 
-def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Path | None, overrides: list[str],
-                 save_probs: Path | None = None, temperature_scale: bool = False) -> dict[str, Any]:
-    """Score checkpoints/<checkpoint>.npz of `run` on a split as its trainer scored it (its device, AMP mode, batches
-    and loss); write the confusion-matrix and reliability-diagram PNGs (and with `save_probs`, the probabilities);
-    with `temperature_scale`, also the figures after a temperature fitted on val; return the figures."""
-    from regbench import metrics
+def _scorer(cfg: DictConfig, run: Path, checkpoint: str) -> tuple[Callable[[Split], Scores], str]:
+    """(a function scoring the run's checkpoint on a split as its trainer scored it, the device it computes on)."""
     from regbench.device import amp_mode, select_device
     from regbench.evaluation import eval_loader, score
-    from regbench.inference.calibration import fit_temperature, plot_reliability, scaled_probs
     from regbench.train import speed, threads
 
-    if save_probs is not None and save_probs.is_dir():
-        raise UserError(f"--save-probs {save_probs} is a folder: give a file, e.g. {save_probs / 'probs.npz'}")
-    cfg = saved_config(run, overrides)
-    name, split, classes = split_of(cfg, split_name)
-    if temperature_scale and name == "val":
-        raise UserError("--temperature-scale fits the temperature on the val split, so it cannot score val too: "
-                        "score --split test (a run whose val is its test set, dataset.val_size=0, has no split to "
-                        "fit on that is not scored)")
     tr = cfg.trainer
     device = select_device(tr.device)
     amp = amp_mode(tr.amp, device)
@@ -92,11 +84,40 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
     def scored(split: Split) -> Scores:
         return score(model, eval_loader(cfg.dataset, tr, split), tr.label_smoothing, amp, per_sample=True)
 
+    return scored, device
+
+
+def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Path | None, overrides: list[str],
+                 save_probs: Path | None = None, temperature_scale: bool = False, corruptions: Path | None = None,
+                 baseline: Path | None = None, ood: str | None = None) -> dict[str, Any]:
+    """Score checkpoints/<checkpoint>.npz of `run` on a split as its trainer scored it (its device, AMP mode, batches
+    and loss); write the confusion-matrix and reliability-diagram PNGs (and with `save_probs`, the probabilities);
+    with `temperature_scale`, also the figures after a temperature fitted on val; with `corruptions`, score every
+    corruption x severity of that folder (against `baseline`'s too); with `ood`, detect that dataset's images as
+    out-of-distribution; merge the figures into the run's eval.json and return them all."""
+    from regbench import metrics
+    from regbench.inference.calibration import fit_temperature, plot_reliability, scaled_probs
+
+    if save_probs is not None and save_probs.is_dir():
+        raise UserError(f"--save-probs {save_probs} is a folder: give a file, e.g. {save_probs / 'probs.npz'}")
+    if baseline is not None and corruptions is None:
+        raise UserError("--baseline compares errors under corruption: add --corruptions DIR")
+    cfg = saved_config(run, overrides)
+    name, split, classes = split_of(cfg, split_name)
+    if temperature_scale and name == "val":
+        raise UserError("--temperature-scale fits the temperature on the val split, so it cannot score val too: "
+                        "score --split test (a run whose val is its test set, dataset.val_size=0, has no split to "
+                        "fit on that is not scored)")
+    if corruptions is not None:
+        corruption_names(corruptions)  # a folder off the layout stops here, before any scoring
+    ood_name, ood_images = ood_split(cfg.dataset, ood) if ood is not None else (None, None)
+    scored, device = _scorer(cfg, run, checkpoint)
     scores = scored(split)
     counts = confusion_matrix(split.labels, scores.probs.argmax(axis=1), len(classes))
     per_class = counts.diagonal() / np.maximum(counts.sum(axis=1), 1)
     path = output or run / f"confusion_{name}_{checkpoint}.png"
     heading = f"{run.name} · {checkpoint} checkpoint · {name}"
+    prefix = _prefix(checkpoint)
 
     def calibration(ece: float, accuracy: float) -> str:
         return f"ECE {ece:.4f} ({metrics.ECE_BINS} bins), accuracy {accuracy:.4f} (n={scores.n})"
@@ -110,6 +131,8 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
                                       for i, (c, a) in enumerate(zip(classes, per_class))},
                   device=device, eval_img_per_s=round(scores.n / max(scores.seconds, 1e-9), 1),
                   confusion_png=str(path), reliability_png=str(reliability))
+    figures = {f"{prefix}{name}_{short}": result[key] for short, key in
+               (("acc", "accuracy"), ("loss", "loss"), ("ece", "ece"), ("nll", "nll"), ("brier", "brier"))}
     if save_probs is not None:
         with atomic_write(save_probs, "wb") as f:
             np.savez(f, probs=scores.probs, labels=split.labels.astype(np.int64))
@@ -119,10 +142,103 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
         temperature = fit_temperature(scored(val).logits, val.labels)
         probs = scaled_probs(scores.logits, temperature)
         bins = metrics.calibration_bins(probs, split.labels)
-        figures = metrics.from_tally(metrics.tally(probs, split.labels))
+        scaled = metrics.from_tally(metrics.tally(probs, split.labels))
         scaled_png = path.parent / f"reliability_{name}_{checkpoint}_temperature.png"
         plot_reliability(scaled_png, bins, f"{heading}, temperature {temperature:.3f} fitted on val\n"
-                                           f"{calibration(figures['ece'], figures['accuracy'])}")
-        result["temperature_scaled"] = dict(temperature=temperature, fitted_on="val", **figures,
+                                           f"{calibration(scaled['ece'], scaled['accuracy'])}")
+        result["temperature_scaled"] = dict(temperature=temperature, fitted_on="val", **scaled,
                                             reliability_png=str(scaled_png))
+        figures.update({f"{prefix}ts_{name}_{k}": scaled[k] for k in ("ece", "nll", "brier")})
+    if corruptions is not None:
+        summary = _corruptions(run, cfg, checkpoint, scored, corruptions.resolve(), baseline, overrides)
+        result["corruptions"] = summary
+        figures.update({f"{prefix}{k}": v for k, v in _corruption_figures(summary).items()})
+    if ood is not None:
+        detected = detection(scores.probs, scored(ood_images).probs)
+        result["ood"] = dict(dataset=ood_name, overrides=ood, n_in=scores.n, n_out=len(ood_images),
+                             in_distribution=name, positive="in-distribution (aupr_out: OOD)", **detected)
+        figures.update({f"{prefix}ood_{k}": v for k, v in detected.items()})
+    store_figures(run, figures)
+    record_arguments(run, arguments_of(run, checkpoint, split_name, overrides, temperature_scale, corruptions,
+                                       baseline, ood))
     return result
+
+
+def _prefix(checkpoint: str) -> str:
+    """What eval.json's names start with: nothing for the best checkpoint, final_ for the last (as summary.json)."""
+    return "" if checkpoint == "best" else "final_"
+
+
+def arguments_of(run: Path, checkpoint: str, split_name: str | None, overrides: list[str], temperature_scale: bool,
+                 corruptions: Path | None, baseline: Path | None, ood: str | None) -> dict[str, Any]:
+    """What an evaluation of `run` computes from: its arguments and the checkpoint file's stamp."""
+    return dict(checkpoint=checkpoint, stamp=checkpoint_stamp(run, checkpoint), split=split_name,
+                overrides=list(overrides), temperature_scale=temperature_scale,
+                corruptions=str(corruptions.resolve()) if corruptions else None,
+                baseline=str(baseline.resolve()) if baseline else None, ood=ood)
+
+
+def _corruptions(run: Path, cfg: DictConfig, checkpoint: str, scored: Callable[[Split], Scores], folder: Path,
+                 baseline: Path | None, overrides: list[str]) -> dict[str, Any]:
+    """Score every corruption x severity of `folder`, write corruptions.json and the heatmap; against `baseline`, its
+    stored corruptions.json when it scored the same checkpoint on `folder`, else its scores, stored likewise."""
+    found = robustness.score_corruptions(scored, cfg.dataset, folder)
+    result = dict(folder=str(folder), checkpoint=checkpoint, **found)
+    if baseline is not None:
+        theirs = result if baseline.resolve() == run.resolve() else robustness.stored(baseline, folder, checkpoint)
+        if theirs is None:
+            base_cfg = saved_config(baseline, overrides)
+            theirs = dict(folder=str(folder), checkpoint=checkpoint, **robustness.score_corruptions(
+                _scorer(base_cfg, baseline, checkpoint)[0], base_cfg.dataset, folder))
+            robustness.write(baseline, theirs, f"{baseline.name} · {checkpoint} checkpoint")
+            store_figures(baseline, {f"{_prefix(checkpoint)}{k}": v
+                                     for k, v in _corruption_figures(theirs).items()})
+        result["baseline"] = robustness.relative(result, theirs, baseline)
+    png = robustness.write(run, result, f"{run.name} · {checkpoint} checkpoint")
+    return {**{k: v for k, v in result.items() if k != "corruptions"}, "json": str(run / robustness.RESULT),
+            "heatmap_png": str(png)}
+
+
+def _corruption_figures(result: dict[str, Any]) -> dict[str, float]:
+    """eval.json's names for a corruptions result's summary figures."""
+    figures = dict(corruption_error=result["mean_corruption_error"], corruption_acc=result["mean_corruption_accuracy"],
+                   corruption_ece=result["mean_corruption_ece"], corruption_nll=result["mean_corruption_nll"])
+    if "baseline" in result:
+        figures["rel_mce"] = result["baseline"]["mce"]
+    return figures
+
+
+def sweep_runs(folder: Path) -> list[Path] | None:
+    """The run folders of a sweep folder (its numbered subfolders with .hydra/, in number order), or None when
+    `folder` is one run."""
+    if (folder / ".hydra").is_dir() or not folder.is_dir():
+        return None
+    runs = sorted((p for p in folder.iterdir() if p.name.isdigit() and (p / ".hydra").is_dir()),
+                  key=lambda p: int(p.name))
+    if not runs:
+        raise UserError(f"{folder} is neither a run folder (with .hydra/) nor a sweep folder (numbered run "
+                        f"subfolders with .hydra/): pass one of them")
+    return runs
+
+
+def evaluate_sweep(runs: list[Path], checkpoint: str, split_name: str | None, overrides: list[str],
+                   note: Callable[[str], None], temperature_scale: bool = False, corruptions: Path | None = None,
+                   baseline: Path | None = None, ood: str | None = None) -> Iterator[dict[str, Any]]:
+    """`evaluate_run` on each completed run of a sweep, except those already evaluated with the same arguments;
+    one `note` per run left out."""
+    options = (temperature_scale, corruptions, baseline, ood)
+    for run in runs:
+        status = _status(run)
+        if status != "completed":
+            note(f"{run}: skipped, not completed ({status})")
+        elif scored_before(run, arguments_of(run, checkpoint, split_name, overrides, *options)):
+            note(f"{run}: skipped, already evaluated with these arguments (its eval.json has the figures)")
+        else:
+            yield evaluate_run(run, checkpoint, split_name, None, overrides, None, *options)
+
+
+def _status(run: Path) -> str:
+    """summary.json's status, or "missing"."""
+    from regbench.report.runs import load_run
+
+    return load_run(run).status
