@@ -10,6 +10,7 @@ from regbench.files import atomic_write
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
+EVALUATED = "eval.json"  # {metric name: value}: the figures `regbench eval` stores for tables
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

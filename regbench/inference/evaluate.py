@@ -239,6 +239,6 @@ def evaluate_sweep(runs: list[Path], checkpoint: str, split_name: str | None, ov
 
 def _status(run: Path) -> str:
     """summary.json's status, or "missing"."""
-    from regbench.report.runs import load_run
+    from regbench import run_dir
 
-    return load_run(run).status
+    return str((run_dir.read_json(run / run_dir.SUMMARY) or {}).get("status", "missing"))

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from regbench.files import write_text
+from regbench.run_dir import EVALUATED
 
-FIGURES = "eval.json"
+FIGURES = EVALUATED
 ARGUMENTS = "eval_args.json"
 
 

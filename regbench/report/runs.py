@@ -13,13 +13,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regbench import regs
+from regbench.run_dir import EVALUATED
 from regbench.config import group_options
 from regbench.errors import UserError
 from regbench.identity import separates_rows
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
-EVALUATED = "eval.json"  # {metric name: value} that `regbench eval` stores in a run folder
 HYDRA_DIR = ".hydra"
 
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
