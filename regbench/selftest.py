@@ -25,8 +25,8 @@ MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 ACTS = sorted(p.stem for p in (CONF_DIR / "act").glob("*.yaml"))
 AMP_MODES = ("fp16", "bf16")
 FORMATS = ("paddle", "onnx")
-# every model × act: 2 steps of 8 synthetic 32×32 images (LeNet-5's least), one evaluation
-TINY = ("dataset=synthetic", "dataset.train_size=40", "dataset.test_size=8", "trainer.batch_size=8",
+# every model × act: 2 steps of 4 synthetic 32×32 images (LeNet-5's least), one evaluation
+TINY = ("dataset=synthetic", "dataset.train_size=24", "dataset.test_size=4", "trainer.batch_size=4",
         "trainer.max_steps=2", "trainer.eval_every_steps=2")
 # compile converts layer by layer, in training and evaluation mode, and compares each with its eager twin
 COMPILED = ("model=mynet", "act=relu")
@@ -166,16 +166,21 @@ class Runner:
             return "failed", f"the uninterrupted run failed: {error_line(proc)}"
         if mode == "fp32":
             self._exportable = straight
-        child = subprocess.Popen([sys.executable, "-m", "regbench", "train", *self.device, *overrides,
-                                  f"hydra.run.dir={killed}"], cwd=self.work, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
-        while not _read_text(killed / "metrics.jsonl").endswith("\n") and child.poll() is None:
+        output = self.work / f"resume-{mode}-killed.out"  # a file, not a pipe that could fill and block the run
+        with output.open("w") as out:
+            child = subprocess.Popen([sys.executable, "-m", "regbench", "train", *self.device, *overrides,
+                                      f"hydra.run.dir={killed}"], cwd=self.work, stdout=out, stderr=out)
+        deadline = time.time() + TIMEOUT
+        while not _read_text(killed / "metrics.jsonl").endswith("\n") and child.poll() is None \
+                and time.time() < deadline:
             time.sleep(0.01)
         child.kill()  # SIGKILL: no handler runs, no checkpoint is written on the way out
-        _, err = child.communicate()
+        child.wait()
         if child.returncode != -9:
             return "failed", f"the run to kill ended by itself (exit {child.returncode}) before the kill: " + (
-                error_line(subprocess.CompletedProcess([], child.returncode, "", err)))
+                error_line(subprocess.CompletedProcess([], child.returncode, "", _read_text(output))))
+        if not _read_text(killed / "metrics.jsonl"):
+            return "failed", f"the run to kill wrote no evaluation within {TIMEOUT} s"
         at = _last_row(killed).get("step")
         proc = self.train(killed, *overrides, "trainer.resume=true")
         if proc.returncode != 0:
@@ -192,12 +197,13 @@ class Runner:
     def data_parallel(self) -> tuple[str, str]:
         """All visible GPUs through paddle.distributed.launch; the saved best.npz scores what the run recorded."""
         run = self.work / "data-parallel"
-        script = self.work / "regbench_main.py"  # what the console script runs
-        script.write_text("from regbench.cli import main\n\nmain()\n")
+        script = shutil.which("regbench", path=str(Path(sys.executable).parent)) or shutil.which("regbench")
+        if script is None:
+            return "failed", "paddle.distributed.launch needs the regbench console script: pip install regbench"
         devices = ",".join(str(i) for i in range(self.machine.gpus))
         try:
             proc = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--devices", devices,
-                                   "--log_dir", str(self.work / "data-parallel-logs"), str(script), "train",
+                                   "--log_dir", str(self.work / "data-parallel-logs"), script, "train",
                                    *self.device, *RESUMED, f"hydra.run.dir={run}"], cwd=self.work,
                                   capture_output=True, text=True, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
