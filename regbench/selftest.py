@@ -72,7 +72,11 @@ def machine() -> Machine:
     missing = [m for m in ("paddle2onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     cuda = f"CUDA build, cuDNN {paddle.get_cudnn_version()}" if paddle.is_compiled_with_cuda() else "CPU build"
     gpu_names = ", ".join(paddle.device.cuda.get_device_name(i) for i in range(gpus))
-    about = (f"regbench {importlib.metadata.version('regbench')}, Paddle {paddle.__version__} ({cuda}), "
+    try:
+        version = importlib.metadata.version("regbench")
+    except importlib.metadata.PackageNotFoundError:  # a source checkout on PYTHONPATH
+        version = "(not installed)"
+    about = (f"regbench {version}, Paddle {paddle.__version__} ({cuda}), "
              f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, device {device}"
              + (f": {gpus} GPU(s): {gpu_names}" if gpus else ""))
     return Machine(device=device, gpus=gpus, amp={m: amp_unavailable_on(m, device) for m in AMP_MODES},
@@ -245,9 +249,10 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     """The one line that says why a regbench process failed: its error line, else its last output line."""
     lines = [line.strip() for line in (proc.stderr or "").splitlines() + (proc.stdout or "").splitlines()
              if line.strip()]
-    errors = [line for line in lines if line.startswith("regbench: error:") or "Error" in line.split(" ", 1)[0]]
-    line = (errors or lines or [f"exit status {proc.returncode} without output"])[-1]
-    return line.removeprefix("regbench: error: ")[:500]
+    logged = [line.split("][ERROR] - ", 1)[1].removeprefix("failed: ") for line in lines if "][ERROR] - " in line]
+    said = [line.removeprefix("regbench: error: ") for line in lines if line.startswith("regbench: error:")]
+    raised = [line for line in lines if line.split(" ", 1)[0].endswith(("Error:", "Exception:"))]
+    return (logged or said or raised or lines or [f"exit status {proc.returncode} without output"])[-1][:500]
 
 
 def compare_runs(a: Path, b: Path) -> str | None:

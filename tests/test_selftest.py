@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,17 +48,22 @@ def test_selftest_on_this_cpu_passes_every_path_it_has(tmp_path: Path) -> None:
 
 
 def test_a_failing_check_makes_it_exit_1(tmp_path: Path) -> None:
-    # a real export, checked against the eager model with no difference allowed: Paddle Inference's kernels differ
-    # from eager Paddle's in the last bits
+    # a real failure: a disk too small for a checkpoint (a file-size limit the runs inherit, as in test_faults.py)
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # MyNet's checkpoint is about 1.3 MB
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    proc = regbench("selftest", "--only", "export/paddle", "--export-tolerance", "0", cwd=tmp_path, check=False,
-                    env={"TMPDIR": str(scratch)})
+    proc = subprocess.run([sys.executable, "-m", "regbench", "selftest", "--only", "train/fp32/mynet/relu,export/paddle"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, preexec_fn=limited,
+                          env={**os.environ, "TMPDIR": str(scratch)})
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    (row,) = checks(proc.stdout).values()
-    assert row["check"] == "export/paddle" and row["status"] == "failed"
-    assert "further from the eager model than allowed" in row["reason"] and "tolerance 0" in row["reason"]
-    assert proc.stderr.splitlines()[-1] == "regbench: error: 1 of 1 checks failed: export/paddle"
+    rows = checks(proc.stdout)
+    assert list(rows) == ["train/fp32/mynet/relu", "export/paddle"]
+    for row in rows.values():
+        assert row["status"] == "failed" and "File too large (EFBIG)" in row["reason"], row
+    assert proc.stderr.splitlines()[-1] == "regbench: error: 2 of 2 checks failed: train/fp32/mynet/relu, export/paddle"
     assert "Traceback" not in proc.stderr
     assert not list(scratch.iterdir())  # without --keep, its scratch folder is removed
 
