@@ -31,6 +31,9 @@ commands:
                           CIFAR-10-C layout (needs the corrupt extra)
   export RUN_DIR --format paddle|onnx [--checkpoint best|last] [--tolerance T]
                           a Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx)
+  selftest [--only NAME,...] [--keep DIR]
+                          check every path this machine has (each model x act, AMP, compile, kill and resume,
+                          data parallel, export) with tiny real runs: a JSON line per check, exit 1 if one fails
 
 Configs live in {conf}; `regbench train --help` lists the config groups and their options.
 """
@@ -305,6 +308,29 @@ def _corrupt(argv: list[str]) -> None:
         _fail(f"imagecorruptions failed on {', '.join(failed)} (reported above); the other files are written", code=1)
 
 
+def _selftest(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="regbench selftest", description="Check every path this machine has with "
+                                     "tiny real runs (regbench train, eval, export in subprocesses): one JSON line per "
+                                     "check on stdout (passed, failed or not available, with a one-line reason), a "
+                                     "table on stderr; exit 1 if an available check fails.")
+    parser.add_argument("--only", metavar="NAME,...", help="run only these checks (names or their leading parts, "
+                        "e.g. train/fp32,resume,export/onnx)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the runs in DIR (a new or empty folder) instead of "
+                        "removing them")
+    parser.add_argument("--export-tolerance", type=float, metavar="T", help="the export checks' --tolerance "
+                        "(default: regbench export's own)")
+    args = parser.parse_args(argv)
+    if args.export_tolerance is not None and not args.export_tolerance >= 0:
+        _fail(f"--export-tolerance {args.export_tolerance} is invalid: give a difference >= 0")
+    _require_paddle()
+    from regbench.selftest import selftest
+
+    checks = selftest(args.only, Path(args.keep) if args.keep else None, args.export_tolerance)
+    failed = [c.check for c in checks if c.status == "failed"]
+    if failed:
+        _fail(f"{len(failed)} of {len(checks)} checks failed: {', '.join(failed[:5])}", code=1)
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": _train,
     "summary": _summary,
@@ -315,6 +341,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "eval": _eval,
     "export": _export,
     "corrupt": _corrupt,
+    "selftest": _selftest,
 }
 
 

@@ -35,15 +35,19 @@ def amp_mode(choice: str, device: str) -> str:
     """The mixed precision to compute in: `choice` when this device can, else "off" with a warning."""
     if choice == "off":
         return "off"
-    if device != "gpu":
-        log.warning("trainer.amp=%s needs a GPU: computing in float32", choice)
-        return "off"
-    supported = paddle.amp.is_float16_supported() if choice == "fp16" else paddle.amp.is_bfloat16_supported()
-    reason = amp_unavailable(choice, supported, tuple(paddle.device.cuda.get_device_capability()))
+    reason = amp_unavailable_on(choice, device)
     if reason is not None:
         log.warning("%s: computing in float32", reason)
         return "off"
     return choice
+
+
+def amp_unavailable_on(choice: str, device: str) -> str | None:
+    """Why `device` (of select_device) cannot train in `choice` (fp16 or bf16); None when it can."""
+    if device != "gpu":
+        return f"trainer.amp={choice} needs a GPU"
+    supported = paddle.amp.is_float16_supported() if choice == "fp16" else paddle.amp.is_bfloat16_supported()
+    return amp_unavailable(choice, supported, tuple(paddle.device.cuda.get_device_capability()))
 
 
 def amp_unavailable(choice: str, paddle_supports: bool, capability: tuple[int, ...]) -> str | None:

@@ -17,7 +17,7 @@ FLOORS = (
     {"config"},
     {"train", "batchreg", "track"},  # the loop, batch regularizers and trackers never import each other
     {"run", "inference", "report", "jobs", "reproduce"},  # the composition root and what reads run folders
-    {"bench"},
+    {"bench", "selftest"},  # selftest runs regbench in subprocesses
     {"cli"},
     {"__main__"},
 )

@@ -105,15 +105,23 @@ def fast_conv_bias(model: nn.Layer) -> int:
     return len(convs)
 
 
+def compile_unavailable() -> str | None:
+    """Why this Paddle cannot run trainer.compile; None when it can."""
+    if int(paddle.__version__.split(".")[0]) < 3 and paddle.__version__ != "0.0.0":  # 0.0.0: a develop build
+        # Paddle 2.6's dy2static leaves failed trial conversions behind (and crashed in them here)
+        return f"trainer.compile needs Paddle 3 (this is {paddle.__version__})"
+    return None
+
+
 def compile_model(model: nn.Layer, sample: paddle.Tensor) -> list[str]:
     """Convert the model to static graphs (paddle.jit.to_static) where it converts; returns the layers left eager.
 
     Each layer is tried, in training and evaluation mode, on the input it gets from `sample`; a layer that fails is
     split into its children, and one whose children all convert stays eager with a warning naming it. Layers with
     `set_progress` stay eager too: a static graph would freeze the training progress they read in Python."""
-    if int(paddle.__version__.split(".")[0]) < 3 and paddle.__version__ != "0.0.0":  # 0.0.0: a develop build
-        # Paddle 2.6's dy2static leaves failed trial conversions behind (and crashed in them here)
-        log.warning("trainer.compile needs Paddle 3 (this is %s): training eagerly", paddle.__version__)
+    reason = compile_unavailable()
+    if reason is not None:
+        log.warning("%s: training eagerly", reason)
         return ["model"]
     state = {k: v.clone() for k, v in model.state_dict().items()}  # trial runs update BatchNorm statistics
     inputs = _layer_inputs(model, sample)
