@@ -51,7 +51,8 @@ def _loaders(cfg: DictConfig, shard: tuple[int, int], device: str) -> tuple[Batc
     def evaluation(split: Any) -> BatchLoader | None:
         return None if split is None else eval_loader(ds, tr, split, shard)
 
-    loaders = (train, evaluation(splits.val), evaluation(splits.test), evaluation(splits.train if tr.eval_train else None))
+    loaders = (train, evaluation(splits.val), evaluation(splits.test),
+               evaluation(splits.train if tr.eval_train else None))
     if keep_on_device(loaders, tr.data_on_device, device, tr.data_on_device_mb):
         log.info("data on the device: batches are gathered there by index (trainer.data_on_device=%s)",
                  tr.data_on_device)

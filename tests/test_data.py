@@ -537,7 +537,7 @@ def test_batches_gathered_on_the_device_are_the_host_batches(augment: tuple[str,
     split = small_split(75)
     host = loader(split, augment, shard=shard)
     resident = loader(split, augment, shard=shard)
-    resident.keep_on_device(DeviceSplit(split))
+    resident.use_device_split(DeviceSplit(split))
     for seed, kw in [(11, {}), (11, {"start": 1}), (12, {"augment_seed": 5}), (None, {})]:
         a, b = list(host.epoch(seed, **kw)), list(resident.epoch(seed, **kw))
         assert len(a) == len(b) > 0

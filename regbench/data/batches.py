@@ -29,7 +29,8 @@ def on_device(setting: bool | str, device: str, nbytes: int, limit_mb: float) ->
     return bool(setting)
 
 
-def keep_on_device(loaders: Sequence[BatchLoader | None], setting: bool | str, device: str, limit_mb: float) -> bool:
+def keep_on_device(loaders: Sequence[BatchLoader | None], setting: bool | str, device: str,
+                   limit_mb: float) -> bool:
     """Copy the loaders' splits to the device once each (a split shared by loaders once) when `on_device` says so,
     and have the loaders build their batches there; whether it did."""
     splits = {id(lo.split): lo.split for lo in loaders if lo is not None}
@@ -39,7 +40,7 @@ def keep_on_device(loaders: Sequence[BatchLoader | None], setting: bool | str, d
     copies = {key: DeviceSplit(split) for key, split in splits.items()}
     for lo in loaders:
         if lo is not None:
-            lo.keep_on_device(copies[id(lo.split)])
+            lo.use_device_split(copies[id(lo.split)])
     return True
 
 
@@ -92,7 +93,7 @@ class BatchLoader:
         # (x/255 - mean)/std = x*scale + shift per channel
         self._scale = np.array([1.0 / (255.0 * s) for s in std], np.float32)
         self._shift = np.array([-m / s for m, s in zip(mean, std)], np.float32)
-        self.device_split: DeviceSplit | None = None  # set by keep_on_device
+        self.device_split: DeviceSplit | None = None  # set by use_device_split
         # data parallel: rank r of w takes samples r, r+w, ... of every epoch's order; with even_shards (training)
         # every rank gets N // w of them, so all ranks take the same number of steps
         self.rank, self.world = shard
@@ -104,7 +105,7 @@ class BatchLoader:
                 f"a split of {n} images gives no batch of {batch_size}: lower the batch size or raise dataset.limit"
             )
 
-    def keep_on_device(self, device_split: DeviceSplit) -> None:
+    def use_device_split(self, device_split: DeviceSplit) -> None:
         """Build batches from `device_split` (this loader's split on the device): a step copies nothing to it."""
         self.device_split = device_split
 
@@ -143,8 +144,8 @@ class BatchLoader:
             x = paddle.to_tensor(self.split.images[idx]).astype("float32")
             if augment_seed is not None:
                 sx, tx, sy, ty = self._maps(np.random.default_rng([augment_seed, 1, lo // self.batch_size]), hi - lo)
-                x = _resample(x, paddle.to_tensor(_weights(np, sy, ty, h)),
-                              paddle.to_tensor(_weights(np, sx, tx, w, transposed=True)))
+                x = _resample(x, paddle.to_tensor(_weights(np, _sources(sy, ty, h))),
+                              paddle.to_tensor(_weights(np, _sources(sx, tx, w), transposed=True)))
             yield x, paddle.to_tensor(self.split.labels[idx])
 
     def _device_batches(self, split: DeviceSplit, order: np.ndarray, bounds: list[tuple[int, int]],
@@ -156,15 +157,16 @@ class BatchLoader:
         first = bounds[0][0]
         indices = paddle.to_tensor(order[first:])
         if augment_seed is not None:  # every batch's maps of the epoch, drawn as _host_batches draws them
-            maps = paddle.to_tensor(np.concatenate(
-                [np.stack(self._maps(np.random.default_rng([augment_seed, 1, lo // self.batch_size]), hi - lo))
-                 for lo, hi in bounds], axis=1))
+            maps = [self._maps(np.random.default_rng([augment_seed, 1, lo // self.batch_size]), hi - lo)
+                    for lo, hi in bounds]
+            rows = paddle.to_tensor(np.concatenate([_sources(sy, ty, h) for _, _, sy, ty in maps]))
+            cols = paddle.to_tensor(np.concatenate([_sources(sx, tx, w) for sx, tx, _, _ in maps]))
         for lo, hi in bounds:
             idx = indices[lo - first : hi - first]
             x = paddle.gather(split.images, idx).astype("float32")
             if augment_seed is not None:
-                sx, tx, sy, ty = paddle.unbind(maps[:, lo - first : hi - first])
-                x = _resample(x, _weights(paddle, sy, ty, h), _weights(paddle, sx, tx, w, transposed=True))
+                x = _resample(x, _weights(paddle, rows[lo - first : hi - first]),
+                              _weights(paddle, cols[lo - first : hi - first], transposed=True))
             yield x, paddle.gather(split.labels, idx)
 
     def _maps(self, rng: np.random.Generator, b: int) -> tuple[np.ndarray, ...]:
@@ -221,14 +223,19 @@ def _resample(x: paddle.Tensor, rows: paddle.Tensor, cols: paddle.Tensor) -> pad
     return paddle.matmul(rows.unsqueeze(1), x)
 
 
-def _weights(xp: Any, s: Any, t: Any, n: int, transposed: bool = False) -> Any:
-    """float32 [B, n_out, n_in] (transposed: [B, n_in, n_out]) linear-interpolation weights along one axis for
-    p_in = s*p_out + t; zero outside the image.
+def _sources(s: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
+    """float64 [B, n_out]: the input coordinate of each output pixel centre along one axis for p_in = s*p_out + t."""
+    u = s[:, None] * (np.arange(n) + 0.5) + t[:, None] - 0.5
+    # within half a pixel of the image, take the edge pixel (as image resizing does); beyond: zero fill
+    return np.where((u >= -0.5) & (u <= n - 0.5), np.clip(u, 0, n - 1), u)
+
+
+def _weights(xp: Any, u: Any, transposed: bool = False) -> Any:
+    """float32 [B, n_out, n_in] (transposed: [B, n_in, n_out]) linear-interpolation weights of the input coordinates
+    `u` [B, n_out] (_sources); zero beyond a pixel.
 
     `xp` is numpy (host arrays) or paddle (device tensors): the same float64 operations, so the same numbers."""
-    u = s[:, None] * (xp.arange(n, dtype=s.dtype) + 0.5) + t[:, None] - 0.5  # source index of each output pixel centre
-    # within half a pixel of the image, take the edge pixel (as image resizing does); beyond: zero fill
-    u = xp.where((u >= -0.5) & (u <= n - 0.5), xp.clip(u, 0, n - 1), u)
-    pixels = xp.arange(n, dtype=s.dtype)
+    pixels = xp.arange(u.shape[1], dtype=u.dtype)
     distance = u[:, None, :] - pixels[:, None] if transposed else u[:, :, None] - pixels
-    return xp.clip(1.0 - xp.abs(distance), 0.0, None).astype("float32")
+    near = 1.0 - xp.abs(distance)
+    return (np.maximum(near, 0.0) if xp is np else paddle.clip(near, min=0.0)).astype("float32")  # numpy's faster
