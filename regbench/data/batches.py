@@ -115,8 +115,8 @@ class BatchLoader:
         and plain when both are None.
 
         The caller passes different seeds each epoch; batch k depends only on (seeds, k), so start=k resumes exactly.
-        With a device split, the same batches are gathered on the device by index, and the epoch's order and
-        augmentation maps go to it in one copy each, at its start."""
+        With a device split, the same batches are gathered on the device by index; the epoch's order and the source
+        coordinates of all its batches' augmentations go to the device at its start, in one copy each."""
         augment_seed = seed if augment_seed is None else augment_seed
         n = len(self.split)
         order = np.arange(n) if seed is None else np.random.default_rng([seed, 0]).permutation(n)
