@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from regbench import identity, regs, run_dir
 from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
-from regbench.data.batches import BatchLoader
+from regbench.data.batches import BatchLoader, keep_on_device
 from regbench.device import amp_mode, select_device
 from regbench.errors import UserError
 from regbench.evaluation import Scores, eval_loader
@@ -39,8 +39,9 @@ log = logging.getLogger("regbench")
 TEST_FIGURES = (("acc", "accuracy"), ("ece", "ece"), ("nll", "nll"), ("brier", "brier"))
 
 
-def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, ...]:
-    """train, val, test (None when val is the test set) and, with trainer.eval_train, train in eval mode (else None)."""
+def _loaders(cfg: DictConfig, shard: tuple[int, int], device: str) -> tuple[BatchLoader, ...]:
+    """train, val, test (None when val is the test set) and, with trainer.eval_train, train in eval mode (else None);
+    their splits copied to the device once when trainer.data_on_device says so."""
     splits = load_splits(cfg.dataset)
     ds, tr = cfg.dataset, cfg.trainer
     train = BatchLoader(splits.train, batch_size=tr.batch_size, mean=list(ds.mean), std=list(ds.std),
@@ -50,7 +51,12 @@ def _loaders(cfg: DictConfig, shard: tuple[int, int]) -> tuple[BatchLoader, ...]
     def evaluation(split: Any) -> BatchLoader | None:
         return None if split is None else eval_loader(ds, tr, split, shard)
 
-    return train, evaluation(splits.val), evaluation(splits.test), evaluation(splits.train if tr.eval_train else None)
+    loaders = (train, evaluation(splits.val), evaluation(splits.test),
+               evaluation(splits.train if tr.eval_train else None))
+    if keep_on_device(loaders, tr.data_on_device, device, tr.data_on_device_mb):
+        log.info("data on the device: batches are gathered there by index (trainer.data_on_device=%s)",
+                 tr.data_on_device)
+    return loaders
 
 
 @contextmanager
@@ -84,7 +90,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     paddle.seed(cfg.seeds.init)
     model = build_model(cfg.model, cfg.act, cfg.reg)
     rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
-    train, val, test, train_eval = _loaders(cfg, shard=(rank, world))
+    train, val, test, train_eval = _loaders(cfg, shard=(rank, world), device=device)
     if tr.fast_conv_bias and device == "cpu":
         speed.fast_conv_bias(model)
     if world > 1 and tr.sync_bn:

@@ -16,8 +16,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from conftest import read_jsonl, regbench
 from regbench.data import load_splits, resize
-from regbench.data.batches import BatchLoader
+from regbench.data.batches import BatchLoader, DeviceSplit, keep_on_device, on_device
 from regbench.data.cifar import load_cifar10
 from regbench.data.imagefolder import load_imagefolder
 from regbench.data.mnist import IMAGE_MAGIC, load_mnist, load_mnist5k, read_idx
@@ -528,3 +529,53 @@ def test_bad_loader_settings() -> None:
         loader(small_split(), mean=[0.5])
     with pytest.raises(UserError, match="no batch of 100"):
         loader(small_split(), batch_size=100, drop_last=True)
+
+
+@pytest.mark.parametrize("augment", [(), ("crop", "flip"), ("resized_crop",), ("flip", "resized_crop", "crop")])
+@pytest.mark.parametrize("shard", [(0, 1), (2, 3)])
+def test_batches_gathered_on_the_device_are_the_host_batches(augment: tuple[str, ...], shard: tuple[int, int]) -> None:
+    split = small_split(75)
+    host = loader(split, augment, shard=shard)
+    resident = loader(split, augment, shard=shard)
+    resident.use_device_split(DeviceSplit(split))
+    for seed, kw in [(11, {}), (11, {"start": 1}), (12, {"augment_seed": 5}), (None, {})]:
+        a, b = list(host.epoch(seed, **kw)), list(resident.epoch(seed, **kw))
+        assert len(a) == len(b) > 0
+        for (x, y), (u, v) in zip(a, b):  # the same bits: exact resume and CPU results do not depend on the path
+            assert (x.dtype, y.dtype) == (u.dtype, v.dtype)
+            np.testing.assert_array_equal(x.numpy(), u.numpy())
+            np.testing.assert_array_equal(y.numpy(), v.numpy())
+    assert list(resident.epoch(11, start=resident.num_batches)) == []
+
+
+def test_data_on_device_policy_and_one_copy_per_split() -> None:
+    assert not on_device("auto", "cpu", 10, 1024)  # the CPU's host arrays are its device's
+    assert on_device("auto", "gpu", 1024 * 2**20, 1024) and not on_device("auto", "gpu", 1024 * 2**20 + 1, 1024)
+    assert on_device(True, "cpu", 2**40, 0) and not on_device(False, "gpu", 1, 1024)
+    split, other = small_split(), small_split(20)
+    loaders = [loader(split), None, loader(other), loader(split)]
+    assert not keep_on_device(loaders, "auto", "gpu", split.images.nbytes / 2**20)  # 70 + 20 images do not fit
+    assert all(lo.device_split is None for lo in loaders if lo is not None)
+    assert keep_on_device(loaders, True, "cpu", 0)
+    assert loaders[0].device_split is loaders[3].device_split is not loaders[2].device_split
+    np.testing.assert_array_equal(loaders[2].device_split.images.numpy(), other.images)
+
+
+@pytest.mark.slow
+def test_a_run_with_its_data_on_the_device_is_the_same_run(tmp_path: Path) -> None:
+    args = ["train", "model=mynet", "dataset=synthetic", "dataset.train_size=128", "dataset.test_size=64",
+            "dataset.augment=[crop,flip]", "trainer.batch_size=32", "trainer.max_steps=6", "trainer.eval_every_steps=3"]
+    for setting in ("true", "auto"):
+        regbench(*args, f"trainer.data_on_device={setting}", f"hydra.run.dir={tmp_path / setting}")
+    assert "data on the device" in (tmp_path / "true" / "train.log").read_text()
+    assert "data on the device" not in (tmp_path / "auto" / "train.log").read_text()  # auto's choice on the CPU
+    timing = {"train_time_s", "train_img_per_s", "eval_time_s"}
+    rows = [[{k: v for k, v in r.items() if k not in timing} for r in read_jsonl(tmp_path / s / "metrics.jsonl")]
+            for s in ("true", "auto")]
+    assert rows[0] == rows[1] and len(rows[0]) == 2
+    with np.load(tmp_path / "true" / "checkpoints" / "last.npz") as a, \
+            np.load(tmp_path / "auto" / "checkpoints" / "last.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            if key != "__meta__":
+                np.testing.assert_array_equal(a[key], b[key])

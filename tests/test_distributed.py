@@ -141,7 +141,8 @@ def finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
 def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_the_run_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64",
-            "trainer.batch_size=32", "trainer.epochs=8", "trainer.eval_every_steps=4", f"hydra.run.dir={run}"]
+            "trainer.batch_size=32", "trainer.epochs=8", "trainer.eval_every_steps=4", "trainer.log_every=3",
+            f"hydra.run.dir={run}"]
     ranks = start_ranks(args, tmp_path)
     deadline = time.time() + 300
     while not ((run / "metrics.jsonl").exists() and read_jsonl(run / "metrics.jsonl")):
@@ -153,6 +154,7 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_the_run_re
     steps = [re.findall(r"stopped by signal 15 at a checkpoint at step (\d+)", out) for out in outputs]
     assert steps[0] and steps[0][:1] == steps[1][:1], outputs  # the same step on both ranks
     step = int(steps[0][0])
+    assert step % 3 == 0  # the ranks agree on stopping every trainer.log_every steps
     assert 4 <= step < 32  # 4 steps per epoch on each rank (128 images of 256), 8 epochs
     with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as ckpt:
         assert json.loads(str(ckpt["__meta__"]))["trainer"]["step"] == step  # rank 0 wrote it after that step

@@ -242,9 +242,14 @@ class Trainer:
     def _agreed_stop(self) -> int:
         """The signal to stop on after this step (0: go on), the same on every data-parallel rank: the largest any
         rank has received. A signal reaches ranks at different steps; each stopping on its own would leave the others
-        waiting in a collective it never joins."""
+        waiting in a collective it never joins.
+
+        Data parallel, the ranks agree every trainer.log_every steps, on every rank alike: reading the flag waits
+        for the device, which a step must not."""
         if self.world == 1:
             return self.stop_signal or 0
+        if self.progress.step % self.cfg.log_every:
+            return 0
         flag = paddle.to_tensor([self.stop_signal or 0], dtype="int32")
         paddle.distributed.all_reduce(flag, op=paddle.distributed.ReduceOp.MAX)
         return int(flag.item())
