@@ -190,11 +190,11 @@ def _corruptions(run: Path, cfg: DictConfig, checkpoint: str, scored: Callable[[
             base_cfg = saved_config(baseline, overrides)
             theirs = dict(folder=str(folder), checkpoint=checkpoint, **robustness.score_corruptions(
                 _scorer(base_cfg, baseline, checkpoint)[0], base_cfg.dataset, folder))
-            robustness.write(baseline, theirs, f"{baseline.name} · {checkpoint} checkpoint")
+            robustness.store(baseline, theirs, f"{baseline.name} · {checkpoint} checkpoint")
             store_figures(baseline, {f"{_prefix(checkpoint)}{k}": v
                                      for k, v in _corruption_figures(theirs).items()})
         result["baseline"] = robustness.relative(result, theirs, baseline)
-    png = robustness.write(run, result, f"{run.name} · {checkpoint} checkpoint")
+    png = robustness.store(run, result, f"{run.name} · {checkpoint} checkpoint")
     return {**{k: v for k, v in result.items() if k != "corruptions"}, "json": str(run / robustness.RESULT),
             "heatmap_png": str(png)}
 

@@ -59,7 +59,7 @@ def relative(result: dict[str, Any], baseline: dict[str, Any], baseline_run: Pat
     return dict(run=str(baseline_run), corruption_errors=ces, mce=mean_ce(ces))
 
 
-def write(run: Path, result: dict[str, Any], heading: str) -> Path:
+def store(run: Path, result: dict[str, Any], heading: str) -> Path:
     """corruptions.json and the error heatmap (its path returned) into the run folder."""
     write_text(run / RESULT, json.dumps(result, indent=1))
     png = run / HEATMAP.format(checkpoint=result["checkpoint"])
