@@ -102,8 +102,9 @@ def test_split_seed_defaults_to_the_fixed_split_every_run_had() -> None:
     # digests of the splits made before dataset.split_seed existed (seed 7 for val_size, 5000 for mnist5k)
     synthetic = load_splits(dataset_cfg("+dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64"))
     assert (digest(synthetic.train), digest(synthetic.val)) == ("7df7bb2022428818", "88a2a562a200d54d")
-    mnist5k = load_splits(dataset_cfg("+dataset=mnist5k"))
-    assert (digest(mnist5k.val), digest(mnist5k.test)) == ("a0638dfb6f840bba", "4d07f919b47986ac")
+    # at the digits' own 28×28: the resize to 32 is Paddle's bilinear kernel, whose rounding differs from 2.6 to 3.x
+    mnist5k = load_splits(dataset_cfg("+dataset=mnist5k", "dataset.image_size=28"))
+    assert (digest(mnist5k.val), digest(mnist5k.test)) == ("d4e6c7c6f6ba8b57", "5ba775769b000c5e")
 
 
 @pytest.mark.parametrize("dataset", ["synthetic", "cifar10", "mnist5k"])
