@@ -11,16 +11,17 @@ from regbench.config import group_options
 from regbench.errors import UserError
 
 
-def test_the_five_articles_and_their_run_setups() -> None:
-    assert article_names() == ["dropblock", "dropout", "dyrelu", "league", "nndl"]
+def test_the_six_articles_and_their_run_setups() -> None:
+    assert article_names() == ["dropblock", "dropout", "dyrelu", "league", "league_cpu", "nndl"]
     by_experiment = articles_by_experiment()
     assert {e: a.name for e, a in by_experiment.items()} == {
         "dropblock_mynet": "dropblock", "dropout_lenet": "dropout", "dyrelu_resnet18": "dyrelu", "nndl_cnn": "nndl",
-        "league_resnet18": "league"}
+        "league_resnet18": "league", "league_mynet": "league_cpu"}
     assert set(by_experiment) <= set(group_options("experiment"))
     baselines = {a.name: a.baseline for a in by_experiment.values()}
     assert baselines == {"dropblock": "no DropBlock", "dropout": "A (none)", "dyrelu": "ReLU",
-                         "nndl": "ResNet18 without residual", "league": "none"}
+                         "nndl": "ResNet18 without residual", "league": "none",
+                         "league_cpu": "none"}
     dyrelu = load_article("dyrelu")
     assert [r.label for r in dyrelu.rows][-2:] == ["DY-ReLU-C (article's code)", "DY-ReLU-C (paper's)"]
     assert dyrelu.rows[3].published["best_val_acc"] == 0.9245 and not dyrelu.rows[4].published
@@ -38,7 +39,8 @@ def test_no_variant_file_only_holds_a_comment() -> None:
 
 
 def test_unknown_article_names_the_valid_ones() -> None:
-    with pytest.raises(UserError, match="unknown article 'resnet'; choose one of: dropblock, dropout, dyrelu, league, nndl"):
+    with pytest.raises(UserError, match="unknown article 'resnet'; choose one of: dropblock, dropout, dyrelu, league, league_cpu, "
+                                         "nndl"):
         load_article("resnet")
 
 

@@ -131,3 +131,34 @@ def test_reproduce_league_quick_runs_every_row_of_both_tables(tmp_path: Path) ->
                          if line.startswith("| ")]
         assert [row[header.index("row")] for row in rows] == [f"{label} †" for label in labels]  # † model=mynet
         assert header[-6:-3] == ["Δ vs none", "95% CI", "p"] and rows[0][-6] == "baseline"
+
+
+def test_the_cpu_league_is_mynet_on_held_out_val_with_every_regularizer_but_droppath() -> None:
+    cfg = compose(["experiment=league_mynet"])
+    assert cfg.hydra.runtime.choices.model == "mynet" and cfg.dataset.val_size == 5000 and cfg.dataset.augment == []
+    assert (cfg.sched.name, cfg.sched.eta_min, cfg.trainer.epochs) == ("cosine", 0.0, 8)
+    league = load_article("league_cpu")
+    assert league.experiment == "league_mynet" and league.compare == "test_acc" and league.baseline == "none"
+    assert [r.label for r in league.rows] == ["none", "dropout", "dropout2d", "dropblock", "cutout", "mixup", "cutmix"]
+    assert league.budgets["full"].seeds == (0, 1, 2) and not league.budgets["full"].overrides
+
+
+@pytest.mark.slow
+def test_the_cpu_league_table_shows_the_dropout_rate_only_where_a_row_uses_it(tmp_path: Path) -> None:
+    """reg.p differs between rows, so it is a column; the rows without dropout show it as absent (—), not as the
+    unused 0.1 their configs carry."""
+    folders = run_folders(tmp_path, sweep_overrides("league_cpu", "quick", ["seed=0,1"]))
+    for i, folder in enumerate(folders):
+        acc = 0.6 + 0.01 * (i // 2)
+        summary = {"status": "completed", "seed": i % 2, "test_acc": acc, "best_val_acc": acc, "test_ece": 0.1,
+                   "test_nll": 1.0}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1.0, "val_acc": acc}) + "\n")
+    [section] = build_sections(find_runs([tmp_path]))
+    assert [r.label for r in section.rows] == [r.label for r in load_article("league_cpu").rows]
+    table = render_markdown([section])
+    header, *rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("| ")]
+    rows = [r for r in rows if not set(r[0]) <= {"-"}]
+    assert [(r[header.index("row")], r[header.index("reg.p")]) for r in rows] == [
+        ("none", "—"), ("dropout", "0.5"), ("dropout2d", "0.1"), ("dropblock", "—"), ("cutout", "—"), ("mixup", "—"),
+        ("cutmix", "—")]

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 from regbench import regs
 from regbench.articles import Article
-from regbench.report.runs import MISSING, Run, parse_overrides, unused_reg_setting, values_equal
+from regbench.report.runs import MISSING, Run, parse_overrides, values_equal
 
 
 def satisfies(run: Run, key: str, expected: Any) -> bool:
@@ -15,7 +15,7 @@ def satisfies(run: Run, key: str, expected: Any) -> bool:
         return actual == (regs.join(expected) if key == "reg" and isinstance(expected, list) else expected)
     if expected is None:
         return actual is None or actual is MISSING
-    if unused_reg_setting(key, run.choices.get("reg")):  # e.g. the CIFAR-100 table's reg.cutout.size=8 under reg=none
+    if run.unused(key):  # e.g. the CIFAR-100 table's reg.cutout.size=8 under reg=none
         return True
     return values_equal(actual, expected)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
@@ -51,13 +52,17 @@ class Run:
     config: DictConfig | None     # .hydra/config.yaml
     evaluated: dict[str, Any] = field(default_factory=dict)  # eval.json
 
+    def unused(self, key: str) -> bool:
+        """Whether `key` is a reg setting this run does not use (unused_reg_setting)."""
+        return unused_reg_setting(key, self.choices.get("reg"), self.config)
+
     def value(self, key: str) -> Any:
         """The run's choice for a config group, else its effective config value at a dotted key (MISSING if none)."""
         if key in self.choices:
             return self.choices[key]
         if self.config is None:
             return self.overrides.get(key, MISSING)
-        if unused_reg_setting(key, self.choices.get("reg")):
+        if self.unused(key):
             return MISSING
         found = OmegaConf.select(self.config, key, default=MISSING, throw_on_resolution_failure=False)
         if isinstance(found, (DictConfig, ListConfig)):
@@ -65,12 +70,30 @@ class Run:
         return found
 
 
-def unused_reg_setting(key: str, reg_label: Any) -> bool:
-    """A `reg.<option>.*` key of a regularizer the run does not use (reg.dropblock.seed_region under reg=none)."""
+def unused_reg_setting(key: str, reg_label: Any, config: DictConfig | None = None) -> bool:
+    """A `reg.<option>.*` key of a regularizer the run does not use (reg.dropblock.seed_region under reg=none), or a
+    shared `reg.<name>` setting that none of the run's places refers to (reg.p, the dropout rate, under reg=cutout);
+    the second needs the run's config."""
     parts = key.split(".")
-    if len(parts) < 3 or parts[0] != "reg" or not isinstance(reg_label, str):
+    if parts[0] != "reg" or not isinstance(reg_label, str):
         return False
-    return parts[1] in group_options("reg") and parts[1] not in reg_label.split("+")
+    if len(parts) >= 3:
+        return parts[1] in group_options("reg") and parts[1] not in reg_label.split("+")
+    if len(parts) != 2 or config is None or parts[1] in group_options("reg"):
+        return False
+    reg = OmegaConf.to_container(config.get("reg", {}), resolve=False)
+    if not isinstance(reg, dict) or isinstance(reg.pop(parts[1], None), (dict, list, type(None))):
+        return False  # a place (conv, fc, ...) or the options' bookkeeping, not a setting
+    return not _refers_to(reg, parts[1])
+
+
+def _refers_to(node: Any, name: str) -> bool:
+    """Whether an interpolation anywhere in `node` (a container of the unresolved config) ends at key `name`."""
+    if isinstance(node, dict):
+        return any(_refers_to(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(_refers_to(v, name) for v in node)
+    return isinstance(node, str) and re.search(r"\$\{[^}]*\b" + re.escape(name) + r"\}", node) is not None
 
 
 @dataclass
