@@ -209,6 +209,7 @@ def test_summary_prints_params_and_macs_of_resnet50(tmp_path: Path) -> None:
     assert info["macs"] == pytest.approx(4.09e9, rel=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet50", "mobilenetv2"])
 def test_train_through_the_cli_on_small_synthetic_images(tmp_path: Path, model: str) -> None:
     run = tmp_path / "run"
