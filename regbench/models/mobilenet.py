@@ -48,14 +48,16 @@ class MobileNetV2(nn.Layer):
     """conv3×3/2 32·BN·act·[conv] · 17 inverted residuals (SETTINGS) · conv1×1 1280·BN·act·[conv] · avg pool ·
     dropout · fc (width 1.0: 3,504,872 trainable parameters at 1,000 classes, 0.30 GMACs per 224-px image).
 
-    act(channels) is called at every activation of the network (torchvision's ReLU6s): the stem's, the expansion
-    1×1 conv's and the depthwise conv's of each block, and the last 1×1 conv's; the projection 1×1 conv of a block
-    stays linear. The Dynamic ReLU paper replaces these activations by DY-ReLU (act=dyrelu_a|b|c). `relu6` turns a
-    plain ReLU from the act factory into ReLU6 (torchvision's); other activations are used as given. The 10 blocks
-    with a skip get residual_reg(drop_scale=l/17) on their branch, l the block's depth among the 17. MobileNetV2 has
-    no hidden fully connected layer (`fc_reg` is accepted so that every model takes the same factories; `dropout` is
-    the rate before the classifier) and no DropBlock place: no paper places DropBlock in it, so a block_reg that
-    fills places is refused.
+    act(channels) is called at each of torchvision's 35 ReLU6s: the stem conv's (32 channels), each block's
+    expansion 1×1 conv's (16 blocks, 6× the block's input channels) and depthwise 3×3 conv's (17 blocks), and the
+    last 1×1 conv's (1280). act=dyrelu_a|b|c replaces every one of them by a DY-ReLU sized to its channels (its
+    hyper-function's reduction is act.reduction), as the Dynamic ReLU paper replaces the ReLUs of its networks; the
+    projection 1×1 conv of a block stays linear, as in MobileNetV2. `relu6` turns a plain ReLU from the act factory
+    into ReLU6 (torchvision's); other activations are used as given. The 10 blocks with a skip get
+    residual_reg(drop_scale=l/17) on their branch, l the block's depth among the 17. MobileNetV2 has no hidden fully
+    connected layer (`fc_reg` is accepted so that every model takes the same factories; `dropout` is the rate
+    before the classifier) and no DropBlock place: no paper places DropBlock in it, so a block_reg that fills places
+    is refused.
     """
 
     def __init__(
