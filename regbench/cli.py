@@ -155,10 +155,10 @@ def _reproduce(argv: list[str]) -> None:
 
 
 def _summary(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="regbench summary", description="Print the composed model's parameter and "
-                                     "FLOP counts as one JSON line (no data is loaded): per image at dataset.image_size, `flops` as paddle.flops "
-                                     "counts them, `macs` the multiply-accumulates of convs, fcs and DY-ReLU (the "
-                                     "papers' MAdds).")
+    parser = argparse.ArgumentParser(prog="regbench summary", description="Print the composed model's parameter, "
+                                     "FLOP and MAC counts as one JSON line (no data is loaded), per image at "
+                                     "dataset.image_size: `flops` as paddle.flops counts them, `macs` the "
+                                     "multiply-accumulates of convs, fcs and DY-ReLU (the papers' MAdds).")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=resnet18 dataset=cifar10")
     argv = parser.parse_args(argv).overrides
     _require_paddle()
