@@ -15,7 +15,7 @@ USAGE = """usage: regbench COMMAND [ARGS]
 
 commands:
   train [overrides]       train one configuration (Hydra overrides; -m sweeps, --cfg job, --help, -sc)
-  summary [overrides]     print the composed model's parameter and FLOP counts as one JSON line (no data loaded)
+  summary [overrides]     print the composed model's parameter, FLOP and MAC counts as one JSON line (no data loaded)
   bench [overrides]       time training and evaluation of a configuration: one JSON line each; -m adds a ratio table
   reproduce ARTICLE [--budget full|quick|...] [overrides]
                           run an article's grid (dropblock, dropout, dyrelu, nndl, league, league_cpu) as one sweep, then
@@ -156,15 +156,17 @@ def _reproduce(argv: list[str]) -> None:
 
 
 def _summary(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="regbench summary", description="Print the composed model's parameter and "
-                                     "FLOP counts as one JSON line (no data is loaded).")
+    parser = argparse.ArgumentParser(prog="regbench summary", description="Print the composed model's parameter, "
+                                     "FLOP and MAC counts as one JSON line (no data is loaded), per image at "
+                                     "dataset.image_size: `flops` as paddle.flops counts them, `macs` the "
+                                     "multiply-accumulates of convs, fcs and DY-ReLU (the papers' MAdds).")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=resnet18 dataset=cifar10")
     argv = parser.parse_args(argv).overrides
     _require_paddle()
     from regbench import regs
     from regbench.config import compose
     from regbench.models import build_model
-    from regbench.models.summary import count_flops, count_params
+    from regbench.models.summary import count_flops, count_macs, count_params
 
     cfg = compose(argv)
     choices = cfg.hydra.runtime.choices
@@ -173,7 +175,7 @@ def _summary(argv: list[str]) -> None:
     total, trainable = count_params(model)
     print(json.dumps(dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
                           input_shape=input_shape, total_params=total, trainable_params=trainable,
-                          flops=count_flops(model, input_shape[1:]))))
+                          flops=count_flops(model, input_shape[1:]), macs=count_macs(model, input_shape[1:]))))
 
 
 def _report(kind: str, argv: list[str]) -> None:

@@ -46,34 +46,38 @@ def test_shell_completion_routes_to_train(tmp_path: Path) -> None:
     assert "model=" in out.split()
 
 
-def resnet18_cifar_flops() -> int:
-    """paddle.flops's count for article 3's ResNet18 on 3x32x32, by hand from the architecture: convs (no bias)
-    count out_elements * in_channels * k * k, BatchNorm 2 per input element, the 4x4 average pool (16 + 1) per
-    output, the classifier in * out."""
+def resnet18_cifar_counts() -> tuple[int, int]:
+    """paddle.flops's count and the multiply-accumulates of article 3's ResNet18 on 3x32x32, by hand from the
+    architecture: convs (no bias) count out_elements * in_channels * k * k in both, the classifier in * out;
+    paddle.flops adds BatchNorm's 2 per input element and the 4x4 average pool's (16 + 1) per output."""
     def conv(cin: int, cout: int, k: int, hw: int) -> int:
         return cout * hw * hw * cin * k * k
 
     def bn(c: int, hw: int) -> int:
         return 2 * c * hw * hw
 
-    flops, cin = conv(3, 64, 3, 32) + bn(64, 32), 64
+    macs, norms, cin = conv(3, 64, 3, 32), bn(64, 32), 64
     for cout, hw in ((64, 32), (128, 16), (256, 8), (512, 4)):
         for _ in range(2):
-            flops += conv(cin, cout, 3, hw) + conv(cout, cout, 3, hw) + 2 * bn(cout, hw)
+            macs += conv(cin, cout, 3, hw) + conv(cout, cout, 3, hw)
+            norms += 2 * bn(cout, hw)
             if cin != cout:  # the projection shortcut: 1x1 conv and BatchNorm
-                flops += conv(cin, cout, 1, hw) + bn(cout, hw)
+                macs += conv(cin, cout, 1, hw)
+                norms += bn(cout, hw)
             cin = cout
-    return flops + (16 + 1) * 512 + 512 * 10
+    macs += 512 * 10
+    return macs + norms + (16 + 1) * 512, macs
 
 
 def test_summary_counts_without_loading_data(tmp_path: Path) -> None:
     # dataset.data_file is null: loading CIFAR-10 would need a download, which this machine cannot do
     line = regbench("summary", "model=resnet18", "dataset=cifar10", cwd=tmp_path).stdout.strip().splitlines()[-1]
     info = json.loads(line)
+    flops, macs = resnet18_cifar_counts()
     # trainable = total less BatchNorm's running mean and variance: 2 x (64 + 2*2*64 + (4+1)*(128+256+512)) = 9,600
     assert info == {"model": "resnet18", "act": "relu", "reg": "none", "dataset": "cifar10",
                     "input_shape": [1, 3, 32, 32], "total_params": 11183562, "trainable_params": 11183562 - 9600,
-                    "flops": resnet18_cifar_flops()}
+                    "flops": flops, "macs": macs}
     nndl = json.loads(regbench("summary", "model=resnet18_nndl", "dataset=mnist_nndl", cwd=tmp_path).stdout)
     assert (nndl["total_params"], nndl["flops"]) == (11185034, 35529728)
 

@@ -1,6 +1,8 @@
-"""ResNet18 of article 3 (CIFAR stem) and article 4 (ImageNet stem, `use_residual` switch)."""
+"""The ResNets: ResNet18 of article 3 (CIFAR stem) and article 4 (ImageNet stem with bias, `use_residual` switch),
+and the ImageNet ResNet-50 of the DropBlock paper (torchvision's v1.5 layout: the stride on the 3×3 conv)."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import paddle
@@ -8,45 +10,27 @@ import paddle.nn as nn
 
 from regbench.errors import UserError
 
-BLOCKS = 8  # BasicBlocks: four stages of two
+Factory = Callable[[], nn.Layer]
 
 
-class BasicBlock(nn.Layer):
-    """conv3×3·BN·act·[conv]·[drop] · conv3×3·BN·[drop]·[residual], + shortcut (1×1 conv·BN if the shape
-    changes)·[drop], then act·[conv].
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> list[nn.Layer]:
+    return [nn.Conv2D(cin, cout, kernel, stride=stride, padding=kernel // 2, bias_attr=False), nn.BatchNorm2D(cout)]
 
-    `drop` makes the block's DropBlock places (Identity where there are none): where the official TF ResNet applies
-    DropBlock inside its bottleneck blocks — after each conv·BN(·ReLU) of the body and on the shortcut. `residual`
-    (e.g. DropPath) acts on the branch before the sum; without the sum (use_residual=False) there is no residual
-    branch and it is not used."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int,
-        use_residual: bool,
-        act: Callable[[int], nn.Layer],
-        conv_reg: Callable[[], nn.Layer],
-        drop: Callable[[], nn.Layer],
-        residual: Callable[[], nn.Layer],
-    ) -> None:
+class _ResidualBlock(nn.Layer):
+    """body, + shortcut (1×1 conv·BN if the shape changes)·[drop], then act·[conv]. `residual` (e.g. DropPath) acts
+    on the branch before the sum; without the sum (use_residual=False) there is no residual branch."""
+
+    def __init__(self, body: list[nn.Layer], in_channels: int, out_channels: int, stride: int, use_residual: bool,
+                 act: Callable[[int], nn.Layer], conv_reg: Factory, drop: Factory, residual: Factory) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2D(in_channels, out_channels, 3, stride=stride, padding=1, bias_attr=False),
-            nn.BatchNorm2D(out_channels), act(out_channels), nn.Sequential(conv_reg(), drop()),
-            nn.Conv2D(out_channels, out_channels, 3, stride=1, padding=1, bias_attr=False),
-            nn.BatchNorm2D(out_channels), drop(),
-        )
+        self.body = nn.Sequential(*body)
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2D(in_channels, out_channels, 1, stride=stride, bias_attr=False),
-                nn.BatchNorm2D(out_channels), drop(),
-            )
+            self.shortcut = nn.Sequential(*_conv_bn(in_channels, out_channels, 1, stride), drop())
         else:
             self.shortcut = drop()
         # Article 4's use_residual=False keeps the shortcut layers (same parameter count) but never adds them.
-        self.use_residual = use_residual
+        self.use_residual, self.out_channels = use_residual, out_channels
         self.residual = residual() if use_residual else nn.Identity()
         self.after_sum = nn.Sequential(act(out_channels), conv_reg())
 
@@ -57,21 +41,73 @@ class BasicBlock(nn.Layer):
         return self.after_sum(y)
 
 
-def _stem(
-    kind: str, in_channels: int, act: Callable[[int], nn.Layer], conv_reg: Callable[[], nn.Layer]
-) -> nn.Sequential:
+class BasicBlock(_ResidualBlock):
+    """conv3×3·BN·act·[conv]·[drop] · conv3×3·BN·[drop]·[residual], + shortcut·[drop], then act·[conv].
+
+    `drop` makes the block's DropBlock places (Identity where there are none): where the official TF ResNet applies
+    DropBlock inside its blocks — after each conv·BN(·act) of the body and on the shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, use_residual: bool,
+                 act: Callable[[int], nn.Layer], conv_reg: Factory, drop: Factory, residual: Factory) -> None:
+        body = [*_conv_bn(in_channels, out_channels, 3, stride), act(out_channels), nn.Sequential(conv_reg(), drop()),
+                *_conv_bn(out_channels, out_channels, 3), drop()]
+        super().__init__(body, in_channels, out_channels, stride, use_residual, act, conv_reg, drop, residual)
+
+
+class Bottleneck(_ResidualBlock):
+    """conv1×1·BN·act·[conv]·[drop] · conv3×3/stride·BN·act·[conv]·[drop] · conv1×1 ×4·BN·[drop]·[residual],
+    + shortcut·[drop], then act·[conv]: the official TF ResNet's bottleneck block with its DropBlock places."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int, act: Callable[[int], nn.Layer],
+                 conv_reg: Factory, drop: Factory, residual: Factory) -> None:
+        out_channels = width * self.expansion
+        body = [*_conv_bn(in_channels, width, 1), act(width), conv_reg(), drop(),
+                *_conv_bn(width, width, 3, stride), act(width), conv_reg(), drop(),
+                *_conv_bn(width, out_channels, 1), drop()]
+        super().__init__(body, in_channels, out_channels, stride, True, act, conv_reg, drop, residual)
+
+
+def _stem(kind: str, in_channels: int, bias: bool, act: Callable[[int], nn.Layer], conv_reg: Factory) -> nn.Sequential:
+    """cifar: conv3×3·BN·act·[conv]; imagenet: conv7×7/2·BN·act·[conv]·max pool 3×3/2 (a bias on the conv: `bias`)."""
+    bias_attr = None if bias else False
     if kind == "cifar":
-        return nn.Sequential(
-            nn.Conv2D(in_channels, 64, 3, stride=1, padding=1, bias_attr=False),
-            nn.BatchNorm2D(64), act(64), conv_reg(),
-        )
+        return nn.Sequential(nn.Conv2D(in_channels, 64, 3, stride=1, padding=1, bias_attr=bias_attr),
+                             nn.BatchNorm2D(64), act(64), conv_reg())
     if kind == "imagenet":
-        return nn.Sequential(
-            nn.Conv2D(in_channels, 64, 7, stride=2, padding=3),
-            nn.BatchNorm2D(64), act(64), conv_reg(),
-            nn.MaxPool2D(3, stride=2, padding=1),
-        )
+        return nn.Sequential(nn.Conv2D(in_channels, 64, 7, stride=2, padding=3, bias_attr=bias_attr),
+                             nn.BatchNorm2D(64), act(64), conv_reg(), nn.MaxPool2D(3, stride=2, padding=1))
     raise UserError(f"model.stem must be cifar or imagenet (got {kind!r})")
+
+
+# DropBlock's share of the drop rate per stage (None: no DropBlock places): groups 3 and 4 as the DropBlock paper,
+# group 3 at a quarter of group 4's rate as its official code
+_GROUP_DROP = (None, None, 0.25, 1.0)
+_WIDTHS = (64, 128, 256, 512)
+
+
+def _stages(counts: tuple[int, ...], make_block: Callable[..., _ResidualBlock], block_reg: Callable[..., nn.Layer],
+            residual_reg: Callable[..., nn.Layer]) -> list[nn.Layer]:
+    """The four stages of `counts` blocks (the first of stages 2-4 with stride 2), each followed by its "stage"
+    DropBlock place where it has one; block l of L gets residual_reg(drop_scale=l/L) (stochastic depth's linear
+    rule). make_block(in_channels, width, stride, drop, residual) builds one block."""
+    total, depth, cin = sum(counts), 0, 64
+    layers: list[nn.Layer] = []
+    for index, (count, width, drop_scale) in enumerate(zip(counts, _WIDTHS, _GROUP_DROP)):
+        def drop(drop_scale: float | None = drop_scale) -> nn.Layer:
+            return nn.Identity() if drop_scale is None else block_reg(drop_scale=drop_scale, site="block")
+
+        stage = []
+        for i in range(count):
+            depth += 1
+            stride = 2 if index > 0 and i == 0 else 1
+            stage.append(make_block(cin, width, stride, drop, partial(residual_reg, drop_scale=depth / total)))
+            cin = stage[-1].out_channels
+        layers.append(nn.Sequential(*stage))
+        if drop_scale is not None:
+            layers.append(block_reg(drop_scale=drop_scale, site="stage"))
+    return layers
 
 
 class ResNet18(nn.Layer):
@@ -89,36 +125,57 @@ class ResNet18(nn.Layer):
         in_channels: int,
         num_classes: int,
         stem: str,
+        stem_bias: bool,
         use_residual: bool,
         act: Callable[[int], nn.Layer],
-        conv_reg: Callable[[], nn.Layer],
-        fc_reg: Callable[[], nn.Layer],
+        conv_reg: Factory,
+        fc_reg: Factory,
         block_reg: Callable[..., nn.Layer],
         residual_reg: Callable[..., nn.Layer],
     ) -> None:
         super().__init__()
-        depth = iter(range(1, BLOCKS + 1))
 
-        def block(cin: int, cout: int, stride: int, drop: Callable[[], nn.Layer]) -> BasicBlock:
-            drop_scale = next(depth) / BLOCKS
-            return BasicBlock(cin, cout, stride, use_residual, act, conv_reg, drop,
-                              residual=lambda: residual_reg(drop_scale=drop_scale))
+        def block(cin: int, width: int, stride: int, drop: Factory, residual: Factory) -> BasicBlock:
+            return BasicBlock(cin, width, stride, use_residual, act, conv_reg, drop, residual)
 
-        def stage(cin: int, cout: int, stride: int, drop_scale: float | None = None) -> nn.Sequential:
-            def drop() -> nn.Layer:
-                return nn.Identity() if drop_scale is None else block_reg(drop_scale=drop_scale, site="block")
+        layers = [_stem(stem, in_channels, stem_bias, act, conv_reg), *_stages((2, 2, 2, 2), block, block_reg,
+                                                                               residual_reg)]
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2D(1), nn.Flatten(), nn.Linear(512, num_classes))
 
-            return nn.Sequential(block(cin, cout, stride, drop), block(cout, cout, 1, drop))
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.net(x)
 
-        self.net = nn.Sequential(
-            _stem(stem, in_channels, act, conv_reg),
-            stage(64, 64, 1),
-            stage(64, 128, 2),
-            stage(128, 256, 2, drop_scale=0.25), block_reg(drop_scale=0.25, site="stage"),
-            stage(256, 512, 2, drop_scale=1.0), block_reg(drop_scale=1.0, site="stage"),
-            nn.AdaptiveAvgPool2D(1), nn.Flatten(),
-            nn.Linear(512, num_classes),
-        )
+
+class ResNet50(nn.Layer):
+    """stem · 3 bottlenecks 256 · 4 × 512/2 · 6 × 1024/2·[block ¼] · 3 × 2048/2·[block] · avg pool · fc
+    (25,557,032 trainable parameters at 1,000 classes with the ImageNet stem, as torchvision and Paddle).
+
+    The DropBlock paper's placement: "stage" after groups 3 and 4, "block" inside every bottleneck of groups 3 and 4
+    (see Bottleneck), group 3 at a quarter of group 4's drop rate. Block l of the 16 gets residual_reg(drop_scale=
+    l/16) on its branch. No hidden fully connected layer: `fc_reg` is accepted so that every model takes the same
+    factories.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        stem: str,
+        stem_bias: bool,
+        act: Callable[[int], nn.Layer],
+        conv_reg: Factory,
+        fc_reg: Factory,
+        block_reg: Callable[..., nn.Layer],
+        residual_reg: Callable[..., nn.Layer],
+    ) -> None:
+        super().__init__()
+
+        def block(cin: int, width: int, stride: int, drop: Factory, residual: Factory) -> Bottleneck:
+            return Bottleneck(cin, width, stride, act, conv_reg, drop, residual)
+
+        layers = [_stem(stem, in_channels, stem_bias, act, conv_reg), *_stages((3, 4, 6, 3), block, block_reg,
+                                                                               residual_reg)]
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2D(1), nn.Flatten(), nn.Linear(2048, num_classes))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.net(x)

@@ -1,4 +1,4 @@
-"""Parameter and FLOP counts as paddle.summary and paddle.flops report them."""
+"""Parameter counts as paddle.summary reports them; FLOPs as paddle.flops counts them, and multiply-accumulates."""
 from __future__ import annotations
 
 import math
@@ -6,6 +6,8 @@ from typing import Callable, Sequence
 
 import paddle
 import paddle.nn as nn
+
+from regbench.layers.dyrelu import DyReLUA, DyReLUB, DyReLUC
 
 
 def count_params(model: nn.Layer) -> tuple[int, int]:
@@ -62,15 +64,38 @@ _FLOP_RULES: dict[type, Callable[[nn.Layer, paddle.Tensor, paddle.Tensor], int]]
 }
 
 
-def count_flops(model: nn.Layer, input_shape: Sequence[int]) -> int:
-    """FLOPs of one input of `input_shape` (without the batch axis, e.g. [1, 32, 32]) as paddle.flops counts them."""
+Rule = Callable[[nn.Layer, paddle.Tensor, paddle.Tensor], int]
+
+
+def _conv_macs(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    return math.prod(y.shape) * x.shape[1] // m._groups * math.prod(m.weight.shape[2:])
+
+
+def _dyrelu_macs(m: nn.Layer, x: paddle.Tensor, y: paddle.Tensor) -> int:
+    """Per element: one multiply-add per line (a_k·x + b_k); DY-ReLU-C adds its 1×1 attention conv and the 2K
+    coefficient maps θ·π + init. The hyper-function's fcs count as Linear layers, its average pool not (a pool)."""
+    per_element = m.k + (1 + 2 * m.k if isinstance(m, DyReLUC) else 0)
+    return per_element * math.prod(x.shape)
+
+
+def _mac_rule(layer: nn.Layer) -> Rule | None:
+    if isinstance(layer, (nn.Conv1D, nn.Conv2D, nn.Conv3D)):
+        return _conv_macs
+    if isinstance(layer, nn.Linear):
+        return _linear
+    return _dyrelu_macs if isinstance(layer, (DyReLUA, DyReLUB, DyReLUC)) else None
+
+
+def _count(model: nn.Layer, input_shape: Sequence[int], rule_of: Callable[[nn.Layer], Rule | None]) -> int:
+    """The sum of rule(layer, input, output) over the layers `rule_of` gives a rule for, for one input in eval mode."""
     total = 0
 
     def hook(layer: nn.Layer, inputs: tuple, output: paddle.Tensor) -> None:
         nonlocal total
-        total += _FLOP_RULES[type(layer)](layer, inputs[0], output)
+        total += rules[id(layer)](layer, inputs[0], output)
 
-    handles = [m.register_forward_post_hook(hook) for m in model.sublayers() if type(m) in _FLOP_RULES]
+    rules = {id(m): rule for m in model.sublayers() if (rule := rule_of(m)) is not None}
+    handles = [m.register_forward_post_hook(hook) for m in model.sublayers() if id(m) in rules]
     modes = [(m, m.training) for m in [model, *model.sublayers()]]
     model.eval()
     try:
@@ -82,3 +107,15 @@ def count_flops(model: nn.Layer, input_shape: Sequence[int]) -> int:
         for m, training in modes:
             m.training = training
     return total
+
+
+def count_flops(model: nn.Layer, input_shape: Sequence[int]) -> int:
+    """FLOPs of one input of `input_shape` (without the batch axis, e.g. [1, 32, 32]) as paddle.flops counts them."""
+    return _count(model, input_shape, lambda m: _FLOP_RULES.get(type(m)))
+
+
+def count_macs(model: nn.Layer, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one input of `input_shape` (without the batch axis): convolutions and fully connected
+    layers (weights only, as the papers' "MAdds"; BatchNorm folds into the conv at inference, pooling, additions
+    and ReLU are not counted) and DY-ReLU's lines and hyper-function."""
+    return _count(model, input_shape, _mac_rule)

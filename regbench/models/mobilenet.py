@@ -1,0 +1,103 @@
+"""MobileNetV2 (Sandler et al., CVPR 2018) as torchvision builds it, the Dynamic ReLU paper's ImageNet network."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import paddle
+import paddle.nn as nn
+
+from regbench.errors import UserError
+
+Factory = Callable[[], nn.Layer]
+# expansion t, output channels c, blocks n, stride s of the first block: the paper's Table 2
+SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def _divisible(channels: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of 8, never more than 10% down (the reference code's rule for width < 1)."""
+    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * channels else rounded
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Layer]:
+    return [nn.Conv2D(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias_attr=False),
+            nn.BatchNorm2D(cout)]
+
+
+class InvertedResidual(nn.Layer):
+    """[conv1×1 ×t·BN·act·[conv]] · dw conv3×3/stride·BN·act·[conv] · conv1×1·BN (linear)·[residual], + x when the
+    stride is 1 and the channels stay (the skip)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int, act: Callable[[int], nn.Layer],
+                 conv_reg: Factory, residual: Factory) -> None:
+        super().__init__()
+        hidden = round(cin * expansion)
+        expand = [*_conv_bn(cin, hidden, 1), act(hidden), conv_reg()] if expansion != 1 else []
+        self.body = nn.Sequential(*expand, *_conv_bn(hidden, hidden, 3, stride, groups=hidden), act(hidden),
+                                  conv_reg(), *_conv_bn(hidden, cout, 1))
+        self.skip = stride == 1 and cin == cout
+        self.residual = residual() if self.skip else nn.Identity()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = self.body(x)
+        return x + self.residual(y) if self.skip else y
+
+
+class MobileNetV2(nn.Layer):
+    """conv3×3/2 32·BN·act·[conv] · 17 inverted residuals (SETTINGS) · conv1×1 1280·BN·act·[conv] · avg pool ·
+    dropout · fc (width 1.0: 3,504,872 trainable parameters at 1,000 classes, 0.30 GMACs per 224-px image).
+
+    act(channels) is called at each of torchvision's 35 ReLU6s: the stem conv's (32 channels), each block's
+    expansion 1×1 conv's (16 blocks, 6× the block's input channels) and depthwise 3×3 conv's (17 blocks), and the
+    last 1×1 conv's (1280). act=dyrelu_a|b|c replaces every one of them by a DY-ReLU sized to its channels (its
+    hyper-function's reduction is act.reduction), as the Dynamic ReLU paper replaces the ReLUs of its networks; the
+    projection 1×1 conv of a block stays linear, as in MobileNetV2. `relu6` turns a plain ReLU from the act factory
+    into ReLU6 (torchvision's); other activations are used as given. The 10 blocks with a skip get
+    residual_reg(drop_scale=l/17) on their branch, l the block's depth among the 17. MobileNetV2 has no hidden fully
+    connected layer (`fc_reg` is accepted so that every model takes the same factories; `dropout` is the rate
+    before the classifier) and no DropBlock place: no paper places DropBlock in it, so a block_reg that fills places
+    is refused.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: float,
+        relu6: bool,
+        dropout: float,
+        act: Callable[[int], nn.Layer],
+        conv_reg: Factory,
+        fc_reg: Factory,
+        block_reg: Callable[..., nn.Layer],
+        residual_reg: Callable[..., nn.Layer],
+    ) -> None:
+        super().__init__()
+        if any(not isinstance(block_reg(drop_scale=1.0, site=site), nn.Identity) for site in ("stage", "block")):
+            raise UserError("model mobilenetv2 has no DropBlock places (no paper places DropBlock in MobileNetV2): "
+                            "leave out reg=dropblock or use reg=droppath")
+
+        def activation(channels: int) -> nn.Layer:
+            layer = act(channels)
+            return nn.ReLU6() if relu6 and isinstance(layer, nn.ReLU) else layer
+
+        cin = _divisible(32 * width)
+        last = _divisible(1280 * max(1.0, width))
+        layers = [*_conv_bn(in_channels, cin, 3, 2), activation(cin), conv_reg()]
+        total = sum(n for _, _, n, _ in SETTINGS)
+        depth = 0
+        for t, c, n, s in SETTINGS:
+            cout = _divisible(c * width)
+            for i in range(n):
+                depth += 1
+                layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t, activation, conv_reg,
+                                               partial(residual_reg, drop_scale=depth / total)))
+                cin = cout
+        layers += [*_conv_bn(cin, last, 1), activation(last), conv_reg()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2D(1), nn.Flatten(), nn.Dropout(dropout),
+                                        nn.Linear(last, num_classes))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.classifier(self.features(x))
