@@ -6,9 +6,12 @@ waiting for data; prints a Markdown table (docs/performance.md, "Streamed image 
 Writes folders of N JPEGs at 96 px in the ImageNet layout (train/<wnid>/*.JPEG, 10 classes, and a val/ of N/20;
 kept in DIR for the next run), then for each size runs `regbench bench` (fresh processes, dataset=imagenette, the
 ImageNet transforms at --image-size, mynet) streamed with 1 and 2 reader processes (trainer.num_workers) and in
-memory. Per case: the trainer's max RSS (getrusage of the process) and its largest reader process's, the time a
-step waited for its batch over the step's time (data wait), the median step and the median time to produce a batch
-alone. The cache of decoded images goes to a temporary folder, so every in-memory case decodes."""
+memory. Per case: the trainer's max RSS (getrusage(RUSAGE_SELF), as `regbench bench` reports it); the peak memory
+of the trainer and its reader processes together, sampled every 0.2 s from /proc (Linux) as the sum of their PSS,
+which counts pages the forked readers share with the trainer once (RUSAGE_CHILDREN does not serve: it counts only
+children already waited for, and Paddle's import leaves one of its own); the time a step waited for its batch over
+the step's time (data wait); the median step; the median time to produce a batch alone. The cache of decoded
+images goes to a temporary folder, so every in-memory case decodes."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +58,44 @@ def bench(root: Path, in_memory: bool, workers: int, args: argparse.Namespace, s
                  f"trainer.batch_size={args.batch}", "trainer.threads=1", f"bench.steps={args.steps}",
                  "bench.warmup=3", "bench.eval_repeats=1", f"hydra.run.dir={scratch / 'hydra'}"]
     with tempfile.TemporaryDirectory(dir=scratch) as cache:
-        proc = subprocess.run([sys.executable, "-m", "regbench", "bench", *overrides], capture_output=True, text=True,
-                              env={**os.environ, "XDG_CACHE_HOME": cache})
-    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        proc = subprocess.Popen([sys.executable, "-m", "regbench", "bench", *overrides], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "XDG_CACHE_HOME": cache})
+        peak_mb = 0.0
+        while proc.poll() is None:
+            peak_mb = max(peak_mb, sum(pss_mb(pid) for pid in [proc.pid, *descendants(proc.pid)]))
+            time.sleep(0.2)
+        stdout, stderr = proc.communicate()
+    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not rows:
-        sys.exit(f"regbench bench {' '.join(overrides)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return rows[0]
+        sys.exit(f"regbench bench {' '.join(overrides)} failed:\n{stdout}\n{stderr}")
+    return {**rows[0], "tree_pss_mb": peak_mb}
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (from /proc/*/stat's parent ids)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    out, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        out += frontier
+    return out
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size in MB (0 when it has ended)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def main() -> None:
@@ -74,15 +110,15 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     print(f"mynet, batch {args.batch}, {args.image_size} px crops of {SIDE} px JPEGs, {args.steps} timed steps, "
           f"trainer.threads=1\n")
-    print("| training images | data | max RSS MB, trainer | max RSS MB, a reader | data wait % of step | step ms | "
-          "batch alone ms |")
+    print("| training images | data | max RSS MB, trainer | peak PSS MB, trainer + readers | data wait % of step | "
+          "step ms | batch alone ms |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for n in sizes:
         root = write_folder(args.dir / f"n{n}", n)
         for in_memory, workers in ((False, 1), (False, 2), (True, 0)):
             r = bench(root, in_memory, workers, args, args.dir)
             data = "in memory" if in_memory else f"streamed, {workers} worker{'s' if workers > 1 else ''}"
-            print(f"| {n:,} | {data} | {r['max_rss_mb']:,.0f} | {r['max_rss_children_mb'] if workers else '–'} | "
+            print(f"| {n:,} | {data} | {r['max_rss_mb']:,.0f} | {r['tree_pss_mb']:,.0f} | "
                   f"{100 * r['data_wait_share']:.1f} | {r['step_ms']:.1f} | {r['data_ms_per_batch']:.1f} |",
                   flush=True)
 

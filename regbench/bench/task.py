@@ -1,7 +1,6 @@
 """The `regbench bench` Hydra task: times the trainer's own training step, batch production and evaluation."""
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import resource
@@ -70,12 +69,10 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
 
     # the peak of the timed steps: the warm-up's cuDNN algorithm search and its workspaces are left out
     step_s = _times(step, sync, warmup, steps, after_warmup=reset_peak or _nothing)
-    batches.close()  # a streamed epoch's reader processes end (and count in RUSAGE_CHILDREN)
     peak_mb = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1) if device == "gpu" else None
     val = trainer.val_loader
     amp = trainer.cfg.amp
     eval_s = _times(lambda: trainer.score(val), sync, min(warmup, 1), cfg.bench.eval_repeats)
-    gc.collect()
     step_ms = 1000 * statistics.median(step_s)
     q1, q3 = _quartiles(step_s)
     data_ms = 1000 * statistics.median(data_s)
@@ -89,7 +86,6 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         data_wait_share=round(sum(waits[-steps:]) / sum(step_s), 4),
         peak_mem_mb=peak_mb,
         max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        max_rss_children_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         steps=steps, warmup=warmup)
 
 
