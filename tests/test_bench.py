@@ -24,7 +24,7 @@ PADDLE_2 = int(paddle.__version__.split(".")[0]) == 2  # compile falls back to e
 
 KEYS = {"model", "act", "reg", "dataset", "device", "batch_size", "amp", "compile", "threads", "paddle_version",
         "train_img_per_s", "eval_img_per_s", "step_ms", "step_ms_iqr", "data_ms_per_batch", "data_share_of_step",
-        "peak_mem_mb", "max_rss_mb", "steps", "warmup", "overrides"}
+        "data_wait_share", "peak_mem_mb", "max_rss_mb", "steps", "warmup", "overrides"}
 SMALL = ("dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64", "trainer.batch_size=32",
          "bench.steps=3", "bench.warmup=1", "bench.eval_repeats=1")
 
@@ -51,6 +51,7 @@ def test_bench_prints_one_json_line_with_every_figure_and_writes_no_run_folder(t
     assert 5 * row["step_ms"] / 1000 < wall_s
     assert 32 * 5 / row["train_img_per_s"] < wall_s
     assert 0 < row["data_ms_per_batch"] < row["step_ms"] and 0 < row["data_share_of_step"] < 1
+    assert 0 < row["data_wait_share"] < 1
     assert row["train_img_per_s"] < row["eval_img_per_s"]
     # the memory the process holds: Paddle alone takes more than 100 MB, and less than this machine has
     assert 100 < row["max_rss_mb"] < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20

@@ -7,7 +7,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator
 
 import paddle
 from hydra.core.hydra_config import HydraConfig
@@ -58,8 +58,12 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     trainer.progress.step = trainer.total_steps // 2
     trainer.model.train()
 
+    waits: list[float] = []  # of each step: waiting for its batch (streamed: for the reader processes)
+
     def step() -> None:
+        start = time.perf_counter()
         images, labels = next(batches)
+        waits.append(time.perf_counter() - start)
         trainer.train_step(images, labels)
         trainer.progress.step += 1
 
@@ -79,6 +83,7 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         eval_img_per_s=round(len(val.split) / statistics.median(eval_s), 1),
         step_ms=round(step_ms, 2), step_ms_iqr=[round(1000 * q1, 2), round(1000 * q3, 2)],
         data_ms_per_batch=round(data_ms, 3), data_share_of_step=round(data_ms / step_ms, 4),
+        data_wait_share=round(sum(waits[-steps:]) / sum(step_s), 4),
         peak_mem_mb=peak_mb,
         max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         steps=steps, warmup=warmup)
@@ -88,7 +93,7 @@ def _nothing() -> None:
     """Nothing: Paddle's CPU kernels run synchronously (nothing to wait for); no peak to reset."""
 
 
-def _endless(trainer: Trainer) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+def _endless(trainer: Trainer) -> Generator[tuple[paddle.Tensor, paddle.Tensor], None, None]:
     """The trainer's training batches, epoch after epoch."""
     epoch = 0
     while True:
