@@ -32,6 +32,7 @@ from regbench.tune import NoObjective, objective
 from regbench.train import speed, threads
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer
+from regbench.train.shared_folder import require_shared_folder
 
 log = logging.getLogger("regbench")
 
@@ -66,12 +67,15 @@ def _loaders(cfg: DictConfig, shard: tuple[int, int], device: str) -> tuple[Batc
 
 @contextmanager
 def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """First SIGINT/SIGTERM: finish the step, checkpoint, stop. A second one: the default action, at once."""
+    """First SIGINT/SIGTERM: finish the step, checkpoint, stop. A second SIGINT (Ctrl-C) quits at once; a repeated
+    SIGTERM is the same request, since senders repeat it (paddle.distributed.launch sends its workers up to three,
+    0.2 s apart; a preemption signals every process of a node) and follow up with SIGKILL themselves."""
     def request_stop(signum: int, frame: Any) -> None:
-        trainer.stop_signal = signum
-        log.warning("signal %d: stopping after this step (send it again to quit at once)", signum)
+        if trainer.stop_signal is None:
+            log.warning("signal %d: stopping after this step%s", signum,
+                        " (press Ctrl-C again to quit at once)" if signum == signal.SIGINT else "")
+        trainer.stop_signal = trainer.stop_signal or signum
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     try:
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -104,6 +108,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
         speed.compile_model(model, next(train.epoch(seed=None))[0])
     if world > 1:  # under paddle.distributed.launch: one process per device, gradients averaged
         paddle.distributed.init_parallel_env()
+        require_shared_folder(folder)
         model = paddle.DataParallel(model)
         log.info("data parallel: rank %d of %d, %d training images per rank and epoch", rank, world, train.shard_size)
     steps = run_length(tr.epochs, train.num_batches, tr.max_steps)
