@@ -299,11 +299,12 @@ def _corrupt(argv: list[str]) -> None:
     names = choose(args.corruptions)
     _require_paddle()
     from regbench.config import compose
-    from regbench.data import load_splits
+    from regbench.data import in_memory, load_splits
 
     cfg = compose(args.overrides)
     splits = load_splits(cfg.dataset)
     split_name, split = ("val", splits.val) if splits.test is None else ("test", splits.test)
+    split = in_memory(split)
     source = dict(dataset=cfg.hydra.runtime.choices.dataset, split=split_name, n=len(split), overrides=args.overrides)
     failed = write_corrupted(split, Path(args.out), names, cfg.seed, source)
     print(json.dumps(dict(out=args.out, **source, seed=cfg.seed, written=[n for n in names if n not in failed])))

@@ -36,11 +36,13 @@ class Scores:
 
 
 def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: tuple[int, int] = (0, 1),
-                batch_size: int | None = None) -> BatchLoader:
-    """`split` in order, unaugmented, in batches of trainer.eval_batch_size (or `batch_size`), every sample once."""
+                batch_size: int | None = None, workers: int = 0) -> BatchLoader:
+    """`split` in order, unaugmented, in batches of trainer.eval_batch_size (or `batch_size`), every sample once;
+    a streamed split read by `workers` processes (0: this one)."""
     return BatchLoader(split, batch_size=batch_size or trainer.eval_batch_size, mean=list(dataset.mean),
                        std=list(dataset.std), crop_padding=dataset.crop_padding,
-                       resized_crop_scale=tuple(dataset.resized_crop_scale), shard=shard, even_shards=False)
+                       resized_crop_scale=tuple(dataset.resized_crop_scale), shard=shard, even_shards=False,
+                       workers=workers)
 
 
 def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str,

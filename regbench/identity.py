@@ -57,6 +57,7 @@ TRAINER = {  # every key of conf/trainer/: a new one must be decided here (tests
     "deterministic": _O, "cudnn_workspace_mb": _O, "threads": _O, "auto_threads_max": _O,
     "fast_conv_bias": _O, "mkl_amd_avx2": _O, "resume": _O, "log_every": _O,
     "data_on_device": _O, "data_on_device_mb": _O,  # the same batches either way
+    "num_workers": _O,  # streamed samples are drawn from the seeds and their index, not from a worker
 }
 LOCATION_NAMES = frozenset({"data_file", "data_dir", "root"})  # in the dataset group
 # the seeds: in one table row, its repeats (and what pairs a run with another row's run made with the same seeds)

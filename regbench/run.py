@@ -20,6 +20,7 @@ from regbench import identity, regs, run_dir
 from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader, keep_on_device
+from regbench.data.splits import Split
 from regbench.device import amp_mode, select_device
 from regbench.errors import UserError
 from regbench.evaluation import Scores, eval_loader
@@ -44,12 +45,16 @@ def _loaders(cfg: DictConfig, shard: tuple[int, int], device: str) -> tuple[Batc
     their splits copied to the device once when trainer.data_on_device says so."""
     splits = load_splits(cfg.dataset)
     ds, tr = cfg.dataset, cfg.trainer
+    workers = 0 if isinstance(splits.train, Split) else threads.workers(tr)
+    if workers:
+        log.info("streamed data: %d reader processes (trainer.num_workers=%s)", workers, tr.num_workers)
     train = BatchLoader(splits.train, batch_size=tr.batch_size, mean=list(ds.mean), std=list(ds.std),
                         augment=tuple(ds.augment), crop_padding=ds.crop_padding,
-                        resized_crop_scale=tuple(ds.resized_crop_scale), drop_last=tr.drop_last, shard=shard)
+                        resized_crop_scale=tuple(ds.resized_crop_scale), drop_last=tr.drop_last, shard=shard,
+                        workers=workers)
 
     def evaluation(split: Any) -> BatchLoader | None:
-        return None if split is None else eval_loader(ds, tr, split, shard)
+        return None if split is None else eval_loader(ds, tr, split, shard, workers=workers)
 
     loaders = (train, evaluation(splits.val), evaluation(splits.test),
                evaluation(splits.train if tr.eval_train else None))

@@ -129,3 +129,19 @@ def ece_by_loop(probs: Any, labels: Any, bins: int = 15) -> float:
             confident = sum(float(max(probs[i])) for i in members) / len(members)
             total += len(members) / len(labels) * abs(right - confident)
     return total
+
+
+def load_folder(root: Path | str, image_size: int, channels: int = 3, dataset: str = "imagefolder", **overrides: Any):
+    """regbench.data.imagefolder.load_imagefolder as conf/dataset/DATASET.yaml sets it up, with dataset.KEY=VALUE
+    overrides: the Splits (in memory or streamed) of the folder or archive `root`."""
+    from hydra import compose, initialize_config_dir
+
+    from regbench.data import load_raw
+
+    def value(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    args = [f"+dataset={dataset}", f"dataset.root={root}", f"dataset.image_size={image_size}",
+            f"dataset.channels={channels}", *(f"dataset.{k}={value(v)}" for k, v in overrides.items())]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        return load_raw(compose(overrides=args).dataset.load)

@@ -16,11 +16,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import read_jsonl, regbench
+from conftest import load_folder, read_jsonl, regbench
 from regbench.data import load_splits, resize
 from regbench.data.batches import BatchLoader, DeviceSplit, keep_on_device, on_device
 from regbench.data.cifar import load_cifar10
-from regbench.data.imagefolder import load_imagefolder
+
 from regbench.data.mnist import IMAGE_MAGIC, load_mnist, load_mnist5k, read_idx
 from regbench.data.splits import Split
 from regbench.data.synthetic import make_synthetic
@@ -243,7 +243,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_imagefolder_tree_and_tarball(folder: Path, tmp_path: Path) -> None:
-    s = load_imagefolder(str(folder), 8, 3)
+    s = load_folder(str(folder), 8, 3)
     assert s.classes == ("cat", "dog") and s.test is None
     assert s.train.images.shape == (8, 3, 8, 8) and s.val.images.shape == (4, 3, 8, 8)
     np.testing.assert_array_equal(np.bincount(s.train.labels), [4, 4])
@@ -251,27 +251,27 @@ def test_imagefolder_tree_and_tarball(folder: Path, tmp_path: Path) -> None:
         colour = split.images.mean(axis=(2, 3))
         expected = np.array([COLOURS[s.classes[y]] for y in split.labels])
         np.testing.assert_allclose(colour, expected, atol=4)  # PNG exact, JPEG nearly
-    grey = load_imagefolder(str(folder), 5, 1)
+    grey = load_folder(str(folder), 5, 1)
     assert grey.train.images.shape == (8, 1, 5, 5)
     np.testing.assert_array_equal(grey.train.labels, s.train.labels)
     with tarfile.open(tmp_path / "pets.tar.gz", "w:gz") as tf:
         tf.add(folder, arcname="pets")
-    t = load_imagefolder(str(tmp_path / "pets.tar.gz"), 8, 3)
+    t = load_folder(str(tmp_path / "pets.tar.gz"), 8, 3)
     np.testing.assert_array_equal(t.train.images, s.train.images)
     np.testing.assert_array_equal(t.val.labels, s.val.labels)
 
 
 def test_imagefolder_cache(folder: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache" / "regbench"
-    first = load_imagefolder(str(folder), 8, 3)
+    first = load_folder(str(folder), 8, 3)
     files = list(cache.glob("*.npz"))
     assert len(files) == 1
-    again = load_imagefolder(str(folder), 8, 3)
+    again = load_folder(str(folder), 8, 3)
     np.testing.assert_array_equal(again.train.images, first.train.images)
     assert list(cache.glob("*.npz")) == files  # served from the cache
     # a changed image invalidates it
     Image.new("RGB", (20, 16), (0, 255, 0)).save(folder / "train" / "cat" / "0.png")
-    changed = load_imagefolder(str(folder), 8, 3)
+    changed = load_folder(str(folder), 8, 3)
     assert len(list(cache.glob("*.npz"))) == 2
     assert (changed.train.images[:, 1] == 255).all(axis=(1, 2)).sum() == 1
     assert not list(cache.glob("*.tmp"))
@@ -281,19 +281,19 @@ def test_imagefolder_errors(folder: Path, tmp_path: Path) -> None:
     (folder / "test" / "bird").mkdir()
     Image.new("RGB", (8, 8)).save(folder / "test" / "bird" / "0.png")
     with pytest.raises(UserError, match=r"only in test: \['bird'\]"):
-        load_imagefolder(str(folder), 8, 3)
+        load_folder(str(folder), 8, 3)
     (folder / "test" / "bird" / "0.png").unlink()
     (folder / "train" / "dog" / "bad.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(UserError, match="cannot decode image .*bad.jpg"):
-        load_imagefolder(str(folder), 8, 3)
+        load_folder(str(folder), 8, 3)
     with pytest.raises(UserError, match="dataset.root=.*does not exist"):
-        load_imagefolder(str(tmp_path / "nowhere"), 8, 3)
+        load_folder(str(tmp_path / "nowhere"), 8, 3)
     blob = (tmp_path / "t.tar.gz")
     with tarfile.open(blob, "w:gz") as tf:
         tf.add(folder, arcname="pets")
     blob.write_bytes(blob.read_bytes()[:200])
     with pytest.raises(UserError, match="t.tar.gz is truncated"):
-        load_imagefolder(str(blob), 8, 3)
+        load_folder(str(blob), 8, 3)
 
 
 @pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.gz").is_file(), reason="shared CIFAR-10 JPEGs not present")
@@ -309,7 +309,7 @@ def test_imagefolder_real_jpegs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
                 if counts.get((split, cls), 0) < (6 if split == "train" else 2):
                     counts[(split, cls)] = counts.get((split, cls), 0) + 1
                     dst.addfile(m, src.extractfile(m))
-    s = load_imagefolder(str(tmp_path / "small.tar"), 32, 3)
+    s = load_folder(str(tmp_path / "small.tar"), 32, 3)
     assert s.classes == CIFAR_CLASSES
     assert s.train.images.shape == (60, 3, 32, 32) and s.val.images.shape == (20, 3, 32, 32)
     np.testing.assert_array_equal(np.bincount(s.val.labels), [2] * 10)

@@ -12,10 +12,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import read_json, read_jsonl, regbench
+from conftest import load_folder, read_json, read_jsonl, regbench
 from regbench.data import load_splits
 from regbench.data.cifar import load_cifar10
-from regbench.data.imagefolder import load_imagefolder
+
 from regbench.data.splits import held_out_size, stratified_split
 from regbench.errors import UserError
 from regbench.train.checkpoint import load_checkpoint
@@ -151,7 +151,7 @@ def test_imagefolder_val_folder_is_the_val_split(pets: Path, tmp_path: Path) -> 
         (pets / "val" / cls).mkdir(parents=True)
         Image.new("RGB", (8, 8), (255, 255, 255)).save(pets / "val" / cls / "v.png")
     for attempt in ("decoded", "cached"):
-        s = load_imagefolder(str(pets), 8, 3)
+        s = load_folder(str(pets), 8, 3)
         assert (len(s.train), len(s.val), len(s.test)) == (20, 2, 6), attempt
         assert (s.val.images == 255).all() and not (s.test.images == 255).all()
     assert len(list((tmp_path / "cache" / "regbench").glob("*.npz"))) == 1
@@ -161,7 +161,7 @@ def test_imagefolder_val_folder_is_the_val_split(pets: Path, tmp_path: Path) -> 
     (pets / "val" / "cat" / "v.png").rename(pets / "val" / "bird.png")
     (pets / "val" / "cat").rmdir()
     with pytest.raises(UserError, match=r"train/ and val/ need the same class folders; only in train: \['cat'\]"):
-        load_imagefolder(str(pets), 8, 3)
+        load_folder(str(pets), 8, 3)
 
 
 def test_val_size_must_be_a_count_or_a_fraction(tmp_path: Path) -> None:

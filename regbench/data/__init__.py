@@ -1,4 +1,5 @@
-"""Datasets as in-memory uint8 splits (loaders per format) and batched device tensors (batches.py)."""
+"""Datasets as in-memory uint8 splits (loaders per format) or file lists read per batch (stream.py), and batched
+device tensors (batches.py)."""
 from __future__ import annotations
 
 import importlib
@@ -12,6 +13,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.data.splits import Split, Splits, carve_val
+from regbench.data.stream import FileSplit, decode_all, warn_skipped
 from regbench.errors import UserError
 
 log = logging.getLogger("regbench")
@@ -21,13 +23,7 @@ RESIZE_CHUNK = 1024  # images resized per call, to bound memory
 def load_splits(dataset_cfg: DictConfig) -> Splits:
     """Load the dataset `load:` names, carve `val_size` held-out images (chosen by `split_seed`) out of train when its
     val is the test set, keep the first `limit` of each split, check it against the config, resize."""
-    try:
-        splits = hydra.utils.instantiate(dataset_cfg.load)
-    except InstantiationException as e:
-        # Hydra wraps whatever the loader raises; a UserError must reach the user as its own one line
-        if isinstance(e.__cause__, UserError):
-            raise e.__cause__ from None
-        raise
+    splits = load_raw(dataset_cfg.load)
     if dataset_cfg.val_size and splits.test is None:
         splits = carve_val(splits, dataset_cfg.val_size, dataset_cfg.split_seed)
     elif dataset_cfg.val_size:
@@ -39,7 +35,7 @@ def load_splits(dataset_cfg: DictConfig) -> Splits:
         test=None if splits.test is None else splits.test.head(limit.test),
         classes=splits.classes,
     )
-    channels = splits.train.images.shape[1]
+    channels = splits.train.image_shape[0]
     if channels != dataset_cfg.channels:
         raise UserError(
             f"the data has {channels} channel(s) but dataset.channels={dataset_cfg.channels}: "
@@ -59,6 +55,17 @@ def load_splits(dataset_cfg: DictConfig) -> Splits:
     )
 
 
+def load_raw(load: DictConfig) -> Splits:
+    """The splits the loader that `load` names returns, as they are (no val carved, no limit, no resize)."""
+    try:
+        return hydra.utils.instantiate(load)
+    except InstantiationException as e:
+        # Hydra wraps whatever the loader raises; a UserError must reach the user as its own one line
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
+
+
 def val_is_test(dataset_cfg: DictConfig) -> bool:
     """Whether a run would select its checkpoint on the test split: val_size 0 and data without a val split of its
     own. Told from the config by the loader module's has_val(**load args) where it has one, else by loading the data."""
@@ -72,9 +79,19 @@ def val_is_test(dataset_cfg: DictConfig) -> bool:
     return not has_val(**{k: v for k, v in load.items() if not k.startswith("_")})  # without Hydra's _target_ etc.
 
 
-def resize(split: Split, size: int) -> Split:
-    """Images resized to size×size (bilinear, half-pixel centres, rounded back to uint8); unchanged if already so."""
-    if split.images.shape[2:] == (size, size) or len(split) == 0:
+def in_memory(split: Split | FileSplit) -> Split:
+    """The split as uint8 arrays: itself, or a streamed split's files decoded (for tools that need every image)."""
+    if isinstance(split, Split):
+        return split
+    decoded, skipped = decode_all(split)
+    warn_skipped(len(skipped))
+    return decoded
+
+
+def resize(split: Split | FileSplit, size: int) -> Split | FileSplit:
+    """Images resized to size×size (bilinear, half-pixel centres, rounded back to uint8); unchanged if already so
+    (a FileSplit's files are decoded at that size)."""
+    if split.image_shape[1:] == (size, size) or len(split) == 0:
         return split
     out = np.empty((len(split), split.images.shape[1], size, size), np.uint8)
     for lo in range(0, len(split), RESIZE_CHUNK):

@@ -1,4 +1,5 @@
-"""Batches on the training device: slice uint8 images, then convert, augment and normalize with batched tensor ops."""
+"""Batches on the training device: slice uint8 images (or read them from files, stream.FileSplit), then convert,
+augment and normalize with batched tensor ops."""
 from __future__ import annotations
 
 import math
@@ -33,13 +34,13 @@ def keep_on_device(loaders: Sequence[BatchLoader | None], setting: bool | str, d
                    limit_mb: float) -> bool:
     """Copy the loaders' splits to the device once each (a split shared by loaders once) when `on_device` says so,
     and have the loaders build their batches there; whether it did."""
-    splits = {id(lo.split): lo.split for lo in loaders if lo is not None}
+    splits = {id(lo.split): lo.split for lo in loaders if lo is not None and isinstance(lo.split, Split)}
     nbytes = sum(s.images.nbytes + s.labels.nbytes for s in splits.values())
     if not on_device(setting, device, nbytes, limit_mb):
         return False
     copies = {key: DeviceSplit(split) for key, split in splits.items()}
     for lo in loaders:
-        if lo is not None:
+        if lo is not None and id(lo.split) in copies:
             lo.use_device_split(copies[id(lo.split)])
     return True
 
@@ -57,7 +58,7 @@ class BatchLoader:
 
     def __init__(
         self,
-        split: Split,
+        split: Split | Any,  # or a stream.FileSplit, read by `workers` processes
         batch_size: int,
         mean: Sequence[float],
         std: Sequence[float],
@@ -68,11 +69,12 @@ class BatchLoader:
         drop_last: bool = False,
         shard: tuple[int, int] = (0, 1),
         even_shards: bool = True,
+        workers: int = 0,
     ) -> None:
         unknown = [a for a in augment if a not in AUGMENTS]
         if unknown:
             raise UserError(f"unknown dataset.augment {unknown}: valid ones are {list(AUGMENTS)}")
-        channels = split.images.shape[1]
+        channels = split.image_shape[0]
         if len(mean) != channels or len(std) != channels:
             raise UserError(
                 f"dataset.mean and dataset.std need {channels} values (one per channel), "
@@ -88,6 +90,10 @@ class BatchLoader:
         self.split = split
         self.batch_size = batch_size
         self.augment = tuple(augment)
+        # a FileSplit's workers apply some ops to the full-size image (before the others, whatever the list order)
+        self.worker_augment = tuple(a for a in self.augment if a in getattr(split, "worker_augment", ()))
+        self.device_augment = tuple(a for a in self.augment if a not in self.worker_augment)
+        self.workers = workers
         self.crop_padding = int(crop_padding)
         self.resized_crop_scale = (float(lo), float(hi))
         # (x/255 - mean)/std = x*scale + shift per channel
@@ -123,11 +129,11 @@ class BatchLoader:
         order = order[self.rank :: self.world][: self.shard_size]
         scale, shift = paddle.to_tensor(self._scale), paddle.to_tensor(self._shift)
         zero, variance = paddle.zeros_like(scale), paddle.full_like(scale, 1.0 - _BN_EPSILON)
-        augmenting = augment_seed is not None and bool(self.augment)
+        augmenting = augment_seed is not None and bool(self.device_augment)
         bounds = [(b * self.batch_size, min((b + 1) * self.batch_size, len(order)))
                   for b in range(start, self.num_batches)]
         if self.device_split is None:
-            batches = self._host_batches(order, bounds, augment_seed if augmenting else None)
+            batches = self._host_batches(order, bounds, augment_seed if augmenting else None, augment_seed)
         else:
             batches = self._device_batches(self.device_split, order, bounds, augment_seed if augmenting else None)
         for x, labels in batches:
@@ -135,25 +141,38 @@ class BatchLoader:
             # kernel, several times faster on CPU than Paddle's broadcasting x * scale + shift
             yield F.batch_norm(x, zero, variance, weight=scale, bias=shift, training=False, epsilon=_BN_EPSILON), labels
 
-    def _host_batches(self, order: np.ndarray, bounds: list[tuple[int, int]],
-                      augment_seed: int | None) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
-        """Float32 images and labels of each batch, sliced from the host arrays and copied to the device."""
-        h, w = self.split.images.shape[2:]
-        for lo, hi in bounds:
-            idx = order[lo:hi]
-            x = paddle.to_tensor(self.split.images[idx]).astype("float32")
+    def _host_batches(self, order: np.ndarray, bounds: list[tuple[int, int]], augment_seed: int | None,
+                      worker_seed: int | None) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+        """Float32 images and labels of each batch, sliced from the host arrays (or read from the files, cropped by
+        the workers with worker_seed) and copied to the device."""
+        h, w = self.split.image_shape[1:]
+        index_lists = [order[lo:hi] for lo, hi in bounds]
+        if isinstance(self.split, Split):
+            source = ((self.split.images[idx], self.split.labels[idx], None) for idx in index_lists)
+        else:
+            crop = self.resized_crop_scale if self.worker_augment and worker_seed is not None else None
+            source = self.split.batches(index_lists, worker_seed, crop, self.workers)
+        for (images, labels, unreadable), (lo, hi) in zip(source, bounds):  # source first: it runs to its end
+            x = _tensor(images).astype("float32")
             if augment_seed is not None:
                 sx, tx, sy, ty = self._maps(np.random.default_rng([augment_seed, 1, lo // self.batch_size]), hi - lo)
                 x = _resample(x, paddle.to_tensor(_weights(np, _sources(sy, ty, h))),
                               paddle.to_tensor(_weights(np, _sources(sx, tx, w), transposed=True)))
-            yield x, paddle.to_tensor(self.split.labels[idx])
+            labels = _tensor(labels)
+            if unreadable is not None and unreadable.any():  # skipped (dataset.on_bad_image=skip)
+                if unreadable.all():
+                    raise UserError(f"every image of a batch of {hi - lo} is unreadable (named above): "
+                                    "check dataset.root")
+                keep = paddle.to_tensor(np.flatnonzero(~unreadable))
+                x, labels = paddle.gather(x, keep), paddle.gather(labels, keep)
+            yield x, labels
 
     def _device_batches(self, split: DeviceSplit, order: np.ndarray, bounds: list[tuple[int, int]],
                         augment_seed: int | None) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
         """The batches of _host_batches, gathered from the device split: the same numbers, no copy per batch."""
         if not bounds:
             return
-        h, w = self.split.images.shape[2:]
+        h, w = self.split.image_shape[1:]
         first = bounds[0][0]
         indices = paddle.to_tensor(order[first:])
         if augment_seed is not None:  # every batch's maps of the epoch, drawn as _host_batches draws them
@@ -174,9 +193,9 @@ class BatchLoader:
 
         Composed from the ops in list order (axis-aligned: crops, flips, scaling); applying ops in list order
         composes their maps right to left."""
-        h, w = self.split.images.shape[2:]
+        h, w = self.split.image_shape[1:]
         sx, tx, sy, ty = np.ones(b), np.zeros(b), np.ones(b), np.zeros(b)
-        for op in self.augment:
+        for op in self.device_augment:
             osx, otx, osy, oty = getattr(self, f"_{op}")(rng, b, h, w)
             sx, tx, sy, ty = sx * osx, sx * otx + tx, sy * osy, sy * oty + ty
         return sx, tx, sy, ty
@@ -193,25 +212,35 @@ class BatchLoader:
         return np.where(flip, -1.0, 1.0), np.where(flip, float(w), 0.0), np.ones(b), np.zeros(b)
 
     def _resized_crop(self, rng: np.random.Generator, b: int, h: int, w: int) -> tuple[np.ndarray, ...]:
-        """torchvision's RandomResizedCrop box (area fraction in resized_crop_scale, aspect 3/4..4/3), resized back."""
-        area = h * w * rng.uniform(*self.resized_crop_scale, size=(b, _ATTEMPTS))
-        aspect = np.exp(rng.uniform(math.log(_RATIO[0]), math.log(_RATIO[1]), size=(b, _ATTEMPTS)))
-        cw = np.rint(np.sqrt(area * aspect))
-        ch = np.rint(np.sqrt(area / aspect))
-        ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
-        first = ok.argmax(axis=1)
-        rows = np.arange(b)
-        cw, ch, found = cw[rows, first], ch[rows, first], ok[rows, first]
-        # fallback, as torchvision: the largest central box whose aspect ratio is within range
-        fw, fh = float(w), float(h)
-        if w / h < _RATIO[0]:
-            fh = float(round(w / _RATIO[0]))
-        elif w / h > _RATIO[1]:
-            fw = float(round(h * _RATIO[1]))
-        cw, ch = np.where(found, cw, fw), np.where(found, ch, fh)
-        top = np.where(found, np.floor(rng.random(b) * (h - ch + 1)), (h - ch) // 2)
-        left = np.where(found, np.floor(rng.random(b) * (w - cw + 1)), (w - cw) // 2)
-        return cw / w, left, ch / h, top
+        return resized_crop_maps(rng, b, h, w, self.resized_crop_scale)
+
+
+def resized_crop_maps(rng: np.random.Generator, b: int, h: int, w: int,
+                      scale: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    """torchvision's RandomResizedCrop box (area fraction in `scale`, aspect 3/4..4/3) of an h×w image as the map
+    (sx, tx, sy, ty) that resizes it back: the box is tx, ty, sx*w wide and sy*h high."""
+    area = h * w * rng.uniform(*scale, size=(b, _ATTEMPTS))
+    aspect = np.exp(rng.uniform(math.log(_RATIO[0]), math.log(_RATIO[1]), size=(b, _ATTEMPTS)))
+    cw = np.rint(np.sqrt(area * aspect))
+    ch = np.rint(np.sqrt(area / aspect))
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = ok.argmax(axis=1)
+    rows = np.arange(b)
+    cw, ch, found = cw[rows, first], ch[rows, first], ok[rows, first]
+    # fallback, as torchvision: the largest central box whose aspect ratio is within range
+    fw, fh = float(w), float(h)
+    if w / h < _RATIO[0]:
+        fh = float(round(w / _RATIO[0]))
+    elif w / h > _RATIO[1]:
+        fw = float(round(h * _RATIO[1]))
+    cw, ch = np.where(found, cw, fw), np.where(found, ch, fh)
+    top = np.where(found, np.floor(rng.random(b) * (h - ch + 1)), (h - ch) // 2)
+    left = np.where(found, np.floor(rng.random(b) * (w - cw + 1)), (w - cw) // 2)
+    return cw / w, left, ch / h, top
+
+
+def _tensor(a: np.ndarray | paddle.Tensor) -> paddle.Tensor:
+    return a if isinstance(a, paddle.Tensor) else paddle.to_tensor(a)
 
 
 def _resample(x: paddle.Tensor, rows: paddle.Tensor, cols: paddle.Tensor) -> paddle.Tensor:

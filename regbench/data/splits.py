@@ -23,6 +23,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return self.images.shape[1:]
+
     def head(self, n: int | None) -> Split:
         """The first n samples (all when n is None)."""
         return self if n is None else Split(self.images[:n], self.labels[:n])
@@ -34,6 +39,7 @@ class Split:
 
 @dataclass(frozen=True)
 class Splits:
+    """In-memory splits, or file lists read per batch (stream.FileSplit: the same len, labels, head, take)."""
     train: Split
     val: Split
     test: Split | None  # None when the dataset has no test split distinct from val: val is the test set

@@ -181,7 +181,7 @@ def export_run(run: Path, fmt: str, checkpoint: str, output: Path | None, overri
     """Export checkpoints/<checkpoint>.npz of `run` (to RUN/export/<checkpoint>/ unless `output` names a folder);
     with check > 0, first compare the exported model's logits with the eager model's on that many val images: an
     export further than `tolerance` (default: default_tolerance) is not written (ExportMismatch)."""
-    from regbench.data import load_splits
+    from regbench.data import in_memory, load_splits
     from regbench.run_dir import write_json
 
     cfg = saved_config(run, overrides)
@@ -189,7 +189,7 @@ def export_run(run: Path, fmt: str, checkpoint: str, output: Path | None, overri
     model = load_model(cfg, run, checkpoint)
     folder = output or run / "export" / checkpoint
     checked: dict[str, Any] = {}
-    split = load_splits(cfg.dataset).val.head(check) if check > 0 else None
+    split = in_memory(load_splits(cfg.dataset).val.head(check)) if check > 0 else None
 
     def verify(files: list[Path]) -> None:
         diff, spread = compare(model, files, fmt, cfg.dataset, cfg.trainer, split)

@@ -30,7 +30,7 @@ def ood_split(run_dataset: DictConfig, overrides: str) -> tuple[str, Split]:
     """(its dataset's name, the test split, or val when it has none) of the dataset that `overrides` (dataset keys
     only, as `regbench train` takes them) compose; its images must have the run's size and channels."""
     from regbench.config import compose, run_config
-    from regbench.data import load_splits
+    from regbench.data import in_memory, load_splits
 
     words = shlex.split(overrides)
     foreign = [w for w in words if not w.lstrip("+~").split("=")[0].split(".")[0] == "dataset"]
@@ -46,6 +46,6 @@ def ood_split(run_dataset: DictConfig, overrides: str) -> tuple[str, Split]:
                         f"are {ours[0]}x{ours[0]}x{ours[1]}: add dataset.image_size={ours[0]} "
                         f"dataset.channels={ours[1]} (if the dataset allows) or choose another")
     splits = load_splits(dataset)
-    split = splits.test if splits.test is not None else splits.val
+    split = in_memory(splits.test if splits.test is not None else splits.val)
     # the OOD labels name classes the run never learned: scoring needs only the images
     return cfg.hydra.runtime.choices.dataset, Split(split.images, np.zeros(len(split), np.int64))

@@ -13,8 +13,19 @@ def resolve(trainer: DictConfig) -> int:
     trainer.auto_threads_max."""
     if trainer.threads != "auto":
         return int(trainer.threads)
-    launcher = HydraConfig.get().launcher if HydraConfig.initialized() else {}
-    return max(1, min(trainer.auto_threads_max, share_of_cores(launcher)))
+    return max(1, min(trainer.auto_threads_max, share_of_cores(_launcher())))
+
+
+def workers(trainer: DictConfig) -> int:
+    """trainer.num_workers as a number: itself, or for `auto` this job's share of the cores (share_of_cores)."""
+    if trainer.num_workers != "auto":
+        return int(trainer.num_workers)
+    return max(1, share_of_cores(_launcher()))
+
+
+def _launcher() -> Mapping[str, Any]:
+    """The Hydra launcher's config of this job ({} outside Hydra)."""
+    return HydraConfig.get().launcher if HydraConfig.initialized() else {}
 
 
 def share_of_cores(launcher: Mapping[str, Any]) -> int:
