@@ -18,8 +18,8 @@ commands:
   summary [overrides]     print the composed model's parameter, FLOP and MAC counts as one JSON line (no data loaded)
   bench [overrides]       time training and evaluation of a configuration: one JSON line each; -m adds a ratio table
   reproduce ARTICLE [--budget full|quick|...] [overrides]
-                          run an article's grid (dropblock, dropout, dyrelu, nndl, league, league_cpu) as one sweep, then
-                          its table
+                          run an article's grid (dropblock, dropout, dyrelu, nndl, league, league_cpu,
+                          dropblock_imagenet, dyrelu_imagenet) as one sweep, then its table
   table DIR [DIR ...] [--metric NAME] [--baseline KEY=VALUE]
                           aggregate run folders into tables, each row against a baseline row in one metric
                           (table.md, table.csv in DIR)

@@ -4,6 +4,7 @@ varies, so that labels can be checked from the pixels."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -18,17 +19,19 @@ def jpeg(path: Path, colour: tuple[int, int, int], rng: np.random.Generator, siz
     Image.fromarray(pixels).save(path, quality=90)
 
 
-def imagenet_tree(root: Path, train: int = 8, val: int = 3, side: int = 40, seed: int = 0) -> Path:
+def imagenet_tree(root: Path, train: int = 8, val: int = 3, side: int = 40, seed: int = 0,
+                  wnids: Sequence[str] = WNIDS) -> Path:
     """root/train/<wnid>/<wnid>_<i>.JPEG and root/val/<wnid>/ILSVRC2012_val_<n>.JPEG (and a test/ of unlabelled
-    images, as the official archive has, which is not read)."""
+    images, as the official archive has, which is not read); classes beyond COLOURS' get a colour of their index."""
     rng = np.random.default_rng(seed)
     n = 0
-    for wnid in WNIDS:
+    for c, wnid in enumerate(wnids):
+        colour = COLOURS.get(wnid, (c * 37 % 256, c * 91 % 256, c * 53 % 256))
         for i in range(train):
-            jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", COLOURS[wnid], rng, (side + 3 * i, side + i % 3))
+            jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", colour, rng, (side + 3 * i, side + i % 3))
         for _ in range(val):
             n += 1
-            jpeg(root / "val" / wnid / f"ILSVRC2012_val_{n:08d}.JPEG", COLOURS[wnid], rng, (side + n, side))
+            jpeg(root / "val" / wnid / f"ILSVRC2012_val_{n:08d}.JPEG", colour, rng, (side + n % 64, side))
     jpeg(root / "test" / "ILSVRC2012_test_00000001.JPEG", (0, 0, 0), rng, (side, side))
     return root
 

@@ -11,17 +11,19 @@ from regbench.config import group_options
 from regbench.errors import UserError
 
 
-def test_the_six_articles_and_their_run_setups() -> None:
-    assert article_names() == ["dropblock", "dropout", "dyrelu", "league", "league_cpu", "nndl"]
+def test_the_eight_articles_and_their_run_setups() -> None:
+    assert article_names() == ["dropblock", "dropblock_imagenet", "dropout", "dyrelu", "dyrelu_imagenet", "league",
+                               "league_cpu", "nndl"]
     by_experiment = articles_by_experiment()
     assert {e: a.name for e, a in by_experiment.items()} == {
         "dropblock_mynet": "dropblock", "dropout_lenet": "dropout", "dyrelu_resnet18": "dyrelu", "nndl_cnn": "nndl",
-        "league_resnet18": "league", "league_mynet": "league_cpu"}
+        "league_resnet18": "league", "league_mynet": "league_cpu",
+        "dropblock_resnet50_imagenet": "dropblock_imagenet", "dyrelu_mobilenetv2_imagenet": "dyrelu_imagenet"}
     assert set(by_experiment) <= set(group_options("experiment"))
     baselines = {a.name: a.baseline for a in by_experiment.values()}
     assert baselines == {"dropblock": "no DropBlock", "dropout": "A (none)", "dyrelu": "ReLU",
                          "nndl": "ResNet18 without residual", "league": "none",
-                         "league_cpu": "none"}
+                         "league_cpu": "none", "dropblock_imagenet": "ResNet-50", "dyrelu_imagenet": "ReLU"}
     dyrelu = load_article("dyrelu")
     assert [r.label for r in dyrelu.rows][-2:] == ["DY-ReLU-C (article's code)", "DY-ReLU-C (paper's)"]
     assert dyrelu.rows[3].published["best_val_acc"] == 0.9245 and not dyrelu.rows[4].published
@@ -39,8 +41,8 @@ def test_no_variant_file_only_holds_a_comment() -> None:
 
 
 def test_unknown_article_names_the_valid_ones() -> None:
-    with pytest.raises(UserError, match="unknown article 'resnet'; choose one of: dropblock, dropout, dyrelu, league, league_cpu, "
-                                         "nndl"):
+    with pytest.raises(UserError, match="unknown article 'resnet'; choose one of: dropblock, dropblock_imagenet, dropout, "
+                                         "dyrelu, dyrelu_imagenet, league, league_cpu, nndl"):
         load_article("resnet")
 
 

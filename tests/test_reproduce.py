@@ -14,6 +14,8 @@ from regbench.report.matching import budget_of, match_row
 from regbench.reproduce import sweep_overrides
 
 BUDGETS = [(name, budget) for name in article_names() for budget in load_article(name).budgets]
+# what the user must add for an article's runs to compose: the location of data that has no default (an image folder)
+DATA = {"dropblock_imagenet": ["dataset.root=DIR"], "dyrelu_imagenet": ["dataset.root=DIR"]}
 
 
 @pytest.mark.parametrize(("name", "budget"), BUDGETS)
@@ -21,7 +23,7 @@ BUDGETS = [(name, budget) for name in article_names() for budget in load_article
 def test_every_row_runs_once_per_seed_and_its_runs_match_row_and_budget(tmp_path: Path, name: str,
                                                                          budget: str) -> None:
     article = load_article(name)
-    folders = run_folders(tmp_path, sweep_overrides(name, budget, []))
+    folders = run_folders(tmp_path, sweep_overrides(name, budget, DATA.get(name, [])))
     seeds = article.budgets[budget].seeds
     rows = [(part, i) for part in article.parts() for i in range(len(part.rows))]  # each table's rows, in order
     assert len(folders) == len(rows) * len(seeds)
