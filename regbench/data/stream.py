@@ -81,18 +81,18 @@ class FileSplit:
 
 def decode_all(files: FileSplit) -> tuple[Split, list[str]]:
     """The split decoded into memory with the evaluation transform; the paths skipped as unreadable."""
-    images, labels, skipped = [], [], []
-    for path, label in zip(files.paths, files.labels):
+    images = np.empty((len(files), *files.image_shape), np.uint8)  # filled in place: no second copy at the end
+    kept, skipped = [], []
+    for i, path in enumerate(files.paths):
         try:
-            images.append(files.decode.image(_read(path), str(path)))
-            labels.append(label)
+            images[len(kept)] = files.decode.image(_read(path), str(path))
+            kept.append(i)
         except BadImage as e:
             if files.on_bad_image == "fail":
                 raise
             log.warning("skipping an unreadable image: %s", e)
             skipped.append(str(path))
-    shape = (0, *files.image_shape)
-    return Split(np.stack(images) if images else np.empty(shape, np.uint8), np.array(labels, np.int64)), skipped
+    return Split(images[: len(kept)], files.labels[kept]), skipped
 
 
 def warn_skipped(count: int) -> None:
