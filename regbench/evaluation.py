@@ -26,7 +26,7 @@ class Scores:
     loss: float      # mean loss, label smoothing included, as training minimizes it
     accuracy: float
     ece: float       # the metrics of regbench.metrics, of the softmax of the logits in float32
-    nll: float       # never label-smoothed: equal to loss when the run trains without smoothing
+    nll: float       # of the logits' float64 log-softmax, never label-smoothed
     brier: float
     bins: np.ndarray  # [3, ECE_BINS]: sample count, confidence sum and hit sum per confidence bin
     n: int
@@ -51,22 +51,21 @@ def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: st
     precision (off, fp16, bf16); with `per_sample`, keep every sample's logits and probabilities."""
     model.eval()
     start = time.perf_counter()
-    loss_sum = paddle.zeros([])
+    loss_sum = paddle.zeros([], dtype="float64")  # on the device: no copy per batch
     sums = np.zeros(metrics.TALLY_SIZE)
-    logits, probs = [], []
+    kept: list[tuple[np.ndarray, ...]] = []
     with paddle.no_grad():
         for images, labels in loader.epoch(seed=None):
             with paddle.amp.auto_cast(enable=amp != "off", dtype=AMP_DTYPES.get(amp, "float16")):
                 out = model(images).astype("float32")
-            loss_sum += loss_fn(out, labels, smoothing, reduction="sum")
-            batch_probs = F.softmax(out, axis=1).numpy()
-            sums += metrics.tally(batch_probs, labels.numpy())
+            loss_sum += loss_fn(out, labels, smoothing, reduction="none").astype("float64").sum()
+            batch_logits, batch_probs, batch_labels = out.numpy(), F.softmax(out, axis=1).numpy(), labels.numpy()
+            sums += metrics.tally(batch_probs, batch_labels, logits=batch_logits)
             if per_sample:
-                logits.append(out.numpy())
-                probs.append(batch_probs)
+                kept.append((batch_logits, batch_probs))
     loss, *totals = sum_over_ranks([loss_sum.item(), *sums.tolist()])  # ECE of the pooled bins, not a mean of ranks'
     totals = np.array(totals)
     n = int(totals[0])
+    logits, probs = (np.concatenate(column) for column in zip(*kept)) if per_sample else (None,) * 2
     return Scores(loss=loss / n, **metrics.from_tally(totals), bins=totals[4:].reshape(3, -1), n=n,
-                  seconds=time.perf_counter() - start, logits=np.concatenate(logits) if per_sample else None,
-                  probs=np.concatenate(probs) if per_sample else None)
+                  seconds=time.perf_counter() - start, logits=logits, probs=probs)

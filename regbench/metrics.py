@@ -3,7 +3,8 @@ is better, so that tables know which way "better" points.
 
 Every metric is a mean of per-sample terms or, for ECE, a function of per-bin sums; `tally` gives those sums, which
 add over batches and over data-parallel ranks, and `from_tally` turns them into the metrics. ECE, NLL and the Brier
-score follow google/uncertainty-baselines (its `robustness_metrics` library).
+score follow google/uncertainty-baselines (its `robustness_metrics` library). Where the logits exist, the NLL is of
+their float64 log-softmax, not of the rounded probabilities.
 """
 from __future__ import annotations
 
@@ -27,9 +28,25 @@ def hits(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (probs.argmax(axis=1) == labels).astype(np.float64)
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """float64 [N, C] log-softmax of logits [N, C]: z − log(1 + Σ_{c≠top} exp z_c) with z = logits − max, so that
+    neither a far-off class nor a near-certain top class rounds away (no cap at float32's range)."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    others = np.exp(z)
+    others[np.arange(len(z)), z.argmax(axis=1)] = 0.0  # the top class's exp(0) = 1, added by log1p exactly
+    return z - np.log1p(others.sum(axis=1, keepdims=True))
+
+
 def log_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """-log p(true class) per sample."""
+    """-log p(true class) per sample of probabilities alone: one that underflowed to 0 counts as float32's smallest
+    normal number (87.3); `logit_log_losses` has no such cap."""
     return -np.log(np.maximum(probs[np.arange(len(labels)), labels].astype(np.float64), _TINY))
+
+
+def logit_log_losses(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """-log softmax(logits)[true class] per sample, in float64."""
+    return -log_softmax(logits)[np.arange(len(labels)), labels]
 
 
 def squared_errors(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -82,10 +99,11 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(squared_errors(probs, labels).mean())
 
 
-def tally(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Every sum the metrics need, flat: [N, Σ hits, Σ −log p(true), Σ squared errors, then calibration_bins]."""
-    sums = [len(labels), hits(probs, labels).sum(), log_losses(probs, labels).sum(),
-            squared_errors(probs, labels).sum()]
+def tally(probs: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+    """Every sum the metrics need, flat: [N, Σ hits, Σ −log p(true), Σ squared errors, then calibration_bins]; the
+    log-likelihoods of `logits` (whose softmax `probs` is) when given."""
+    log_loss = log_losses(probs, labels) if logits is None else logit_log_losses(logits, labels)
+    sums = [len(labels), hits(probs, labels).sum(), log_loss.sum(), squared_errors(probs, labels).sum()]
     return np.concatenate([sums, calibration_bins(probs, labels).ravel()])
 
 

@@ -17,15 +17,16 @@ from regbench.inference.stored import record_arguments, scored_before, store_fig
 from tests.conftest import read_json, regbench
 
 
-def _probs(top: list[float]) -> np.ndarray:
-    """[N, 3] probabilities whose maximum is `top` (each ≥ 1/3): the class-0 probability, the rest split evenly."""
+def _logits(top: list[float]) -> np.ndarray:
+    """[N, 3] logits whose softmax's maximum is `top` (each ≥ 1/3): the class-0 probability, the rest split evenly
+    (the log of probabilities is logits of them)."""
     top = np.asarray(top)
-    return np.stack([top, (1 - top) / 2, (1 - top) / 2], axis=1)
+    return np.log(np.stack([top, (1 - top) / 2, (1 - top) / 2], axis=1))
 
 
 def test_ood_detection_matches_hand_counts() -> None:
     # in-distribution 0.9 0.8 0.7 0.6, OOD 0.75 0.5 0.4; by score: I I O I I O O
-    got = detection(_probs([0.9, 0.8, 0.7, 0.6]), _probs([0.75, 0.5, 0.4]))
+    got = detection(_logits([0.9, 0.8, 0.7, 0.6]), _logits([0.75, 0.5, 0.4]))
     assert got["auroc"] == pytest.approx(10 / 12)  # pairs (in, out) with in > out: 3 + 3 + 2 + 2 of 12
     assert got["aupr_in"] == pytest.approx((1 / 1 + 2 / 2 + 3 / 4 + 4 / 5) / 4)  # precision at each in-sample
     assert got["aupr_out"] == pytest.approx((1 / 1 + 2 / 2 + 3 / 5) / 3)  # from the lowest score up
@@ -33,11 +34,23 @@ def test_ood_detection_matches_hand_counts() -> None:
 
 
 def test_ood_detection_counts_ties_half_and_identical_sets_as_chance() -> None:
-    same = _probs([0.9, 0.7, 0.5, 0.4])
+    same = _logits([0.9, 0.7, 0.5, 0.4])
     got = detection(same, same)
     assert got["auroc"] == pytest.approx(0.5)
     assert got["fpr95"] == pytest.approx(1.0)  # every in-sample accepted accepts every equal OOD sample
-    assert detection(_probs([0.6]), _probs([0.6]))["auroc"] == pytest.approx(0.5)
+    assert detection(_logits([0.6]), _logits([0.6]))["auroc"] == pytest.approx(0.5)
+
+
+def test_ood_detection_ranks_confident_samples_whose_float32_probabilities_tie() -> None:
+    from scipy.special import softmax
+
+    # top logits lead by 30 and by 20; the larger top logit is the OOD sample's: the score is no plain logit
+    inside, outside = np.array([[10.0, -20.0, -20.0]], np.float32), np.array([[20.0, 0.0, 0.0]], np.float32)
+    # the maximum softmax probability in float32 cannot tell them apart: both are exactly 1
+    assert softmax(inside, axis=1).astype(np.float32).max() == softmax(outside, axis=1).astype(np.float32).max() == 1
+    got = detection(inside, outside)
+    assert got["auroc"] == 1.0 and got["aupr_in"] == 1.0 and got["aupr_out"] == 1.0 and got["fpr95"] == 0.0
+    assert detection(outside, inside)["auroc"] == 0.0  # the order, not a tie broken by position
 
 
 def test_ood_split_refuses_other_keys_and_other_image_shapes() -> None:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 
 from conftest import ece_by_loop
 from regbench import metrics
@@ -74,6 +75,41 @@ def test_tallies_add_over_batches_and_ranks() -> None:
 def test_nll_of_a_probability_that_underflowed_is_finite() -> None:
     probs = np.array([[1.0, 0.0]], dtype=np.float32)
     assert metrics.nll(probs, np.array([1])) == pytest.approx(-math.log(np.finfo(np.float32).tiny))
+
+
+def softmax32(logits: np.ndarray) -> np.ndarray:
+    """float32 probabilities of logits, as the scoring pass has them."""
+    return scipy.special.softmax(logits.astype(np.float64), axis=1).astype(np.float32)
+
+
+def test_nll_of_logits_is_not_capped_by_float32() -> None:
+    logits, labels = np.array([[0.0, 200.0]], np.float32), np.array([0])
+    assert softmax32(logits)[0, 0] == 0  # its float32 probability: the NLL of probabilities alone is capped (87.3)
+    assert metrics.logit_log_losses(logits, labels)[0] == 200.0
+    assert metrics.from_tally(metrics.tally(softmax32(logits), labels, logits=logits))["nll"] == 200.0
+    # a near-certain right answer: −log(1 − e^−40) = e^−40, where float32 probabilities give exactly 0
+    assert metrics.logit_log_losses(np.array([[40.0, 0.0]]), np.array([0]))[0] == pytest.approx(math.exp(-40),
+                                                                                                 rel=1e-12)
+
+
+def test_nll_of_logits_matches_scipy_log_softmax() -> None:
+    rng = np.random.default_rng(11)
+    for scale in (1.0, 30.0, 1000.0):  # ordinary logits, saturated ones, far beyond float32's exp range
+        logits = (scale * rng.normal(size=(500, 10))).astype(np.float32)
+        labels = rng.integers(0, 10, 500)
+        expected = -scipy.special.log_softmax(logits.astype(np.float64), axis=1)[np.arange(500), labels]
+        got = metrics.logit_log_losses(logits, labels)
+        assert got.dtype == np.float64
+        # scipy's log(Σ exp) rounds a near-certain right answer's tiny NLL to float64's spacing near 1 (2e-16):
+        # ours keeps it (the e^−40 above), hence the absolute tolerance
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+        probs = softmax32(logits)
+        figures = metrics.from_tally(metrics.tally(probs[::2], labels[::2], logits=logits[::2])
+                                     + metrics.tally(probs[1::2], labels[1::2], logits=logits[1::2]))  # two ranks
+        assert figures["nll"] == pytest.approx(expected.mean(), rel=1e-12)
+        # the other figures are those of the probabilities, whatever the logits
+        assert {k: figures[k] for k in ("accuracy", "ece", "brier")} == pytest.approx(
+            {k: metrics.METRICS[k].function(probs, labels) for k in ("accuracy", "ece", "brier")}, rel=1e-12)
 
 
 def test_directions() -> None:

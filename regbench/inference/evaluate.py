@@ -142,7 +142,8 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
         temperature = fit_temperature(scored(val).logits, val.labels)
         probs = scaled_probs(scores.logits, temperature)
         bins = metrics.calibration_bins(probs, split.labels)
-        scaled = metrics.from_tally(metrics.tally(probs, split.labels))
+        logits = scores.logits.astype(np.float64) / temperature
+        scaled = metrics.from_tally(metrics.tally(probs, split.labels, logits=logits))
         scaled_png = path.parent / f"reliability_{name}_{checkpoint}_temperature.png"
         plot_reliability(scaled_png, bins, f"{heading}, temperature {temperature:.3f} fitted on val\n"
                                            f"{calibration(scaled['ece'], scaled['accuracy'])}")
@@ -154,7 +155,7 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
         result["corruptions"] = summary
         figures.update({f"{prefix}{k}": v for k, v in _corruption_figures(summary).items()})
     if ood is not None:
-        detected = detection(scores.probs, scored(ood_images).probs)
+        detected = detection(scores.logits, scored(ood_images).logits)
         result["ood"] = dict(dataset=ood_name, overrides=ood, n_in=scores.n, n_out=len(ood_images),
                              in_distribution=name, positive="in-distribution (aupr_out: OOD)", **detected)
         figures.update({f"{prefix}ood_{k}": v for k, v in detected.items()})
