@@ -29,10 +29,11 @@ class Scores:
     nll: float       # of the logits' float64 log-softmax, never label-smoothed
     brier: float
     bins: np.ndarray  # [3, ECE_BINS]: sample count, confidence sum and hit sum per confidence bin
-    n: int
+    n: int           # the samples scored: the split's, less those unreadable (dataset.on_bad_image=skip)
     seconds: float   # wall time of the pass: batches, forward passes, loss and metrics
-    logits: np.ndarray | None = None  # float32 [n, classes] of this rank's samples in split order, when asked
+    logits: np.ndarray | None = None  # float32 [n, classes] of this rank's samples scored, in split order, when asked
     probs: np.ndarray | None = None   # float32 [n, classes]: their softmax, from which the metrics were computed
+    labels: np.ndarray | None = None  # int64 [n]: their labels
 
 
 def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: tuple[int, int] = (0, 1),
@@ -48,7 +49,8 @@ def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: t
 def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str,
           per_sample: bool = False) -> Scores:
     """Score `model` over the loader's split in one pass: eval mode, no gradients, the forward pass in `amp`
-    precision (off, fp16, bf16); with `per_sample`, keep every sample's logits and probabilities."""
+    precision (off, fp16, bf16); with `per_sample`, keep every scored sample's logits, probabilities and label
+    (a streamed split's unreadable images skipped, dataset.on_bad_image=skip)."""
     model.eval()
     start = time.perf_counter()
     loss_sum = paddle.zeros([], dtype="float64")  # on the device: no copy per batch
@@ -62,10 +64,10 @@ def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: st
             batch_logits, batch_probs, batch_labels = out.numpy(), F.softmax(out, axis=1).numpy(), labels.numpy()
             sums += metrics.tally(batch_probs, batch_labels, logits=batch_logits)
             if per_sample:
-                kept.append((batch_logits, batch_probs))
+                kept.append((batch_logits, batch_probs, batch_labels))
     loss, *totals = sum_over_ranks([loss_sum.item(), *sums.tolist()])  # ECE of the pooled bins, not a mean of ranks'
     totals = np.array(totals)
     n = int(totals[0])
-    logits, probs = (np.concatenate(column) for column in zip(*kept)) if per_sample else (None,) * 2
+    logits, probs, labels = (np.concatenate(column) for column in zip(*kept)) if per_sample else (None,) * 3
     return Scores(loss=loss / n, **metrics.from_tally(totals), bins=totals[4:].reshape(3, -1), n=n,
-                  seconds=time.perf_counter() - start, logits=logits, probs=probs)
+                  seconds=time.perf_counter() - start, logits=logits, probs=probs, labels=labels)

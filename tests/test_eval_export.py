@@ -106,6 +106,7 @@ def test_eval_reports_calibration_and_saves_the_probabilities_that_recompute_it(
     assert {k: out[k] for k in recomputed} == pytest.approx(recomputed, rel=1e-9)
     # the NLL is of the logits' float64 log-softmax: the saved float32 probabilities give it up to their rounding
     assert out["nll"] == pytest.approx(np.mean(-np.log(probs[np.arange(500), labels].astype(np.float64))), rel=1e-6)
+    assert out["skipped"] == 0
     # summary.json's test figures are the best checkpoint's, as eval scores it (up to float32 rounding between
     # processes)
     assert out["accuracy"] == summary["test_acc"]

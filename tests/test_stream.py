@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import load_folder, read_json, read_jsonl, regbench
-from folders import imagenet_tree
+from folders import COLOURS, WNIDS, imagenet_tree, jpeg
 from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
 from regbench.data.stream import FileSplit
@@ -135,3 +135,40 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_streamed_run(tree
     assert 0 < step < 6 * 2  # 30 training images in batches of 5: stopped inside the 2 epochs of 6 steps
     regbench("train", *args, "trainer.resume=true", f"hydra.run.dir={run}", env=env)
     same_run(run, tmp_path / "full")
+
+
+def test_eval_of_a_streamed_folder_keeps_the_labels_of_the_images_it_read(tmp_path: Path) -> None:
+    """`regbench eval --temperature-scale --save-probs` on a streamed folder whose test/ and val/ each hold one corrupt
+    image (dataset.on_bad_image=skip): every figure, the temperature's fit and the saved file are of the images read."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "folder"
+    for split, count in (("train", 6), ("val", 3), ("test", 4)):
+        for wnid, colour in COLOURS.items():
+            for i in range(count):
+                jpeg(root / split / wnid / f"{i}.jpg", colour, rng, (30, 30))
+    bad_test = root / "test" / WNIDS[1] / "broken.jpg"
+    bad_test.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "val" / WNIDS[2] / "truncated.jpg").write_bytes((root / "val" / WNIDS[2] / "0.jpg").read_bytes()[:300])
+    run = tmp_path / "run"
+    regbench("train", "model=mynet", "dataset=imagefolder", f"dataset.root={root}", "dataset.num_classes=3",
+             "dataset.image_size=24", "dataset.in_memory=false", "dataset.on_bad_image=skip", "trainer.batch_size=5",
+             "trainer.eval_batch_size=4", "trainer.max_steps=2", "trainer.eval_every_steps=2", "trainer.threads=1",
+             f"hydra.run.dir={run}", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    proc = regbench("eval", str(run), "--temperature-scale", "--save-probs", str(tmp_path / "test.npz"))
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "broken.jpg" in proc.stderr and "truncated.jpg" in proc.stderr
+    # the expected labels from the file list: the sorted class folders' index of each readable file's folder
+    classes = sorted(p.name for p in (root / "train").iterdir())
+    readable = sorted(classes.index(p.parent.name) for p in (root / "test").glob("*/*.jpg") if p != bad_test)
+    with np.load(tmp_path / "test.npz", allow_pickle=False) as saved:
+        probs, labels = saved["probs"], saved["labels"]
+    assert len(readable) == 12 and sorted(labels) == readable and probs.shape == (12, 3)
+    # in the order scored: the streamed split's file order, less the corrupt file
+    order = [classes.index(Path(p).parent.name) for p in load_folder(root, 24, in_memory=False).test.paths
+             if Path(p) != bad_test]
+    np.testing.assert_array_equal(labels, order)
+    assert (out["split"], out["n"], out["skipped"]) == ("test", 12, 1)
+    assert out["accuracy"] == np.mean(probs.argmax(axis=1) == labels)
+    assert sum(c is not None for c in out["per_class_accuracy"].values()) == 3
+    scaled = out["temperature_scaled"]
+    assert (scaled["val_n"], scaled["val_skipped"]) == (9, 1) and scaled["accuracy"] == out["accuracy"]

@@ -113,7 +113,7 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
     ood_name, ood_images = ood_split(cfg.dataset, ood) if ood is not None else (None, None)
     scored, device = _scorer(cfg, run, checkpoint)
     scores = scored(split)
-    counts = confusion_matrix(split.labels, scores.probs.argmax(axis=1), len(classes))
+    counts = confusion_matrix(scores.labels, scores.probs.argmax(axis=1), len(classes))
     per_class = counts.diagonal() / np.maximum(counts.sum(axis=1), 1)
     path = output or run / f"confusion_{name}_{checkpoint}.png"
     heading = f"{run.name} · {checkpoint} checkpoint · {name}"
@@ -125,8 +125,8 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
     plot_confusion(path, counts, classes, f"{heading}: accuracy {scores.accuracy:.4f} (n={scores.n})")
     reliability = path.parent / f"reliability_{name}_{checkpoint}.png"
     plot_reliability(reliability, scores.bins, f"{heading}\n{calibration(scores.ece, scores.accuracy)}")
-    result = dict(run=str(run), checkpoint=checkpoint, split=name, n=scores.n, accuracy=scores.accuracy,
-                  loss=scores.loss, ece=scores.ece, nll=scores.nll, brier=scores.brier,
+    result = dict(run=str(run), checkpoint=checkpoint, split=name, n=scores.n, skipped=len(split) - scores.n,
+                  accuracy=scores.accuracy, loss=scores.loss, ece=scores.ece, nll=scores.nll, brier=scores.brier,
                   per_class_accuracy={c: (float(a) if counts[i].sum() else None)
                                       for i, (c, a) in enumerate(zip(classes, per_class))},
                   device=device, eval_img_per_s=round(scores.n / max(scores.seconds, 1e-9), 1),
@@ -135,19 +135,21 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
                (("acc", "accuracy"), ("loss", "loss"), ("ece", "ece"), ("nll", "nll"), ("brier", "brier"))}
     if save_probs is not None:
         with atomic_write(save_probs, "wb") as f:
-            np.savez(f, probs=scores.probs, labels=split.labels.astype(np.int64))
+            np.savez(f, probs=scores.probs, labels=scores.labels.astype(np.int64))
         result["probs_file"] = str(save_probs)
     if temperature_scale:
-        val = split_of(cfg, "val")[1]
-        temperature = fit_temperature(scored(val).logits, val.labels)
+        val_split = split_of(cfg, "val")[1]
+        val = scored(val_split)
+        temperature = fit_temperature(val.logits, val.labels)
         probs = scaled_probs(scores.logits, temperature)
-        bins = metrics.calibration_bins(probs, split.labels)
+        bins = metrics.calibration_bins(probs, scores.labels)
         logits = scores.logits.astype(np.float64) / temperature
-        scaled = metrics.from_tally(metrics.tally(probs, split.labels, logits=logits))
+        scaled = metrics.from_tally(metrics.tally(probs, scores.labels, logits=logits))
         scaled_png = path.parent / f"reliability_{name}_{checkpoint}_temperature.png"
         plot_reliability(scaled_png, bins, f"{heading}, temperature {temperature:.3f} fitted on val\n"
                                            f"{calibration(scaled['ece'], scaled['accuracy'])}")
-        result["temperature_scaled"] = dict(temperature=temperature, fitted_on="val", **scaled,
+        result["temperature_scaled"] = dict(temperature=temperature, fitted_on="val", val_n=val.n,
+                                            val_skipped=len(val_split) - val.n, **scaled,
                                             reliability_png=str(scaled_png))
         figures.update({f"{prefix}ts_{name}_{k}": scaled[k] for k in ("ece", "nll", "brier")})
     if corruptions is not None:
@@ -155,8 +157,9 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
         result["corruptions"] = summary
         figures.update({f"{prefix}{k}": v for k, v in _corruption_figures(summary).items()})
     if ood is not None:
-        detected = detection(scores.logits, scored(ood_images).logits)
-        result["ood"] = dict(dataset=ood_name, overrides=ood, n_in=scores.n, n_out=len(ood_images),
+        out = scored(ood_images)
+        detected = detection(scores.logits, out.logits)
+        result["ood"] = dict(dataset=ood_name, overrides=ood, n_in=scores.n, n_out=out.n,
                              in_distribution=name, positive="in-distribution (aupr_out: OOD)", **detected)
         figures.update({f"{prefix}ood_{k}": v for k, v in detected.items()})
     store_figures(run, figures)
