@@ -166,7 +166,8 @@ def test_dyrelu_block_macs_count_the_lines_and_the_hyper_functions_over_block_in
 
 def test_summary_prints_the_dyrelu_experiments_counts(tmp_path: Path) -> None:
     """docs/reproducing.md's figures: ReLU6 3,504,872 and 300.8 M MACs; DY-ReLU-B over block inputs 5,570,772 and
-    315.0 M (+4.7%, the paper's "5% additional FLOPs"); over the expanded tensor at reduction 8, 10,233,344 and 319.7 M."""
+    315.0 M (+4.7%, the paper's "5% additional FLOPs"); over the expanded tensor at reduction 8, 10,233,344 and
+    319.7 M."""
     counts = {}
     for act in ("relu", "dyrelu_b_block", "dyrelu_b"):
         line = regbench("summary", "model=mobilenetv2", f"act={act}", *IMAGENET, cwd=tmp_path).stdout.splitlines()[-1]
@@ -244,7 +245,8 @@ def test_mobilenetv2_droppath_on_the_blocks_with_a_skip() -> None:
 GRID = [
     *[(model, f"act={act}", "reg=none") for model in ("resnet50", "mobilenetv2", "resnet18_imagenet")
       for act in ("relu", "dyrelu_a", "dyrelu_b", "dyrelu_c")],
-    ("mobilenetv2", "act=dyrelu_b_block", "reg=none"), ("mobilenetv2", "act=dyrelu_c act.hyper_input=block", "reg=droppath"),
+    ("mobilenetv2", "act=dyrelu_b_block", "reg=none"),
+    ("mobilenetv2", "act=dyrelu_c act.hyper_input=block", "reg=droppath"),
     *[(model, "act=relu", reg) for model in ("resnet50", "mobilenetv2", "resnet18_imagenet")
       for reg in ("droppath", "dropout2d")],
     ("resnet50", "act=relu", "reg=dropblock"),

@@ -50,7 +50,8 @@ class InvertedResidual(nn.Layer):
     (linear) → + x when the stride is 1 and the channels stay (the skip), the branch through `residual`.
 
     Both acts are act(t·cin, cin) and are given x, the block's thin input: a DY-ReLU with act.hyper_input=block pools
-    x for its coefficients and applies them to the expanded tensor, as the Dynamic ReLU authors' DYReLU([x_in, x_out])."""
+    x for its coefficients and applies them to the expanded tensor, as the Dynamic ReLU authors' DYReLU([x_in, x_out])
+    (microsoft/DynamicHead, dyhead/dyrelu.py)."""
 
     def __init__(self, cin: int, cout: int, stride: int, expansion: int, act: Callable[[int, int], nn.Layer],
                  conv_reg: Factory, residual: Factory) -> None:
@@ -79,11 +80,10 @@ class MobileNetV2(nn.Layer):
     tensor it activates (self), or (block) the input of its unit, block_channels wide: an inverted residual's thin
     input for both of the block's acts, the image (3 channels) for the stem's, the last block's output (320) for the
     last conv's. `relu6` turns a plain ReLU from the act factory into ReLU6 (torchvision's); other activations are
-    used as given. The 10 blocks with a skip get
-    residual_reg(drop_scale=l/17) on their branch, l the block's depth among the 17. MobileNetV2 has no hidden fully
-    connected layer (`fc_reg` is accepted so that every model takes the same factories; `dropout` is the rate
-    before the classifier) and no DropBlock place: no paper places DropBlock in it, so a block_reg that fills places
-    is refused.
+    used as given. The 10 blocks with a skip get residual_reg(drop_scale=l/17) on their branch, l the block's depth
+    among the 17. MobileNetV2 has no hidden fully connected layer (`fc_reg` is accepted so that every model takes the
+    same factories; `dropout` is the rate before the classifier) and no DropBlock place: no paper places DropBlock in
+    it, so a block_reg that fills places is refused.
     """
 
     def __init__(
@@ -93,7 +93,7 @@ class MobileNetV2(nn.Layer):
         width: float,
         relu6: bool,
         dropout: float,
-        act: Callable[[int], nn.Layer],
+        act: Callable[..., nn.Layer],
         conv_reg: Factory,
         fc_reg: Factory,
         block_reg: Callable[..., nn.Layer],
