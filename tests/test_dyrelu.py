@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import numpy as np
 import paddle
@@ -18,20 +19,23 @@ VARIANTS = [DyReLUA, DyReLUB, DyReLUC]
 ARTICLE_C = functools.partial(DyReLUC, attention_softmax="width")  # article 3's code
 
 
-def reference(layer, x: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
+def reference(layer, x: paddle.Tensor, block_input: paddle.Tensor | None = None
+              ) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
     """y_c = max_k (a_c^k x_c + b_c^k) straight from the formula, in float64, with the layer's weights as leaves.
 
-    θ = 2·sigmoid(fc2(relu(fc1(mean_hw x)))) − 1; coefficient = θ·λ + init (λ = 1 for slopes, 0.5 for
-    intercepts; init a¹=1, others 0); for C, θ_c at (h, w) is θ_c·π_hw, π = min(softmax_hw(conv(x)/10)·HW/3, 1),
-    the softmax over all positions or, as article 3's code, over the width (the last axis of [B, H, W]).
+    θ = 2·sigmoid(fc2(relu(fc1(mean_hw h)))) − 1 with h = x, or the block's input where given (the authors'
+    DYReLU([x_in, x_out])); coefficient = θ·λ + init (λ = 1 for slopes, 0.5 for intercepts; init a¹=1, others 0);
+    for C, θ_c at (h, w) is θ_c·π_hw, π = min(softmax_hw(conv(x)/10)·HW/3, 1), the softmax over all positions or, as
+    article 3's code, over the width (the last axis of [B, H, W]).
     """
     params = [paddle.to_tensor(p.numpy().astype("float64"), stop_gradient=False) for p in layer.parameters()]
     w1, b1, w2, b2 = params[:4]
     x = x.astype("float64")
     maps = x.reshape([x.shape[0], x.shape[1], -1])  # [B, C, HW]; a [B, C] input has HW = 1
     batch, channels, size = maps.shape
+    hyper = maps if block_input is None else block_input.reshape([batch, block_input.shape[1], -1])
     k = layer.k
-    theta = 2 * F.sigmoid(F.relu(maps.mean(axis=2) @ w1 + b1) @ w2 + b2) - 1
+    theta = 2 * F.sigmoid(F.relu(hyper.mean(axis=2) @ w1 + b1) @ w2 + b2) - 1
     theta = theta.reshape([batch, -1, 2 * k, 1])  # [B, 1 or C, 2K, 1]
     lambdas = paddle.to_tensor([1.0] * k + [0.5] * k, dtype="float64").reshape([1, 1, 2 * k, 1])
     init = paddle.to_tensor([1.0] + [0.0] * (2 * k - 1), dtype="float64").reshape([1, 1, 2 * k, 1])
@@ -82,6 +86,88 @@ def test_matches_reference_values_and_gradients(variant, shape, k) -> None:
     assert all(np.abs(g.numpy()).max() > 1e-3 for g in grads_ref[:5])
     if variant is DyReLUC and len(shape) == 4:
         assert np.abs(grads_ref[5].numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize("variant", [*VARIANTS, ARTICLE_C])
+@pytest.mark.parametrize(("shape", "block_shape"), [([3, 24, 4, 5], [3, 8, 8, 10]),  # a stride-2 block, 3× expansion
+                                                    ([3, 24, 5, 5], [3, 8, 5, 5]), ([5, 24], [5, 8])])
+def test_block_hyper_input_matches_reference_values_and_gradients(variant, shape, block_shape) -> None:
+    """hyper_input=block: θ from the pooled block input (8 channels), the lines and C's attention on x (24)."""
+    layer = variant(24, reduction=2, hyper_input="block", block_channels=8)
+    randomize(layer, seed=5)
+    rng = np.random.default_rng(1)
+    x = paddle.to_tensor(rng.normal(0, 1, shape).astype("float32"), stop_gradient=False)
+    block = paddle.to_tensor(rng.normal(0, 1, block_shape).astype("float32"), stop_gradient=False)
+    grad_out = paddle.to_tensor(rng.normal(0, 1, shape).astype("float32"))
+
+    y = layer(x, block)
+    grads = paddle.grad([y], [x, block, *layer.parameters()], [grad_out])
+    x64, block64 = (paddle.to_tensor(t.numpy().astype("float64"), stop_gradient=False) for t in (x, block))
+    y_ref, params_ref = reference(layer, x64, block64)
+    grads_ref = paddle.grad([y_ref], [x64, block64, *params_ref], [grad_out.astype("float64")])
+
+    assert layer.fc1.weight.shape == [8, 4] and layer.fc2.weight.shape[1] == (4 if variant is DyReLUA else 4 * 24)
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, grads_ref):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5, rtol=1e-4)
+    assert np.abs(grads_ref[1].numpy()).max() > 1e-3  # the block's input is trained through the hyper-function
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_block_hyper_input_given_the_activated_tensor_is_self_bit_for_bit(variant) -> None:
+    x = paddle.to_tensor(np.random.default_rng(0).normal(0, 1, [4, 16, 6, 6]).astype("float32"), stop_gradient=False)
+    paddle.seed(7)
+    own = variant(16)
+    paddle.seed(7)
+    block = variant(16, hyper_input="block", block_channels=16)
+    y_own, y_block = own(x), block(x, x)
+    np.testing.assert_array_equal(y_own.numpy(), y_block.numpy())
+    grads = [paddle.grad([y], [x, *layer.parameters()]) for y, layer in ((y_own, own), (y_block, block))]
+    for got, want in zip(*grads):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def digest(arrays: list[np.ndarray]) -> str:
+    sha = hashlib.sha256()
+    for a in arrays:
+        sha.update(np.ascontiguousarray(a).tobytes())
+    return sha.hexdigest()[:16]
+
+
+# sha256 (first 16 hex digits) of ResNet18's parameters, its eval-mode logits and its training gradients for one batch,
+# seed 0, as regbench computed them before act.hyper_input existed (commit 47adcd8, Paddle 3.3.1 on a CPU)
+BEFORE_HYPER_INPUT = {"dyrelu_b": ("f3c4d0b21b17d448", "0e1e34da03a78d6e", "c9877a8edd477af1"),
+                      "dyrelu_c": ("f31106c928066480", "c0b8ee8f322baada", "955b7a61081a0b4b")}
+
+
+@pytest.mark.parametrize("act", ["dyrelu_b", "dyrelu_c"])
+def test_hyper_input_self_is_bit_for_bit_as_before(act: str) -> None:
+    cfg = compose(["model=resnet18", f"act={act}", "dataset=cifar10"])
+    assert cfg.act.hyper_input == "self"  # the default
+    paddle.seed(0)
+    model = build_model(cfg.model, cfg.act, cfg.reg)
+    x = paddle.to_tensor(np.random.default_rng(0).normal(size=[2, 3, 32, 32]).astype("float32"))
+    model.train()
+    model(x).sum().backward()
+    grads = [p.grad.numpy() for p in model.parameters() if p.grad is not None]
+    model.eval()
+    with paddle.no_grad():
+        logits = model(x).numpy()
+    assert (digest([p.numpy() for p in model.parameters()]), digest([logits]), digest(grads)) == \
+        BEFORE_HYPER_INPUT[act]
+
+
+def test_hyper_input_is_checked_and_block_without_block_input_is_self(caplog) -> None:
+    with pytest.raises(UserError, match="act.hyper_input must be one of self, block"):
+        DyReLUB(16, hyper_input="input")
+    assert compose(["act=dyrelu_a"]).act.hyper_input == "self"
+    cfg = compose(["model=resnet18", "act=dyrelu_b", "act.hyper_input=block", "dataset=cifar10"])
+    with caplog.at_level("WARNING", logger="regbench"):
+        model = build_model(cfg.model, cfg.act, cfg.reg)
+    assert "act.hyper_input=block but regbench.models.resnet.ResNet18 gives its activations no block input" \
+        in caplog.text
+    assert {m.hyper_input for m in model.sublayers() if isinstance(m, DyReLUB)} == {"self"}
+    assert count_params(model)[0] == 12_072_626  # article 3's DY-ReLU-B
 
 
 def fresh_c_and_b(attention_softmax: str) -> tuple[DyReLUC, DyReLUB]:

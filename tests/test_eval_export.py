@@ -277,10 +277,9 @@ def calibrate_batch_norm(model, images: np.ndarray) -> None:
 
 
 
-@pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("model_name", MODELS)
-@pytest.mark.slow
-def test_every_model_and_act_exports_to_paddle_inference_and_onnx(model_name: str, act: str, tmp_path: Path) -> None:
+def export_differences(model_name: str, act: str, folder: Path) -> tuple[float, float, float]:
+    """The model (seed 0, BatchNorm set from real images) exported to Paddle Inference and ONNX in `folder`: the max
+    |Δlogits| of each against the eager model on 8 real images, and the eager model's own batch spread."""
     import paddle
 
     from regbench.config import compose
@@ -294,14 +293,32 @@ def test_every_model_and_act_exports_to_paddle_inference_and_onnx(model_name: st
     model = build_model(cfg.model, cfg.act, cfg.reg)
     images = real_images(cfg.dataset.channels, 8)
     calibrate_batch_norm(model, normalized(images))
-    files = save_inference_model(model, list(images.shape[1:]), tmp_path / "model")
-    to_onnx(files[0], files[-1], tmp_path / "model.onnx", opset=13)
+    files = save_inference_model(model, list(images.shape[1:]), folder / "model")
+    to_onnx(files[0], files[-1], folder / "model.onnx", opset=13)
     split = Split(images, np.zeros(len(images), np.int64))
     (paddle_diff, spread), (onnx_diff, _) = (compare(model, f, fmt, cfg.dataset, cfg.trainer, split)
-                                             for f, fmt in ((files, "paddle"), ([tmp_path / "model.onnx"], "onnx")))
+                                             for f, fmt in ((files, "paddle"), ([folder / "model.onnx"], "onnx")))
     print(f"\nexport {model_name} × {act}: max |Δlogits| Paddle Inference {paddle_diff:.2e}, onnxruntime "
           f"{onnx_diff:.2e}; eager, a batch of 8 against one at a time: {spread:.2e}")
+    return paddle_diff, onnx_diff, spread
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.slow
+def test_every_model_and_act_exports_to_paddle_inference_and_onnx(model_name: str, act: str, tmp_path: Path) -> None:
+    paddle_diff, onnx_diff, spread = export_differences(model_name, act, tmp_path)
     assert max(paddle_diff, onnx_diff) <= allowed(spread)
+
+
+@pytest.mark.slow
+def test_mobilenetv2_with_dyrelu_over_block_inputs_exports_as_closely_as_with_relu6(tmp_path: Path) -> None:
+    """MobileNetV2's exports differ from its eager model by about 1e-3 already with ReLU6 (measured: 8.5e-4 with a batch
+    spread of 1.4e-6, hence not in MODELS); its DY-ReLUs fed their blocks' inputs (act=dyrelu_b_block, 1.1e-3 with a
+    spread of 4.0e-4) stay within allowed() or four times the ReLU6 network's own difference."""
+    relu6 = max(export_differences("mobilenetv2", "relu", tmp_path / "relu")[:2])
+    paddle_diff, onnx_diff, spread = export_differences("mobilenetv2", "dyrelu_b_block", tmp_path / "block")
+    assert max(paddle_diff, onnx_diff) <= max(allowed(spread), 4 * relu6)
 
 
 def test_a_run_made_before_keys_existed_is_scored_with_their_defaults(run: Path, tmp_path: Path) -> None:

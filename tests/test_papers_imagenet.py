@@ -47,10 +47,14 @@ def test_the_dropblock_experiment_places_dropblock_in_groups_3_and_4() -> None:
     assert [b.drop_scale for b in blocks].count(0.25) == 4 * 6
 
 
-def test_the_dyrelu_setup_is_mobilenetv2_with_dyrelu_b() -> None:
+def test_the_dyrelu_setup_is_mobilenetv2_with_dyrelu_b_over_block_inputs() -> None:
     cfg = compose(["experiment=dyrelu_mobilenetv2_imagenet", "dataset.root=DIR"])
     choices = cfg.hydra.runtime.choices
-    assert (choices.model, choices.act, choices.reg, choices.dataset) == ("mobilenetv2", "dyrelu_b", "none", "imagenet")
+    assert (choices.model, choices.act, choices.reg, choices.dataset) == \
+        ("mobilenetv2", "dyrelu_b_block", "none", "imagenet")
+    assert cfg.act._target_ == "regbench.layers.dyrelu.DyReLUB"
+    # the authors' DYReLU (microsoft/DynamicHead dyhead/dyrelu.py): the block's input pooled, reduction 4
+    assert (cfg.act.hyper_input, cfg.act.reduction) == ("block", 4)
     assert (cfg.model.width, cfg.act.k, cfg.act.lambda_a, cfg.act.lambda_b) == (1.0, 2, 1.0, 0.5)
     assert (list(cfg.act.init_a), list(cfg.act.init_b)) == ([1.0, 0.0], [0.0, 0.0])  # ReLU at θ = 0
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.sched.name) == (0.05, 0.9, 4e-5, "cosine")
@@ -62,7 +66,7 @@ def test_the_dyrelu_setup_is_mobilenetv2_with_dyrelu_b() -> None:
     ("dropblock_imagenet", "dropblock_resnet50_imagenet",
      [("ResNet-50", ("reg=none",), 0.7651), ("+ DropBlock", ("reg=dropblock",), 0.7813)]),
     ("dyrelu_imagenet", "dyrelu_mobilenetv2_imagenet",
-     [("ReLU", ("act=relu",), 0.720), ("DY-ReLU-B", ("act=dyrelu_b",), 0.762)]),
+     [("ReLU", ("act=relu",), 0.720), ("DY-ReLU-B", ("act=dyrelu_b_block",), 0.762)]),
 ])
 def test_the_articles_hold_the_papers_headline_rows(name: str, experiment: str, rows: list) -> None:
     article = load_article(name)

@@ -81,11 +81,18 @@ def _max_of_lines(x: paddle.Tensor, coefs: Sequence[paddle.Tensor], training: bo
     return _MaxOfLines.apply(x, *coefs)
 
 
-class _DyReLU(nn.Layer):
-    """Hyper-function shared by the variants: average pool · fc C→C/r · ReLU · fc → 2·sigmoid − 1 = θ.
+HYPER_INPUTS = ("self", "block")  # what the hyper-function pools: the activated tensor, or its block's input
 
-    fc1's width is C // reduction (at least 1). Coefficients are θ·λ + init with λ = (lambda_a ×K, lambda_b ×K)
-    and init = (init_a, init_b) (default: ReLU), both constant buffers. Defaults are article 3's experiments.
+
+class _DyReLU(nn.Layer):
+    """Hyper-function shared by the variants: average pool · fc C_h→C_h/r · ReLU · fc → 2·sigmoid − 1 = θ.
+
+    What the hyper-function pools (C_h channels) is `hyper_input`: "self", the tensor it activates (C_h = C, article
+    3); "block", the input of the block it sits in (C_h = block_channels), given as forward's second argument, as the
+    Dynamic ReLU authors' DYReLU([x_in, x_out]) does (a model that passes no block_channels gets "self"); the lines
+    act on the activated tensor either way. fc1's width is C_h // reduction (at least 1). Coefficients are θ·λ + init
+    with λ = (lambda_a ×K, lambda_b ×K) and init = (init_a, init_b) (default: ReLU), both constant buffers. Defaults
+    are article 3's experiments.
     Takes [B, C, H, W] maps or [B, C] fc outputs.
     """
 
@@ -100,23 +107,30 @@ class _DyReLU(nn.Layer):
         lambda_b: float = 0.5,
         init_a: Sequence[float] | None = None,
         init_b: Sequence[float] | None = None,
+        hyper_input: str = "self",
+        block_channels: int | None = None,
     ) -> None:
         super().__init__()
+        if hyper_input not in HYPER_INPUTS:
+            raise UserError(f"act.hyper_input must be one of {', '.join(HYPER_INPUTS)} (got {hyper_input!r})")
         if reduction < 1 or k < 2:
             raise UserError(f"DY-ReLU needs reduction >= 1 and k >= 2 (got {reduction} and {k}): fix act.reduction/k")
         init_a = [1.0] + [0.0] * (k - 1) if init_a is None else list(init_a)
         init_b = [0.0] * k if init_b is None else list(init_b)
         if len(init_a) != k or len(init_b) != k:
             raise UserError(f"act.init_a and act.init_b need k={k} values each (got {init_a} and {init_b})")
-        self.channels, self.k = channels, k
-        hidden = max(channels // reduction, 1)  # LeNet's 6 channels still get one hidden unit
-        self.fc1 = nn.Linear(channels, hidden)
+        if block_channels is None:  # a model without block inputs (all but MobileNetV2; build_model warns)
+            hyper_input = "self"
+        self.channels, self.k, self.hyper_input = channels, k, hyper_input
+        self.hyper_channels = channels if hyper_input == "self" else block_channels
+        hidden = max(self.hyper_channels // reduction, 1)  # LeNet's 6 channels still get one hidden unit
+        self.fc1 = nn.Linear(self.hyper_channels, hidden)
         self.fc2 = nn.Linear(hidden, 2 * k * (channels if self.per_channel else 1))
         self.register_buffer("lambdas", paddle.to_tensor([lambda_a] * k + [lambda_b] * k), persistable=False)
         self.register_buffer("init_v", paddle.to_tensor(init_a + init_b), persistable=False)
 
     def _theta(self, x: paddle.Tensor) -> paddle.Tensor:
-        """θ in (-1, 1) as [B, 1 or C, 2K], from x as [B, C, HW]."""
+        """θ in (-1, 1) as [B, 1 or C, 2K], from the hyper-function's input x as [B, C_h, HW]."""
         channels, size = x.shape[1:]  # the batch size is left to reshape (0: as the input, -1: the rest), so
         # that a static graph with a variable batch (an exported model) computes the same
         # mean over positions as a matrix product: Paddle's CPU mean and its gradient are ~10x slower
@@ -133,18 +147,20 @@ class _DyReLU(nn.Layer):
         maps = [m if m.dtype == x.dtype else m.astype(x.dtype) for m in maps]
         return _max_of_lines(x, maps, self.training)
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, x: paddle.Tensor, block_input: paddle.Tensor | None = None) -> paddle.Tensor:
+        """The activated x; `block_input`, the input of x's block, is what hyper_input=block pools (else unused)."""
         shape = x.shape
         flat = x.reshape([0, self.channels, -1])
-        return self._dynamic(flat, shape[-1] if len(shape) == 4 else 1).reshape(shape)
+        hyper = flat if self.hyper_input == "self" else block_input.reshape([0, self.hyper_channels, -1])
+        return self._dynamic(flat, hyper, shape[-1] if len(shape) == 4 else 1).reshape(shape)
 
 
 class _SpatiallyShared(_DyReLU):
     """A and B: each coefficient map is a [B, C] coefficient times ones over the positions."""
 
-    def _dynamic(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
+    def _dynamic(self, x: paddle.Tensor, hyper: paddle.Tensor, width: int) -> paddle.Tensor:
         channels, size = x.shape[1:]
-        coefs = self._theta(x) * self.lambdas + self.init_v
+        coefs = self._theta(hyper) * self.lambdas + self.init_v
         if not self.per_channel:
             coefs = coefs.tile([1, channels, 1])
         coefs = coefs.unsqueeze(-1)
@@ -169,10 +185,12 @@ ATTENTION_SOFTMAX = ("positions", "width")
 class DyReLUC(_DyReLU):
     """DY-ReLU-C: as B, with θ scaled per position by a spatial attention π from a 1×1 conv C→1.
 
-    π = min(softmax(conv(x) / temperature) · HW / gamma, 1); coefficient = θ_c·π_hw·λ + init. attention_softmax
-    "positions" takes the softmax over all H·W positions (the paper: π averages 1/gamma before clipping); "width"
-    over each row's W positions only, as article 3's code (Paddle's default axis=-1 on the [B, 1, H, W] logits):
-    then π averages H/gamma, clips to 1 nearly everywhere and the conv gets no gradient where it does.
+    π = min(softmax(conv(x) / temperature) · HW / gamma, 1); coefficient = θ_c·π_hw·λ + init. π weighs the positions
+    of the activated x whatever the hyper-function pools (a block's input has other positions where the block has a
+    stride). attention_softmax "positions" takes the softmax over all H·W positions (the paper: π averages 1/gamma
+    before clipping); "width" over each row's W positions only, as article 3's code (Paddle's default axis=-1 on the
+    [B, 1, H, W] logits): then π averages H/gamma, clips to 1 nearly everywhere and the conv gets no gradient where
+    it does.
     """
 
     per_channel = True
@@ -196,9 +214,9 @@ class DyReLUC(_DyReLU):
             return rows.reshape([0, 1, size]) * (size / self.gamma)
         return F.softmax(logits / self.temperature, axis=-1) * (size / self.gamma)
 
-    def _dynamic(self, x: paddle.Tensor, width: int) -> paddle.Tensor:
+    def _dynamic(self, x: paddle.Tensor, hyper: paddle.Tensor, width: int) -> paddle.Tensor:
         attention = paddle.clip(self.attention_scores(x, width), max=1.0)
-        residual = self._theta(x) * self.lambdas
+        residual = self._theta(hyper) * self.lambdas
         # coefficient map j = residual_j ⊗ π + init_j, one matrix product with rows (residual_j, init_j)
         coefs = paddle.stack([residual, paddle.zeros_like(residual) + self.init_v], axis=-1)
         basis = paddle.concat([attention, paddle.ones_like(attention)], axis=1)

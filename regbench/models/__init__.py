@@ -44,6 +44,10 @@ def build_model(model: DictConfig, act: DictConfig, reg: DictConfig) -> nn.Layer
         if isinstance(err.__cause__, UserError):
             raise err.__cause__ from None
         raise
+    if act.get("hyper_input") == "block" and not any(getattr(m, "hyper_input", None) == "block"
+                                                     for m in built.sublayers()):
+        log.warning("act.hyper_input=block but %s gives its activations no block input: each DY-ReLU pools the "
+                    "tensor it activates, as with act.hyper_input=self", model._target_)
     for kind in given:
         if kind not in used:
             log.warning("reg.%s is set but %s has no %s places for it: it has no effect", kind, model._target_, kind)
