@@ -301,19 +301,3 @@ def test_every_model_and_act_exports_to_paddle_inference_and_onnx(model_name: st
           f"{onnx_diff:.2e}; eager, a batch of 8 against one at a time: {spread:.2e}")
     assert max(paddle_diff, onnx_diff) <= allowed(spread)
 
-
-def test_a_run_made_before_keys_existed_is_scored_with_their_defaults(run: Path, tmp_path: Path) -> None:
-    """A run folder as an older regbench wrote it (no seeds, no dataset.split_seed, no tf32): eval fills in today's
-    defaults for the keys it lacks and scores it as its trainer did."""
-    import shutil
-
-    import yaml
-
-    old = tmp_path / "old"
-    shutil.copytree(run, old)
-    config = yaml.safe_load((old / ".hydra" / "config.yaml").read_text())
-    del config["seeds"], config["dataset"]["split_seed"], config["dataset"]["load"]["split_seed"]
-    del config["trainer"]["tf32"]
-    (old / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    out = last_json(regbench("eval", str(old), "--split", "test"))
-    assert out["accuracy"] == read_json(run / "summary.json")["test_acc"]
