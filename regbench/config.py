@@ -84,6 +84,16 @@ def compose(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def compose_choices(choices: list[str]) -> DictConfig:
+    """Today's config for group choices (`group=option`, no other override), without its hydra node, unresolved and
+    unchecked (a mandatory `???` stays); a UserError when a choice no longer composes."""
+    try:
+        with _initialized():
+            return hydra.compose("config", overrides=choices)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(" ".join(str(err).split())) from None
+
+
 def check_composed(cfg: DictConfig, overrides: list[str]) -> None:
     """Every value of a composed config resolves and is in range, or a one-line UserError."""
     try:

@@ -1,4 +1,4 @@
-"""The run folder: atomic JSON files, the metrics log and the learning curves."""
+"""The run folder: its file names, atomic JSON files, the metrics log and the learning curves."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,10 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 EVALUATED = "eval.json"  # {metric name: value}: the figures `regbench eval` stores for tables
+HYDRA_DIR = ".hydra"  # what Hydra saves of a run (hydra.output_subdir): the three files below
+CONFIG = "config.yaml"  # the run's composed config, unresolved, without its hydra node
+HYDRA_CONFIG = "hydra.yaml"  # the hydra node: hydra.runtime.choices holds the group choices
+OVERRIDES = "overrides.yaml"  # the command line's overrides
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

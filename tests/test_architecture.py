@@ -15,6 +15,7 @@ FLOORS = (
     {"models", "evaluation", "tune"},  # models compose layers; evaluation scores a model on data
     {"schema"},  # config checks (which metrics a search may optimize)
     {"config"},
+    {"saved_config"},  # a run folder's saved config, the keys added since it was written back-filled from conf/
     {"train", "batchreg", "track"},  # the loop, batch regularizers and trackers never import each other
     {"run", "inference", "report", "jobs", "reproduce"},  # the composition root and what reads run folders
     {"bench", "selftest"},  # selftest runs regbench in subprocesses

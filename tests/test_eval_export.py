@@ -320,19 +320,3 @@ def test_mobilenetv2_with_dyrelu_over_block_inputs_exports_as_closely_as_with_re
     paddle_diff, onnx_diff, spread = export_differences("mobilenetv2", "dyrelu_b_block", tmp_path / "block")
     assert max(paddle_diff, onnx_diff) <= max(allowed(spread), 4 * relu6)
 
-
-def test_a_run_made_before_keys_existed_is_scored_with_their_defaults(run: Path, tmp_path: Path) -> None:
-    """A run folder as an older regbench wrote it (no seeds, no dataset.split_seed, no tf32): eval fills in today's
-    defaults for the keys it lacks and scores it as its trainer did."""
-    import shutil
-
-    import yaml
-
-    old = tmp_path / "old"
-    shutil.copytree(run, old)
-    config = yaml.safe_load((old / ".hydra" / "config.yaml").read_text())
-    del config["seeds"], config["dataset"]["split_seed"], config["dataset"]["load"]["split_seed"]
-    del config["trainer"]["tf32"]
-    (old / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    out = last_json(regbench("eval", str(old), "--split", "test"))
-    assert out["accuracy"] == read_json(run / "summary.json")["test_acc"]

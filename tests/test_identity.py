@@ -26,6 +26,35 @@ def test_every_trainer_key_is_decided_and_dataset_paths_are_locations() -> None:
     assert {kind(k) for k in paths} == {Kind.LOCATION}
 
 
+R, LOC, LEN, O = Kind.RESULT, Kind.LOCATION, Kind.LENGTH, Kind.OTHER
+# the kind of every trainer key and every top-level key, decided here by hand: a RESULT key taken for another kind
+# would resume or skip a run across a changed setting, the reverse asks for a new folder
+EXPECTED = {
+    "trainer.epochs": LEN, "trainer.max_steps": LEN,
+    "trainer.batch_size": R, "trainer.drop_last": R, "trainer.label_smoothing": R, "trainer.amp": R, "trainer.tf32": R,
+    "trainer.sync_bn": R, "trainer.eval_every": R, "trainer.eval_every_steps": R,
+    "trainer.eval_train": O, "trainer.eval_batch_size": O, "trainer.device": O, "trainer.compile": O,
+    "trainer.cudnn_benchmark": O, "trainer.deterministic": O, "trainer.cudnn_workspace_mb": O, "trainer.threads": O,
+    "trainer.auto_threads_max": O, "trainer.fast_conv_bias": O, "trainer.mkl_amd_avx2": O, "trainer.resume": O,
+    "trainer.log_every": O, "trainer.data_on_device": O, "trainer.data_on_device_mb": O, "trainer.num_workers": O,
+    "trainer.a_key_regbench_does_not_know": R,
+    "seed": R, "seeds.init": R, "seeds.order": R, "seeds.augment": R, "seeds.noise": R,
+    "model": R, "model.width": R, "act": R, "reg": R, "reg.p": R, "optim.lr": R, "sched": R, "experiment": R,
+    "dataset": R, "dataset.split_seed": R, "dataset.val_size": R, "dataset.augment": R,
+    "dataset.data_file": LOC, "dataset.root": LOC, "dataset.data_dir": LOC, "dataset.load.data_file": LOC,
+    "data_files.cifar10": LOC,
+    "logger": O, "hparams_search": O, "hparams_search.optimized_metric": O, "hydra.run.dir": O, "hydra/launcher": O,
+}
+
+
+def test_every_key_is_of_the_kind_written_out_here() -> None:
+    trainer_keys = {f"trainer.{k}" for k in yaml.safe_load((CONF / "trainer" / "default.yaml").read_text())}
+    config = yaml.safe_load((CONF / "config.yaml").read_text())
+    groups = {str(next(iter(g)) if isinstance(g, dict) else g).split("/")[0] for g in config.pop("defaults")}
+    assert trainer_keys <= set(EXPECTED)
+    assert set(config) | groups - {"_self_"} <= {k.split(".")[0].split("/")[0] for k in EXPECTED}
+    assert {k: kind(k) for k in EXPECTED} == EXPECTED
+
 def test_every_seed_is_a_result_and_a_replicate() -> None:
     seeds = {"seed", *(f"seeds.{k}" for k in yaml.safe_load((CONF / "config.yaml").read_text())["seeds"]),
              *(f"dataset.{k}" for p in (CONF / "dataset").glob("*.yaml") for k in yaml.safe_load(p.read_text())

@@ -70,6 +70,26 @@ def test_imagenet_crops_follow_the_seeds_and_the_sample_not_the_worker(tree: Pat
     assert_same(pixels(loader(streamed.val, ()), None), pixels(loader(memory.val, ()), None))
 
 
+def test_each_sample_of_an_epoch_gets_its_own_crop_box(tmp_path: Path) -> None:
+    """Every training file the same image, whose red and green channels are its x and y: the streamed crops of one
+    epoch differ only by their boxes, which the corner pixels read back."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:48, 0:64]
+    image = Image.fromarray(np.stack([x * 4, y * 5, np.full_like(x, 128)], axis=-1).astype(np.uint8))
+    for split, n in (("train", 8), ("val", 1)):
+        for wnid in WNIDS:
+            (tmp_path / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                image.save(tmp_path / split / wnid / f"{wnid}_{i}.png")
+    streamed = load_folder(tmp_path, 16, dataset="imagenet", val_size=0, in_memory=False).train
+    bl = BatchLoader(streamed, 4, [0.0] * 3, [1 / 255] * 3, augment=("resized_crop",), crop_padding=0,
+                     resized_crop_scale=(0.08, 1.0))
+    crops = np.concatenate([x.numpy() for x, _ in bl.epoch(5, augment_seed=9)]).round().astype(int)
+    # (left, top, right, bottom) as the corner pixels show them: a box of its own for each of the 24 samples
+    boxes = {(c[0, 0, 0] // 4, c[1, 0, 0] // 5, c[0, -1, -1] // 4, c[1, -1, -1] // 5) for c in crops}
+    assert len(crops) == 3 * 8 and len(boxes) == len(crops)
+
 def test_data_parallel_ranks_read_disjoint_shards(tree: Path) -> None:
     streamed = load_folder(tree, 16, dataset="imagenet", in_memory=False).train
     n = len(streamed)

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regbench.errors import UserError
+from regbench.run_dir import CONFIG, HYDRA_DIR
+from regbench.saved_config import read_saved_config
 from regbench.schema import check
 
 if TYPE_CHECKING:
@@ -18,20 +20,20 @@ if TYPE_CHECKING:
 
 
 def saved_config(run: Path, overrides: list[str]) -> DictConfig:
-    """The run's `.hydra/config.yaml` with `key=value` overrides applied (keys must exist, groups stay as trained)."""
+    """The run's `.hydra/config.yaml` (keys added since it was written back-filled: regbench.saved_config) with
+    `key=value` overrides applied (keys must exist, groups stay as trained)."""
     if not run.is_dir():
         raise UserError(f"{run} is not a folder: pass a run folder (e.g. outputs/runs/<date>/<time>)")
-    path = run / ".hydra" / "config.yaml"
+    path = run / HYDRA_DIR / CONFIG
     try:
-        cfg = OmegaConf.load(path)
+        cfg = read_saved_config(run)
     except FileNotFoundError:
-        raise UserError(f"{run} has no .hydra/config.yaml: pass the folder of one training run "
+        raise UserError(f"{run} has no {HYDRA_DIR}/{CONFIG}: pass the folder of one training run "
                         "(a sweep's runs are its numbered subfolders)") from None
     except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
         raise UserError(f"{path} is unreadable ({type(err).__name__}): the run folder is damaged") from None
     if not isinstance(cfg, DictConfig) or "model" not in cfg:
         raise UserError(f"{path} is not a regbench run config")
-    cfg = _with_new_keys(run, cfg)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -48,29 +50,6 @@ def saved_config(run: Path, overrides: list[str]) -> DictConfig:
         OmegaConf.update(cfg, key, override.value(), merge=False)
     check(cfg)
     return cfg
-
-
-def _with_new_keys(run: Path, cfg: DictConfig) -> DictConfig:
-    """The saved config, with the keys that today's conf/ has and the run's lacks (a run made by an older regbench)
-    at today's defaults for the run's group choices; unchanged when those choices no longer compose."""
-    from regbench.config import compose, run_config
-
-    try:
-        choices = OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.runtime.choices
-    except (OSError, yaml.YAMLError, OmegaConfBaseException):
-        return cfg
-    groups = [f"{group}={_choice(value)}" for group, value in choices.items()
-              if value is not None and "/" not in group and group not in ("logger", "hparams_search")]
-    try:
-        defaults = run_config(compose(groups))
-    except UserError:
-        return cfg
-    OmegaConf.set_struct(defaults, False)
-    return OmegaConf.merge(defaults, cfg)
-
-
-def _choice(value: object) -> str:
-    return f"[{','.join(map(str, value))}]" if isinstance(value, (list, ListConfig)) else str(value)
 
 
 def load_model(cfg: DictConfig, run: Path, checkpoint: str) -> paddle.nn.Layer:

@@ -11,8 +11,9 @@ from regbench.report.runs import MISSING, Run, format_value
 
 def seeds_of(run: Run) -> tuple[str, ...] | None:
     """The run's value of every key that varies between the runs of one row (`seed`, `seeds.*`, the split seed);
-    None when its `seed` is unknown. A run made before a key existed lacks it: it followed `seed` (or a fixed value),
-    as every run that leaves the key at its default does."""
+    None when its `seed` is unknown. A run made before a key existed has it back-filled at its default
+    (regbench.saved_config: `seeds.*` follow its `seed`); one whose .hydra/ is gone is known by summary.json, which
+    holds `seed` alone: its other seeds read "default"."""
     found = []
     for key in sorted(REPLICATES):
         value = run.value(key)

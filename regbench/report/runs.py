@@ -12,16 +12,14 @@ from typing import Any, Iterator, Sequence, Union
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from regbench import regs
-from regbench.run_dir import EVALUATED
+from regbench.run_dir import EVALUATED, HYDRA_CONFIG, HYDRA_DIR, METRICS, OVERRIDES, SUMMARY
 from regbench.config import group_options
 from regbench.errors import UserError
 from regbench.identity import separates_rows
-
-SUMMARY = "summary.json"
-METRICS = "metrics.jsonl"
-HYDRA_DIR = ".hydra"
+from regbench.saved_config import read_saved_config
 
 # summary.json fields that name the choices, for a run folder whose .hydra/ is gone
 SUMMARY_CHOICES = ("model", "act", "reg", "dataset", "optim", "sched", "experiment")
@@ -49,7 +47,7 @@ class Run:
     metrics: list[dict[str, Any]]
     choices: dict[str, Any]       # Hydra group choices (hydra/* excluded): model, act, reg, ...
     overrides: dict[str, Any]     # command-line overrides that can change results: key -> parsed value
-    config: DictConfig | None     # .hydra/config.yaml
+    config: DictConfig | None     # .hydra/config.yaml, keys added since it was written back-filled (saved_config)
     evaluated: dict[str, Any] = field(default_factory=dict)  # eval.json
 
     def unused(self, key: str) -> bool:
@@ -175,15 +173,15 @@ def load_run(path: PathLike) -> Run:
     """Read one run folder; anything unreadable or absent is reported through status "missing", never raised."""
     path = Path(path)
     summary = _read_object(path / SUMMARY)
-    choices = _nested(_read_yaml(path / HYDRA_DIR / "hydra.yaml"), "hydra", "runtime", "choices")
+    choices = _nested(_read_yaml(path / HYDRA_DIR / HYDRA_CONFIG), "hydra", "runtime", "choices")
     if isinstance(choices, dict):
         choices = {k: v for k, v in choices.items() if separates_rows(k)}
     else:
         choices = {k: summary[k] for k in SUMMARY_CHOICES if summary and k in summary}
-    lines = _read_yaml(path / HYDRA_DIR / "overrides.yaml")
+    lines = _read_yaml(path / HYDRA_DIR / OVERRIDES)
     try:
-        config = OmegaConf.load(path / HYDRA_DIR / "config.yaml")
-    except (OSError, yaml.YAMLError):
+        config = read_saved_config(path)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
         config = None
     if "reg" not in choices and isinstance(config, DictConfig) and isinstance(config.get("reg"), DictConfig):
         choices["reg"] = regs.label(config.reg)  # Hydra records no choice for a list: reg=[dropblock,cutmix]

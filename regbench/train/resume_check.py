@@ -1,17 +1,20 @@
 """Before a run resumes from its checkpoint: is it the run its folder holds? Checked against the folder's saved config
-(Hydra's `.hydra/config.yaml` and the group choices in `.hydra/hydra.yaml`), before Hydra rewrites them."""
+(Hydra's `.hydra/config.yaml`, keys added since it was written back-filled, and the group choices in
+`.hydra/hydra.yaml`), before Hydra rewrites them."""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regbench.errors import UserError
 from regbench.identity import GROUPS, identity, length
 from regbench import run_dir
+from regbench.saved_config import read_saved_config
 
 SHOWN = 4
 
@@ -20,12 +23,12 @@ def check_resume(cfg: DictConfig, folder: Path) -> None:
     """A UserError naming what differs when `cfg` resumes (trainer.resume=true) a checkpoint of another run."""
     if not cfg.trainer.resume or not (folder / "checkpoints" / "last.npz").exists():
         return
-    saved = folder / (cfg.hydra.output_subdir or ".hydra")
+    subdir = cfg.hydra.output_subdir or run_dir.HYDRA_DIR
     try:
-        old = OmegaConf.load(saved / "config.yaml")
-        old_choices = OmegaConf.load(saved / "hydra.yaml").hydra.runtime.choices
-    except (OSError, OmegaConfBaseException):
-        print(f"regbench: warning: {folder} has a checkpoint but no saved config ({saved.name}/config.yaml): "
+        old = read_saved_config(folder, subdir)
+        old_choices = OmegaConf.load(folder / subdir / run_dir.HYDRA_CONFIG).hydra.runtime.choices
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        print(f"regbench: warning: {folder} has a checkpoint but no saved config ({subdir}/{run_dir.CONFIG}): "
               "resuming without checking that it is the same run", file=sys.stderr)
         return
     before, after = identity(old, old_choices), identity(cfg, cfg.hydra.runtime.choices)
