@@ -10,7 +10,8 @@ from regbench.files import atomic_write
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
-EVALUATED = "eval.json"  # {metric name: value}: the figures `regbench eval` stores for tables
+EVALUATED = "eval.json"  # the figures `regbench eval` stores for tables, each family with how it was computed
+EVALUATED_LOCK = ".eval.lock"  # held by `regbench eval` while it changes eval.json and eval_args.json
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
