@@ -195,6 +195,8 @@ def test_eval_scores_corruptions_ood_and_every_run_of_a_sweep(sweep: Path, corru
     (("--output", "x.png"), "--output and --save-probs name one file"),
     (("--baseline", "."), "--baseline compares errors under corruption: add --corruptions DIR"),
     (("--corruptions-set", "all"), "--corruptions-set chooses among the corruptions scored: add --corruptions DIR"),
+    (("--corruptions", "{corrupted}", "--baseline", "{sweep}"), "--baseline {sweep} has no checkpoints/best.npz to "
+                                                                "score: pass a run folder that has one"),
     (("--corruptions", "{corrupted}", "--corruptions-set", "extra"), "--corruptions-set extra: {corrupted} holds none "
                                                                     "of those corruptions; it has blank, same (choose "
                                                                     "among all)"),
@@ -204,7 +206,7 @@ def test_eval_scores_corruptions_ood_and_every_run_of_a_sweep(sweep: Path, corru
 def test_eval_refuses_in_one_line(sweep: Path, corrupted: Path, args: tuple[str, ...], message: str) -> None:
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
     proc = regbench("eval", str(sweep), *(a.format(sweep=sweep, corrupted=corrupted) for a in args), check=False)
-    assert proc.returncode == 2 and message.format(corrupted=corrupted) in proc.stderr
+    assert proc.returncode == 2 and message.format(sweep=sweep, corrupted=corrupted) in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # nothing written
 

@@ -109,6 +109,9 @@ def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Pat
         raise UserError("--baseline compares errors under corruption: add --corruptions DIR")
     if corruptions_set is not None and corruptions is None:
         raise UserError("--corruptions-set chooses among the corruptions scored: add --corruptions DIR")
+    if baseline is not None and checkpoint_stamp(baseline, checkpoint) is None:
+        raise UserError(f"--baseline {baseline} has no checkpoints/{checkpoint}.npz to score: pass a run folder that "
+                        f"has one (or another --checkpoint)")
     cfg = saved_config(run, overrides)
     name, split, classes = split_of(cfg, split_name)
     if temperature_scale and name == "val":
