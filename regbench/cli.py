@@ -24,7 +24,8 @@ commands:
                           aggregate run folders into tables, each row against a baseline row in one metric
                           (table.md, table.csv in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
-  eval RUN_DIR|SWEEP_DIR [--checkpoint best|last] [--split S] [--corruptions DIR [--baseline RUN]] [--ood O] [overrides]
+  eval RUN_DIR|SWEEP_DIR [--checkpoint best|last] [--split S] [--corruptions DIR [--baseline RUN]
+       [--corruptions-set common|extra|all]] [--ood O] [overrides]
                           score a run's checkpoint again (every completed run of a sweep): one JSON line per run,
                           confusion-matrix and reliability PNGs, figures kept in RUN/eval.json
   corrupt [overrides] --out DIR [--corruptions a,b,c]
@@ -212,6 +213,7 @@ def _report(kind: str, argv: list[str]) -> None:
 
 def _eval(argv: list[str]) -> None:
     from regbench.inference import CHECKPOINTS, SPLITS
+    from regbench.inference.corruptions import SETS
 
     parser = argparse.ArgumentParser(prog="regbench eval", description="Score a run's checkpoint again: one JSON line "
                                      "(split, n, accuracy, loss, ECE, NLL, Brier, per-class accuracy, img/s), a "
@@ -231,8 +233,12 @@ def _eval(argv: list[str]) -> None:
                         "temperature fitted on the val split (least NLL; Guo et al. 2017)")
     parser.add_argument("--corruptions", metavar="DIR", help="also score every corruption x severity of DIR (the "
                         "CIFAR-10-C layout, e.g. from regbench corrupt): RUN/corruptions.json and a heatmap PNG")
-    parser.add_argument("--baseline", metavar="RUN", help="with --corruptions: corruption errors relative to this "
-                        "run's (its corruptions.json when it scored the same DIR, else it is scored too)")
+    parser.add_argument("--baseline", metavar="RUN", help="with --corruptions: Hendrycks & Dietterich's mCE and "
+                        "relative mCE against this run (its corruptions.json when it scored the same files with the "
+                        "same checkpoint file and overrides, else it is scored again)")
+    parser.add_argument("--corruptions-set", choices=SETS, help="with --corruptions: the corruptions the mean "
+                        "corruption error and mCE cover (default: common, Hendrycks & Dietterich's 15, with the "
+                        "official folders' 4 extra ones apart; every file of a folder without any of the 15)")
     parser.add_argument("--ood", metavar="OVERRIDES", help="also detect another dataset's test split as "
                         "out-of-distribution by maximum softmax probability, e.g. --ood dataset=cifar100")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
@@ -246,7 +252,7 @@ def _eval(argv: list[str]) -> None:
     probs = Path(args.save_probs) if args.save_probs else None
     options = dict(temperature_scale=args.temperature_scale, ood=args.ood,
                    corruptions=Path(args.corruptions) if args.corruptions else None,
-                   baseline=Path(args.baseline) if args.baseline else None)
+                   baseline=Path(args.baseline) if args.baseline else None, corruptions_set=args.corruptions_set)
     runs = sweep_runs(target)
     if runs is None:
         print(json.dumps(evaluate_run(target, args.checkpoint, args.split, output, args.overrides, probs, **options)))

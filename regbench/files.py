@@ -1,6 +1,7 @@
 """How regbench writes every file: into a temporary file beside it, synced to disk, then renamed over it. A reader
 never sees half a file, and a write that fails (no space left, a file-size limit) keeps the previous version,
-removes its temporary file and raises WriteFailed, one line naming the file and the cause."""
+removes its temporary file and raises WriteFailed, one line naming the file and the cause. A file that several
+processes read, change and write back is changed under a lock (`locked`)."""
 from __future__ import annotations
 
 import errno
@@ -12,6 +13,11 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Union
 
 from regbench.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 PathLike = Union[str, Path]
 TEMPORARY = ".tmp"  # the suffix of the temporary files, which a killed process may leave behind
@@ -67,6 +73,25 @@ def remove_temporaries(folder: PathLike) -> None:
     where no other process writes at the same time, like a run folder)."""
     for tmp in Path(folder).rglob(f".*{TEMPORARY}"):
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def locked(path: PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created empty if missing) for the block, so that processes locking
+    the same file run their blocks one after the other; the lock goes with the process. POSIX advisory locks (flock);
+    where Python has no fcntl (Windows) the block runs unlocked."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise WriteFailed(Path(path), _cause(err)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_text(path: PathLike, text: str) -> None:

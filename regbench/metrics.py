@@ -129,7 +129,8 @@ METRICS: dict[str, Metric] = {
     "loss": Metric(None, False),  # the training objective: label smoothing included when the run trained with it
     # figures of `regbench eval` that probabilities of one split alone do not give (docs/robustness.md)
     "error": Metric(None, False),     # corruption_error: the mean error under corruption
-    "mce": Metric(None, False),       # rel_mce: Hendrycks & Dietterich's mCE against a baseline run
+    "mce": Metric(None, False),       # mce: Hendrycks & Dietterich's mCE against a baseline run (rel_mce before)
+    "relative_mce": Metric(None, False),  # relative_mce: their relative mCE, the errors less the clean error
     "auroc": Metric(None, True),      # ood_auroc: in-distribution against OOD by maximum softmax probability
     "aupr_in": Metric(None, True),    # ood_aupr_in: area under precision-recall, in-distribution as positive
     "aupr_out": Metric(None, True),   # ood_aupr_out: OOD as positive

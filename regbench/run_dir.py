@@ -10,7 +10,8 @@ from regbench.files import atomic_write
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
-EVALUATED = "eval.json"  # {metric name: value}: the figures `regbench eval` stores for tables
+EVALUATED = "eval.json"  # the figures `regbench eval` stores for tables, each family with how it was computed
+EVALUATED_LOCK = ".eval.lock"  # held by `regbench eval` while it changes eval.json and eval_args.json
 HYDRA_DIR = ".hydra"  # what Hydra saves of a run (hydra.output_subdir): the three files below
 CONFIG = "config.yaml"  # the run's composed config, unresolved, without its hydra node
 HYDRA_CONFIG = "hydra.yaml"  # the hydra node: hydra.runtime.choices holds the group choices

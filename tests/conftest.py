@@ -98,6 +98,35 @@ def write_cifar100_tarball(path: Path, n_train: int = 500, n_test: int = 100, se
     return path
 
 
+# the files of the official CIFAR-10-C and CIFAR-100-C folders besides labels.npy: Hendrycks & Dietterich's 15
+# corruptions (Table 1 of their paper), then the 4 extra ones the folders add
+HD_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+                  "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+                  "jpeg_compression")
+HD_EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+
+
+def write_corruption_folder(folder: Path, images: Any, labels: Any, names: Any = HD_CORRUPTIONS + HD_EXTRA,
+                            seed: int = 0) -> Path:
+    """A split's `images` (uint8 [n, C, H, W]) and `labels` in the official CIFAR-10-C layout, one file per name:
+    the k-th of K corruptions at severity s blends each image with seeded uniform noise, weight 1/4 + 3/4 s (k + 1) /
+    5K, so that the errors grow along `names` and with severity, each well above the clean error."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = images.transpose(0, 2, 3, 1).astype(np.float64)  # [n, H, W, C], as the layout stores them
+    for k, name in enumerate(names):
+        blocks = []
+        for s in range(1, 6):
+            weight = 0.25 + 0.75 * s * (k + 1) / (5 * len(names))
+            noise = rng.integers(0, 256, pixels.shape)
+            blocks.append(np.round((1 - weight) * pixels + weight * noise).astype(np.uint8))
+        np.save(folder / f"{name}.npy", np.concatenate(blocks))
+    np.save(folder / "labels.npy", np.tile(np.asarray(labels), 5).astype(np.uint8))  # uint8, as the official
+    return folder
+
+
 def run_folders(tmp_path: Path, arguments: list[str]) -> list[Path]:
     """The .hydra/ files Hydra writes for each job of `regbench train ARGUMENTS`, as the CLI composes them first."""
     from omegaconf import OmegaConf

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from regbench.data.corruptions import corruption_names, read_corruptions
+from regbench.data.corruptions import COMMON, EXTRA, corruption_names, fingerprint, read_corruptions
 from regbench.errors import UserError
-from regbench.inference.corruptions import corruption_errors, mean_ce, mean_corruption_error, plot_heatmap
-from tests.conftest import regbench
+from regbench.inference.corruptions import (corruption_errors, corruption_sets, default_set, mean_ce,
+                                            mean_corruption_error, plot_heatmap, relative_corruption_errors)
+from tests.conftest import HD_CORRUPTIONS, HD_EXTRA, regbench
 
 N = 4  # images per severity
 
@@ -141,6 +143,48 @@ def test_corruption_errors_refuse_what_they_cannot_compare() -> None:
         corruption_errors(ERRORS, {"fog": [0.0] * 5, "contrast": [0.1] * 5})
     with pytest.raises(ValueError, match="one error per severity"):
         mean_corruption_error({"fog": [0.1, 0.2]})
+
+
+def test_relative_corruption_errors_divide_the_degradations_from_the_clean_errors() -> None:
+    # ours, clean error 0.1: fog Σ(E − 0.1) = 1.5 − 0.5 = 1.0, contrast 1.0 − 0.5 = 0.5
+    # baseline, clean error 0.05: fog 1.0 − 0.25 = 0.75, contrast 0.5 − 0.25 = 0.25
+    relative = relative_corruption_errors(ERRORS, 0.1, BASELINE, 0.05)
+    assert relative == {"fog": pytest.approx(1.0 / 0.75), "contrast": pytest.approx(0.5 / 0.25)}
+    assert mean_ce(relative) == pytest.approx((4 / 3 + 2) / 2)
+    # a baseline whose errors under contrast do not exceed its clean error has no degradation to divide by
+    flat = relative_corruption_errors(ERRORS, 0.1, BASELINE, 0.1)
+    assert flat["contrast"] is None and flat["fog"] == pytest.approx(1.0 / 0.5) and mean_ce(flat) is None
+
+
+def test_the_official_names_split_into_the_15_and_the_4_extra_ones() -> None:
+    assert COMMON == HD_CORRUPTIONS and EXTRA == HD_EXTRA
+    every = sorted(HD_CORRUPTIONS + HD_EXTRA)
+    sets = corruption_sets(every)
+    assert sets == {"common": sorted(HD_CORRUPTIONS), "extra": sorted(HD_EXTRA), "all": every}
+    assert default_set(sets) == "common"
+    # regbench corrupt --corruptions fog,spatter: one of each
+    assert corruption_sets(["fog", "spatter"]) == {"common": ["fog"], "extra": ["spatter"], "all": ["fog", "spatter"]}
+    own = corruption_sets(["blank", "same"])  # a folder of one's own corruptions is averaged whole
+    assert own == {"all": ["blank", "same"]} and default_set(own) == "all"
+
+
+def test_regbench_corrupt_writes_the_official_names() -> None:
+    from regbench.data.corrupt import choose, library
+
+    assert tuple(choose(None)) == HD_CORRUPTIONS  # its default: the 15
+    assert tuple(library().get_corruption_names("validation")) == HD_EXTRA
+
+
+def test_the_fingerprint_changes_when_a_file_is_written_again(tmp_path: Path) -> None:
+    write_layout(tmp_path)
+    before = fingerprint(tmp_path)
+    assert fingerprint(tmp_path) == before
+    time.sleep(0.05)  # past the clock tick that stamped the first write (Linux: a few ms)
+    np.save(tmp_path / "fog.npy", np.load(tmp_path / "fog.npy"))  # the same bytes, written again
+    assert fingerprint(tmp_path) != before
+    again = fingerprint(tmp_path)
+    (tmp_path / "contrast.npy").unlink()
+    assert fingerprint(tmp_path) != again
 
 
 def test_heatmap_is_a_png_with_a_row_per_corruption(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from regbench import metrics
 from regbench.errors import UserError
 from regbench.inference.evaluate import sweep_runs
 from regbench.inference.ood import detection, ood_split
-from regbench.inference.robustness import relative
-from regbench.inference.stored import record_arguments, scored_before, store_figures
-from tests.conftest import read_json, regbench
+from regbench.inference.robustness import stored, summarize
+from regbench.report.metrics import direction
+from tests.conftest import HD_CORRUPTIONS, HD_EXTRA, read_json, regbench, write_corruption_folder
 
 
 def _logits(top: list[float]) -> np.ndarray:
@@ -67,30 +67,62 @@ def test_ood_split_refuses_other_keys_and_other_image_shapes() -> None:
 
 
 def test_eval_figures_have_directions_for_tables() -> None:
-    higher = {name: metrics.metric_of(name).higher_is_better for name in (
-        "test_acc", "corruption_acc", "ood_auroc", "ood_aupr_in", "ood_aupr_out", "final_ood_auroc",
-        "test_ece", "ts_test_ece", "corruption_error", "corruption_nll", "rel_mce", "ood_fpr95")}
-    assert [n for n, h in higher.items() if h] == ["test_acc", "corruption_acc", "ood_auroc", "ood_aupr_in",
-                                                   "ood_aupr_out", "final_ood_auroc"]
+    higher = {name: direction(name) for name in (
+        "test_acc", "corruption_acc", "extra_corruption_acc", "ood_auroc", "ood_aupr_in", "ood_aupr_out",
+        "final_ood_auroc", "test_acc[dataset.limit.test=100]", "test_ece", "ts_test_ece", "corruption_error",
+        "all_corruption_error", "corruption_nll", "mce", "relative_mce", "extra_mce", "final_relative_mce", "rel_mce",
+        "ood_fpr95", "test_nll[dataset.limit.test=100]")}
+    assert [n for n, h in higher.items() if h] == ["test_acc", "corruption_acc", "extra_corruption_acc", "ood_auroc",
+                                                   "ood_aupr_in", "ood_aupr_out", "final_ood_auroc",
+                                                   "test_acc[dataset.limit.test=100]"]
+    assert metrics.metric_of("relative_mce") is metrics.METRICS["relative_mce"]
 
 
-def test_eval_json_merges_and_arguments_are_remembered(tmp_path: Path) -> None:
-    store_figures(tmp_path, {"test_acc": 0.5, "test_ece": 0.1})
-    store_figures(tmp_path, {"test_acc": 0.6, "ood_auroc": 0.7})
-    assert read_json(tmp_path / "eval.json") == {"test_acc": 0.6, "test_ece": 0.1, "ood_auroc": 0.7}
-    args = {"checkpoint": "best", "ood": None}
-    assert not scored_before(tmp_path, args)
-    record_arguments(tmp_path, args)
-    record_arguments(tmp_path, args)
-    assert scored_before(tmp_path, args) and not scored_before(tmp_path, {**args, "ood": "dataset=cifar100"})
-    assert read_json(tmp_path / "eval_args.json") == [args]
+def _result(accuracy: dict[str, list[float]], clean_error: float, **source) -> dict:
+    """A scored result as `regbench eval` keeps it: cells (ECE and NLL unused here), clean error, what it came from."""
+    return dict(folder="C", checkpoint="best", stamp=[1, 2], files="f", overrides=[], n=10,
+                clean=dict(split="test", error=clean_error), **source,
+                corruptions={c: dict(accuracy=a, ece=[0.0] * 5, nll=[0.0] * 5) for c, a in accuracy.items()})
 
 
-def test_relative_corruption_errors_against_a_baseline() -> None:
-    ours = {"corruptions": {"fog": {"accuracy": [0.9, 0.8, 0.7, 0.6, 0.5]}}}
-    theirs = {"corruptions": {"fog": {"accuracy": [0.8] * 5}}}
-    got = relative(ours, theirs, Path("base"))
-    assert got["corruption_errors"]["fog"] == pytest.approx(1.5 / 1.0) and got["mce"] == pytest.approx(1.5)
+def test_mce_and_relative_mce_against_a_baseline_by_set() -> None:
+    ours = _result({"fog": [0.9, 0.8, 0.7, 0.6, 0.5], "spatter": [0.5] * 5, "saturate": [0.7] * 5}, 0.1)
+    theirs = _result({"fog": [0.8] * 5, "spatter": [0.6] * 5, "saturate": [0.9] * 5}, 0.05)
+    got = summarize(ours, None, theirs, Path("base"))
+    # fog: CE = Σ errors 1.5 / 1.0, relative CE = (1.5 − 5 · 0.1) / (1.0 − 5 · 0.05) = 1.0 / 0.75
+    # spatter: CE 2.5 / 2.0, relative (2.5 − 0.5) / (2.0 − 0.25); saturate: CE 1.5 / 0.5, relative 1.0 / 0.25
+    assert got["baseline"]["corruption_errors"] == pytest.approx({"fog": 1.5, "spatter": 1.25, "saturate": 3.0})
+    assert got["baseline"]["relative_corruption_errors"] == pytest.approx(
+        {"fog": 1.0 / 0.75, "spatter": 2.0 / 1.75, "saturate": 1.0 / 0.25})
+    # fog is one of the 15 (the headline), spatter and saturate are extra: their means apart
+    assert got["set"] == "common" and got["names"] == ["fog"] and got["mce"] == pytest.approx(1.5)
+    assert got["relative_mce"] == pytest.approx(1.0 / 0.75) and got["mean_corruption_error"] == pytest.approx(0.3)
+    extra = got["sets"]["extra"]
+    assert extra["names"] == ["spatter", "saturate"] and extra["mce"] == pytest.approx((1.25 + 3.0) / 2)
+    assert extra["relative_mce"] == pytest.approx((2.0 / 1.75 + 4.0) / 2)
+    assert extra["mean_corruption_error"] == pytest.approx((0.5 + 0.3) / 2)
+    every = summarize(ours, "all", theirs, Path("base"))
+    assert every["names"] == ["fog", "spatter", "saturate"] and every["mce"] == pytest.approx((1.5 + 1.25 + 3) / 3)
+    with pytest.raises(UserError, match="--corruptions-set common: C holds none of those corruptions; it has "
+                                        "spatter \(choose among extra, all\)"):
+        summarize(_result({"spatter": [0.5] * 5}, 0.1), "common")
+
+
+def test_a_stored_baseline_stands_only_for_the_same_checkpoint_files_and_overrides(tmp_path: Path) -> None:
+    from regbench.inference.robustness import store
+
+    result = summarize(_result({"fog": [0.5] * 5}, 0.1), None)
+    store(tmp_path, {**result, "overrides": ["trainer.threads=1", "dataset.limit.test=100"]}, "base")
+    same = dict(folder="C", checkpoint="best", stamp=[1, 2], files="f", overrides=["dataset.limit.test=100"],
+                split="test")
+    assert stored(tmp_path, same)[0]["corruptions"]["fog"]["accuracy"] == [0.5] * 5
+    for change, why in ((dict(stamp=[1, 3]), "its checkpoint file changed since it was scored"),
+                        (dict(files="g"), "the corruption files changed since it was scored"),
+                        (dict(overrides=[]), "it was scored with other overrides"),
+                        (dict(folder="D"), "it was scored on another folder"),
+                        (dict(split="val"), "its clean error is of another split")):
+        assert stored(tmp_path, {**same, **change}) == (None, why)
+    assert stored(tmp_path / "none", same) == (None, "it has no readable corruptions.json")
 
 
 def test_sweep_runs_are_the_numbered_run_folders(tmp_path: Path) -> None:
@@ -146,7 +178,7 @@ def test_eval_scores_corruptions_ood_and_every_run_of_a_sweep(sweep: Path, corru
         assert cells["same"]["accuracy"] == pytest.approx([accuracy[run]] * 5)
         # a blank image gets one class everywhere: a tenth of the balanced test split
         assert cells["blank"]["accuracy"] == pytest.approx([0.1] * 5)
-        figures = read_json(sweep / run / "eval.json")
+        figures = read_json(sweep / run / "eval.json")["figures"]
         assert figures["corruption_error"] == pytest.approx(((1 - accuracy[run]) + 0.9) / 2)
         assert figures["corruption_acc"] == pytest.approx(1 - figures["corruption_error"])
         assert figures["test_acc"] == pytest.approx(accuracy[run]) == line["accuracy"]
@@ -154,26 +186,131 @@ def test_eval_scores_corruptions_ood_and_every_run_of_a_sweep(sweep: Path, corru
         assert figures["ood_auroc"] == pytest.approx(0.5) and 0.95 <= figures["ood_fpr95"] <= 0.96
         assert (sweep / run / "corruptions_best.png").read_bytes()[:4] == b"\x89PNG"
     ce_same = (1 - accuracy["1"]) / (1 - accuracy["0"])
-    assert read_json(sweep / "1" / "eval.json")["rel_mce"] == pytest.approx((ce_same + 1) / 2)
+    # a folder of other names than the official ones: every file in the mean, which the JSON says
+    assert lines[1]["corruptions"]["set"] == "all" and lines[1]["corruptions"]["names"] == ["blank", "same"]
+    assert read_json(sweep / "1" / "eval.json")["figures"]["mce"] == pytest.approx((ce_same + 1) / 2)
     assert lines[1]["corruptions"]["baseline"]["corruption_errors"]["same"] == pytest.approx(ce_same)
-    assert read_json(sweep / "0" / "eval.json")["rel_mce"] == pytest.approx(1.0)
+    assert read_json(sweep / "0" / "eval.json")["figures"]["mce"] == pytest.approx(1.0)
+    # the clean images degrade nothing, so the relative CE under `same` and the relative mCE are undefined
+    assert lines[1]["corruptions"]["baseline"]["relative_corruption_errors"]["same"] is None
+    assert lines[1]["corruptions"]["relative_mce"] is None
+    assert "relative_mce" not in read_json(sweep / "1" / "eval.json")["figures"]
 
     again = regbench(*args)
     assert again.stdout == "" and again.stderr.count("already evaluated with these arguments") == 2
     last = regbench("eval", str(sweep), "--checkpoint", "last")
     assert len(last.stdout.splitlines()) == 2
-    assert "final_test_acc" in read_json(sweep / "1" / "eval.json")
+    assert "final_test_acc" in read_json(sweep / "1" / "eval.json")["figures"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (("--output", "x.png"), "--output and --save-probs name one file"),
     (("--baseline", "."), "--baseline compares errors under corruption: add --corruptions DIR"),
+    (("--corruptions-set", "all"), "--corruptions-set chooses among the corruptions scored: add --corruptions DIR"),
+    (("--corruptions", "{corrupted}", "--baseline", "{sweep}"), "--baseline {sweep} has no checkpoints/best.npz to "
+                                                                "score: pass a run folder that has one"),
+    (("--corruptions", "{corrupted}", "--corruptions-set", "extra"), "--corruptions-set extra: {corrupted} holds none "
+                                                                    "of those corruptions; it has blank, same (choose "
+                                                                    "among all)"),
     (("--ood", "dataset=cifar10"), "composes 32x32x3 images but the run's are 32x32x1"),
     (("--corruptions", "{sweep}"), "has no labels.npy"),
 ])
-def test_eval_refuses_in_one_line(sweep: Path, args: tuple[str, ...], message: str) -> None:
+def test_eval_refuses_in_one_line(sweep: Path, corrupted: Path, args: tuple[str, ...], message: str) -> None:
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
-    proc = regbench("eval", str(sweep), *(a.format(sweep=sweep) for a in args), check=False)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    proc = regbench("eval", str(sweep), *(a.format(sweep=sweep, corrupted=corrupted) for a in args), check=False)
+    assert proc.returncode == 2 and message.format(sweep=sweep, corrupted=corrupted) in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # nothing written
+
+
+# --- the official names: Hendrycks & Dietterich's 15 in the means, the 4 extra ones apart --------------------------
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """19 files named as the official CIFAR-10-C folder's, made from the first 100 mnist5k test digits."""
+    from regbench.config import compose
+    from regbench.data import load_splits
+
+    test = load_splits(compose(["dataset=mnist5k"]).dataset).test
+    return write_corruption_folder(tmp_path_factory.mktemp("c19"), test.images[:100], test.labels[:100])
+
+
+def _errors(result: dict, corruption: str) -> list[float]:
+    return [1 - a for a in result["corruptions"][corruption]["accuracy"]]
+
+
+def _ce(ours: dict, theirs: dict, names: list[str]) -> float:
+    """mCE written out: per corruption, the errors summed over severities over the baseline's, averaged."""
+    return sum(sum(_errors(ours, c)) / sum(_errors(theirs, c)) for c in names) / len(names)
+
+
+def _relative_ce(ours: dict, theirs: dict, clean: float, base_clean: float, names: list[str]) -> float:
+    """Relative mCE written out: per corruption, Σ_s (E_s − E_clean) over the baseline's, averaged."""
+    return sum(sum(e - clean for e in _errors(ours, c)) / sum(e - base_clean for e in _errors(theirs, c))
+               for c in names) / len(names)
+
+
+@pytest.mark.slow
+def test_mce_covers_the_15_corruptions_and_the_extra_ones_apart(sweep: Path, official: Path) -> None:
+    base, run = sweep / "0", sweep / "1"
+    args = ("eval", str(run), "--corruptions", str(official), "--baseline", str(base))
+    line = json.loads(regbench(*args).stdout)["corruptions"]
+    ours, theirs = read_json(run / "corruptions.json"), read_json(base / "corruptions.json")
+    clean, base_clean = (1 - read_json(r / "summary.json")["test_acc"] for r in (run, base))
+    common, extra = sorted(HD_CORRUPTIONS), sorted(HD_EXTRA)
+    assert all(sum(e - base_clean for e in _errors(theirs, c)) > 0 for c in common + extra)  # all defined
+
+    def mean(names: list[str]) -> float:
+        return sum(sum(_errors(ours, c)) for c in names) / (5 * len(names))
+
+    figures = read_json(run / "eval.json")["figures"]
+    assert line["set"] == ours["set"] == "common" and line["names"] == ours["names"] == common
+    assert ours["mean_corruption_error"] == pytest.approx(mean(common)) == figures["corruption_error"]
+    assert line["mce"] == figures["mce"] == pytest.approx(_ce(ours, theirs, common))
+    assert line["relative_mce"] == figures["relative_mce"] == pytest.approx(
+        _relative_ce(ours, theirs, clean, base_clean, common))
+    assert ours["sets"]["extra"]["names"] == extra
+    assert figures["extra_corruption_error"] == pytest.approx(mean(extra))
+    assert figures["extra_mce"] == pytest.approx(_ce(ours, theirs, extra))
+    assert figures["extra_relative_mce"] == pytest.approx(_relative_ce(ours, theirs, clean, base_clean, extra))
+    # the mean over all 19 files, what regbench reported before, differs and is kept apart under its own name
+    assert figures["all_corruption_error"] == pytest.approx(mean(common + extra))
+    assert abs(figures["all_corruption_error"] - figures["corruption_error"]) > 0.01
+    assert figures["all_mce"] == pytest.approx(_ce(ours, theirs, common + extra))
+
+    every = regbench(*args, "--corruptions-set", "all")
+    assert "baseline" not in every.stderr  # its stored scores are current: not scored again
+    headline = json.loads(every.stdout)["corruptions"]
+    assert headline["set"] == "all" and headline["names"] == sorted(common + extra)
+    assert headline["mean_corruption_error"] == pytest.approx(mean(common + extra))
+    assert headline["mce"] == pytest.approx(_ce(ours, theirs, common + extra))
+    assert read_json(run / "eval.json")["figures"]["mce"] == figures["mce"]  # the names keep their sets
+
+
+@pytest.mark.slow
+def test_a_baseline_trained_further_is_scored_again(sweep: Path, official: Path, tmp_path: Path) -> None:
+    from regbench.inference.stored import checkpoint_stamp
+
+    base, run = tmp_path / "base", sweep / "1"
+    train = ("train", "trainer.eval_every_steps=10", f"hydra.run.dir={base}")
+    regbench(*train, "trainer.max_steps=20")
+    args = ("eval", str(run), "--checkpoint", "last", "--corruptions", str(official), "--baseline", str(base))
+    first = regbench(*args)
+    assert f"baseline {base}: scoring its last checkpoint on {official} (it has no readable corruptions.json)" \
+        in first.stderr
+    before = json.loads(first.stdout)["corruptions"]["mce"]
+
+    regbench(*train, "trainer.max_steps=40", "trainer.resume=true")  # the same baseline folder, trained further
+    again = regbench(*args)
+    assert (f"baseline {base}: scoring its last checkpoint on {official} (its checkpoint file changed since it was "
+            f"scored)") in again.stderr
+    assert "the final_corruption figures replace those computed with another baseline checkpoint file" in again.stderr
+    after = json.loads(again.stdout)["corruptions"]
+    theirs = read_json(base / "corruptions.json")
+    assert theirs["stamp"] == checkpoint_stamp(base, "last") == after["baseline"]["stamp"]
+    common = sorted(HD_CORRUPTIONS)
+    assert after["mce"] == pytest.approx(_ce(read_json(run / "corruptions.json"), theirs, common))
+    assert after["mce"] != pytest.approx(before)
+    assert read_json(run / "eval.json")["figures"]["final_mce"] == after["mce"]

@@ -1,7 +1,10 @@
 """The official CIFAR-10-C / CIFAR-100-C layout: a folder with one <corruption>.npy per corruption, uint8
-[5n, H, W, 3] with severities 1-5 stacked in that order over the same n images, and labels.npy [5n]."""
+[5n, H, W, 3] with severities 1-5 stacked in that order over the same n images, and labels.npy [5n]; the official
+folders hold the 15 corruptions of Hendrycks & Dietterich (2019) and 4 extra ones."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -13,6 +16,11 @@ from regbench.errors import UserError
 LABELS = "labels.npy"
 SEVERITIES = 5
 LAYOUT = "uint8 [5n, H, W, 3] with severities 1-5 stacked in that order"
+# the official files' names: the 15 corruptions of Hendrycks & Dietterich's benchmark (its mCE averages these), and
+# the 4 the official folders add, meant for validation (speckle noise, Gaussian blur, spatter, saturate)
+COMMON = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+          "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression")
+EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 
 def corruption_names(folder: Path) -> list[str]:
@@ -28,6 +36,15 @@ def corruption_names(folder: Path) -> list[str]:
     if not names:
         raise UserError(f"{folder} has {LABELS} but no <corruption>.npy: add the corruptions' files ({LAYOUT})")
     return names
+
+
+def fingerprint(folder: Path) -> str:
+    """A digest of the names, sizes and modification times of labels.npy and every corruption file: files regenerated,
+    added or removed give another, without reading the gigabytes of an official folder once more to hash them."""
+    folder = Path(folder)
+    stats = {name: (folder / name).stat() for name in [LABELS, *(f"{n}.npy" for n in corruption_names(folder))]}
+    listing = json.dumps({name: [s.st_size, s.st_mtime_ns] for name, s in stats.items()}, sort_keys=True)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
 def read_corruptions(folder: Path, image_size: int, channels: int, num_classes: int,

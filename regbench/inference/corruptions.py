@@ -1,6 +1,6 @@
 """Summaries of errors under corruption, each a mapping corruption -> error (1 - accuracy) at severities 1-5: the
-mean corruption error (AugMix's CIFAR figure), Hendrycks & Dietterich's corruption errors against a baseline run,
-and the corruption x severity heatmap."""
+mean corruption error (AugMix's CIFAR figure), Hendrycks & Dietterich's corruption errors and relative corruption
+errors against a baseline run, the sets of corruptions each mean covers, and the corruption x severity heatmap."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +8,34 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from regbench.data.corruptions import SEVERITIES
+from regbench.data.corruptions import COMMON, EXTRA, SEVERITIES
 from regbench.errors import UserError
 
 Errors = Mapping[str, Sequence[float]]  # corruption -> error at severities 1..5
+SETS = ("common", "extra", "all")  # `regbench eval --corruptions-set`
+
+
+def corruption_sets(names: Sequence[str]) -> dict[str, list[str]]:
+    """The corruptions of a folder that each set covers: `common`, those of Hendrycks & Dietterich's 15 (when it has
+    any), `extra`, those of the official folders' 4 extra ones (when it has any), and `all`, every one."""
+    sets = {"common": [n for n in names if n in COMMON], "extra": [n for n in names if n in EXTRA],
+            "all": list(names)}
+    return {name: members for name, members in sets.items() if members}
+
+
+def default_set(sets: Mapping[str, Sequence[str]]) -> str:
+    """The set the mean corruption error covers unless told: H&D's 15 when the folder has them, else every file (a
+    folder of one's own corruptions)."""
+    return "common" if "common" in sets else "all"
+
+
+def chosen_set(folder: Path | str, names: Sequence[str], chosen: str | None) -> str:
+    """`chosen` (by default `default_set`), checked: a UserError when the folder has none of its corruptions."""
+    sets = corruption_sets(names)
+    if chosen is not None and chosen not in sets:
+        raise UserError(f"--corruptions-set {chosen}: {folder} holds none of those corruptions; it has "
+                        f"{', '.join(names)} (choose among {', '.join(s for s in SETS if s in sets)})")
+    return chosen or default_set(sets)
 
 
 def _table(errors: Errors) -> np.ndarray:
@@ -29,13 +53,18 @@ def mean_corruption_error(errors: Errors) -> float:
     return float(_table(errors).mean())
 
 
-def corruption_errors(errors: Errors, baseline: Errors) -> dict[str, float]:
-    """Hendrycks & Dietterich's CE per corruption: the error summed over severities over the baseline's sum."""
+def _paired(errors: Errors, baseline: Errors) -> tuple[np.ndarray, np.ndarray]:
+    """The two tables, the baseline's in the order of `errors`; a UserError naming what the baseline lacks."""
     missing = [name for name in errors if name not in baseline]
     if missing:
         raise UserError(f"the baseline run has no scores under {', '.join(missing)}: score it on the same "
                         f"corruption files")
-    ours, theirs = _table(errors).sum(axis=1), _table({n: baseline[n] for n in errors}).sum(axis=1)
+    return _table(errors), _table({n: baseline[n] for n in errors})
+
+
+def corruption_errors(errors: Errors, baseline: Errors) -> dict[str, float]:
+    """Hendrycks & Dietterich's CE per corruption: the error summed over severities over the baseline's sum."""
+    ours, theirs = (table.sum(axis=1) for table in _paired(errors, baseline))
     zero = [name for name, total in zip(errors, theirs) if total == 0]
     if zero:
         raise UserError(f"the baseline run makes no error under {', '.join(zero)}: its corruption errors are "
@@ -43,11 +72,23 @@ def corruption_errors(errors: Errors, baseline: Errors) -> dict[str, float]:
     return {name: float(o / t) for name, o, t in zip(errors, ours, theirs)}
 
 
-def mean_ce(ces: Mapping[str, float]) -> float:
-    """mCE: the mean of the corruption errors over corruptions."""
+def relative_corruption_errors(errors: Errors, clean: float, baseline: Errors,
+                               baseline_clean: float) -> dict[str, float | None]:
+    """Hendrycks & Dietterich's relative CE per corruption: Σ_s (E_s − E_clean) over the baseline's Σ_s (E_s −
+    E_clean), the degradation from the clean error relative to the baseline's; None where the baseline does not
+    degrade (its sum is 0 or below: the ratio would have no meaning)."""
+    ours, theirs = _paired(errors, baseline)
+    # differences per cell before summing: a corruption that leaves the errors as they were sums to exactly 0
+    ours, theirs = (ours - clean).sum(axis=1), (theirs - baseline_clean).sum(axis=1)
+    return {name: float(o / t) if t > 0 else None for name, o, t in zip(errors, ours, theirs)}
+
+
+def mean_ce(ces: Mapping[str, float | None]) -> float | None:
+    """mCE (or relative mCE): the mean of the corruption errors over corruptions; None when one is undefined."""
     if not ces:
         raise ValueError("no corruption errors to average")
-    return float(np.mean(list(ces.values())))
+    values = list(ces.values())
+    return None if any(v is None for v in values) else float(np.mean(values))
 
 
 def plot_heatmap(path: Path, values: Errors, title: str, label: str = "error") -> None:

@@ -1,17 +1,31 @@
-"""What `regbench eval` keeps in a run folder for tables and for later invocations: `eval.json`, a flat mapping of
-figure names (test_acc, test_ece, corruption_error, ood_auroc, ...) to values merged over invocations, and
-`eval_args.json`, the arguments of every evaluation already made (so that a sweep's evaluation skips them)."""
+"""What `regbench eval` keeps in a run folder for tables and for later invocations: `eval.json`, the figures (test_acc,
+test_ece, corruption_error, ood_auroc, ...) by family, each family with what it was computed from, merged over
+invocations; and `eval_args.json`, the arguments of every evaluation already made (so that a sweep's evaluation skips
+them). Both change under the run's lock, so that evaluations of one run at the same time lose nothing.
+
+eval.json is {"figures": {name: value}, "families": {family: {"checkpoint", "stamp", "overrides", ..., "figures":
+[names]}}}. An evaluation with overrides that change what it computes (every key but identity.py's OTHER ones: device,
+threads, evaluation batch size, ...) names its families and figures with them, `test_acc[dataset.data_file=b.tar.gz]`,
+beside the plain names of the evaluation without them."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from regbench.files import write_text
-from regbench.run_dir import EVALUATED
+from regbench.files import locked, write_text
+from regbench.identity import Kind, kind
+from regbench.run_dir import EVALUATED, EVALUATED_LOCK
 
 FIGURES = EVALUATED
 ARGUMENTS = "eval_args.json"
+# what a family's provenance keys mean, for the line that says why its figures were replaced
+CHANGES = {"stamp": "checkpoint file (the run was trained further or again)", "corruptions": "corruption folder",
+           "files": "corruption files", "baseline": "baseline run", "baseline_stamp": "baseline checkpoint file",
+           "ood": "OOD dataset"}
+
+log = logging.getLogger(__name__)
 
 
 def _read(path: Path, empty: Any) -> Any:
@@ -22,9 +36,72 @@ def _read(path: Path, empty: Any) -> Any:
     return value if isinstance(value, type(empty)) else empty
 
 
-def store_figures(run: Path, figures: dict[str, float]) -> None:
-    """Merge `figures` into the run's eval.json (a newer value replaces an older one of the same name)."""
-    write_text(run / FIGURES, json.dumps({**_read(run / FIGURES, {}), **figures}, indent=1, sort_keys=True))
+def qualifying(overrides: Sequence[str]) -> list[str]:
+    """The overrides that change what an evaluation computes, sorted: all but those of identity.py's OTHER keys."""
+    return sorted(o for o in overrides if kind(o.split("=", 1)[0].lstrip("+~")) is not Kind.OTHER)
+
+
+def qualified(name: str, overrides: Sequence[str]) -> str:
+    """`name` as eval.json stores it for an evaluation with `overrides`: plain without qualifying ones, else followed
+    by them in brackets, test_acc[dataset.data_file=b.tar.gz]."""
+    marks = qualifying(overrides)
+    return f"{name}[{' '.join(marks)}]" if marks else name
+
+
+def plain(name: str) -> str:
+    """A stored figure's name without its overrides: the part that names its metric."""
+    return name.split("[", 1)[0]
+
+
+def _contents(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(figures, families) of the run's eval.json; an older regbench's flat file is all figures, no families."""
+    data = _read(run / FIGURES, {})
+    if isinstance(data.get("figures"), dict) and isinstance(data.get("families"), dict):
+        return data["figures"], data["families"]
+    return data, {}
+
+
+def figures(run: Path) -> dict[str, Any]:
+    """The figures of the run's eval.json by name."""
+    return _contents(run)[0]
+
+
+def store_evaluation(run: Path, families: Mapping[str, dict[str, Any]],
+                     arguments: dict[str, Any] | None = None) -> None:
+    """Under the run's lock, merge `families` (family -> what it was computed from: checkpoint, stamp, overrides, ...,
+    and `figures`, name -> value) into eval.json and add `arguments` to eval_args.json. Families and figures are
+    named with the evaluation's qualifying overrides; a family's earlier figures are replaced, with a warning when
+    they were computed from something else or stored by an older regbench that did not say how."""
+    with locked(run / EVALUATED_LOCK):
+        stored, known = _contents(run)
+        for family, entry in families.items():
+            name = qualified(family, entry["overrides"])
+            values = {qualified(k, entry["overrides"]): v for k, v in entry["figures"].items()}
+            provenance = {k: v for k, v in entry.items() if k != "figures"}
+            if name in known:
+                _say_replaced(run, name, known[name], provenance)
+                for old in known[name].get("figures", []):
+                    stored.pop(old, None)
+            else:
+                claimed = {n for f in known.values() for n in f.get("figures", [])}
+                unknown = sorted(set(values) & set(stored) - claimed)
+                if unknown:
+                    log.warning(f"{run / FIGURES}: {', '.join(unknown)} replaced; they were stored by an older "
+                                f"regbench, which did not record what it computed them from")
+            stored.update(values)
+            known[name] = {**provenance, "figures": sorted(values)}
+        write_text(run / FIGURES, json.dumps(dict(figures=stored, families=known), indent=1, sort_keys=True))
+        done = _read(run / ARGUMENTS, [])
+        if arguments is not None and arguments not in done:
+            write_text(run / ARGUMENTS, json.dumps([*done, arguments], indent=1))
+
+
+def _say_replaced(run: Path, family: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """One warning line when a family's figures replace some computed from another source (the overrides that do not
+    qualify names, e.g. threads, may differ silently)."""
+    changed = [CHANGES.get(k, k) for k in sorted({*old, *new} - {"figures", "overrides"}) if old.get(k) != new.get(k)]
+    if changed:
+        log.warning(f"{run / FIGURES}: the {family} figures replace those computed with another {', '.join(changed)}")
 
 
 def checkpoint_stamp(run: Path, checkpoint: str) -> list[int] | None:
@@ -40,10 +117,3 @@ def checkpoint_stamp(run: Path, checkpoint: str) -> list[int] | None:
 def scored_before(run: Path, arguments: dict[str, Any]) -> bool:
     """Whether the run was evaluated with exactly these arguments."""
     return arguments in _read(run / ARGUMENTS, [])
-
-
-def record_arguments(run: Path, arguments: dict[str, Any]) -> None:
-    """Add `arguments` to the run's evaluations made."""
-    done = _read(run / ARGUMENTS, [])
-    if arguments not in done:
-        write_text(run / ARGUMENTS, json.dumps([*done, arguments], indent=1))

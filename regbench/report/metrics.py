@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from regbench.errors import UserError
+from regbench.inference.stored import plain
 from regbench.metrics import metric_of
 from regbench.report.runs import EVALUATED, METRICS, SUMMARY, Run
 
@@ -30,7 +31,10 @@ def _number(value: Any) -> bool:
 
 def metric_value(run: Run, metric: str) -> float | int | None:
     """A summary.json field (else the eval.json one), `KEY@E` (metrics.jsonl KEY at epoch E), `max:KEY` (largest KEY
-    in metrics.jsonl) or `last:KEY` (KEY of the last metrics.jsonl line that has it)."""
+    in metrics.jsonl), `last:KEY` (KEY of the last metrics.jsonl line that has it) or `NAME[OVERRIDES]` (an eval.json
+    figure computed with overrides, which may hold any character)."""
+    if plain(metric) != metric:
+        return run.evaluated[metric] if _number(run.evaluated.get(metric)) else None
     kind, _, key = metric.rpartition(":")
     if kind in ("max", "last"):
         found = [r[key] for r in run.metrics if _number(r.get(key))]
@@ -74,6 +78,6 @@ def require_metric(runs: Sequence[Run], metric: str) -> None:
 def direction(metric: str) -> bool | None:
     """Whether a larger `metric` is better, as regbench.metrics knows it; None for a figure it does not know."""
     try:
-        return metric_of(metric).higher_is_better
+        return metric_of(plain(metric)).higher_is_better
     except UserError:
         return None

@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from regbench import regs
 from regbench.run_dir import EVALUATED, HYDRA_CONFIG, HYDRA_DIR, METRICS, OVERRIDES, SUMMARY
 from regbench.config import group_options
+from regbench.inference.stored import figures as evaluated_figures
 from regbench.errors import UserError
 from regbench.identity import separates_rows
 from regbench.saved_config import read_saved_config
@@ -48,7 +49,7 @@ class Run:
     choices: dict[str, Any]       # Hydra group choices (hydra/* excluded): model, act, reg, ...
     overrides: dict[str, Any]     # command-line overrides that can change results: key -> parsed value
     config: DictConfig | None     # .hydra/config.yaml, keys added since it was written back-filled (saved_config)
-    evaluated: dict[str, Any] = field(default_factory=dict)  # eval.json
+    evaluated: dict[str, Any] = field(default_factory=dict)  # eval.json's figures
 
     def unused(self, key: str) -> bool:
         """Whether `key` is a reg setting this run does not use (unused_reg_setting)."""
@@ -189,7 +190,7 @@ def load_run(path: PathLike) -> Run:
                metrics=_read_metrics(path / METRICS), choices=choices,
                overrides=parse_overrides(lines) if isinstance(lines, list) else {},
                config=config if isinstance(config, DictConfig) else None,
-               evaluated=_read_object(path / EVALUATED) or {})
+               evaluated=evaluated_figures(path))
 
 
 def is_run_folder(path: Path) -> bool:
