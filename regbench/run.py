@@ -118,7 +118,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
                           max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
                           order_seed=cfg.seeds.order, augment_seed=cfg.seeds.augment, noise_seed=cfg.seeds.noise,
-                          log_every=tr.log_every, amp=amp)
+                          log_every=tr.log_every, stop_check_s=tr.stop_check_s, amp=amp)
     return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg),
                    train_eval), device
 
