@@ -83,6 +83,15 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         previous = {}
     try:
         yield
+    except Interrupted:
+        # the process now exits with 128 + the signal; a SIGTERM repeated meanwhile, which the sender may still be
+        # doing (the stop can come within a second), must not kill it first: not before the ranks have met after
+        # rank 0 wrote summary.json, nor as Python exits (it restores the default action of signals it handles, not
+        # of ignored ones)
+        if signal.SIGTERM in previous:  # handled here, in the main thread
+            del previous[signal.SIGTERM]
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
