@@ -297,19 +297,23 @@ class Trainer:
 
 
 class _Window:
-    """Training loss and accuracy sums since the last flush, kept on the device to avoid a sync per step."""
+    """Training loss and accuracy sums since the last flush, kept on the device to avoid a sync per step.
+
+    In float64, which adds the steps' float32 terms exactly: the sums then do not depend on where the flushes fall,
+    and a stop flushes after any step (data parallel, where the ranks' agreement falls), so that a resumed run logs
+    the train_loss of a run never stopped."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.loss_sum = paddle.zeros([])
-        self.correct = paddle.zeros([])
+        self.loss_sum = paddle.zeros([], dtype="float64")
+        self.correct = paddle.zeros([], dtype="float64")
         self.seen, self.tick = 0, time.perf_counter()
 
     def add(self, loss: paddle.Tensor, correct: paddle.Tensor, n: int) -> None:
-        self.loss_sum += loss * n
-        self.correct += correct
+        self.loss_sum += loss.astype("float64") * n
+        self.correct += correct.astype("float64")
         self.seen += n
 
 

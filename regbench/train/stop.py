@@ -8,8 +8,8 @@ depend on values every rank holds: the step count, and the step time the ranks a
 A rank's own clock would differ.
 
 The agreements come every stop_check_s seconds of training, not every N steps, because what must be bounded is the
-time between a signal and the checkpoint: Paddle's launcher kills its workers 30 s after it is stopped (SLURM after
-its KillWait), and N steps of a large model can take minutes. They do not come every step either, because reading the
+time between a signal and the checkpoint: Paddle's launcher kills its workers 30 s after it is stopped (its
+controller's pod.stop(timeout=30)), SLURM after its KillWait, and N steps of a large model can take minutes. They do not come every step either, because reading the
 agreed value waits for the device (on a GPU the host stops queuing steps ahead) and for the network: at one a second
 this costs nothing measurable, at every step of a small model it would.
 """
