@@ -9,9 +9,10 @@ A rank's own clock would differ.
 
 The agreements come every stop_check_s seconds of training, not every N steps, because what must be bounded is the
 time between a signal and the checkpoint: Paddle's launcher kills its workers 30 s after it is stopped (its
-controller's pod.stop(timeout=30)), SLURM after its KillWait, and N steps of a large model can take minutes. They do not come every step either, because reading the
-agreed value waits for the device (on a GPU the host stops queuing steps ahead) and for the network: at one a second
-this costs nothing measurable, at every step of a small model it would.
+controller's pod.stop(timeout=30)), SLURM after its KillWait, and N steps of a large model can take minutes. They do
+not come every step either, because reading the agreed value waits for the device (on a GPU the host stops queuing
+steps ahead) and for the network: at one a second this costs nothing measurable, at every step of a small model it
+would.
 """
 from __future__ import annotations
 
