@@ -55,7 +55,7 @@ TRAINER = {  # every key of conf/trainer/: a new one must be decided here (tests
     "eval_train": _O,  # adds train_eval_* metrics; selection stays on val
     "eval_batch_size": _O, "device": _O, "compile": _O, "cudnn_benchmark": _O,
     "deterministic": _O, "cudnn_workspace_mb": _O, "threads": _O, "auto_threads_max": _O,
-    "fast_conv_bias": _O, "mkl_amd_avx2": _O, "resume": _O, "log_every": _O,
+    "fast_conv_bias": _O, "mkl_amd_avx2": _O, "resume": _O, "log_every": _O, "stop_check_s": _O,
     "data_on_device": _O, "data_on_device_mb": _O,  # the same batches either way
     "num_workers": _O,  # streamed samples are drawn from the seeds and their index, not from a worker
 }

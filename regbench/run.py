@@ -83,6 +83,15 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         previous = {}
     try:
         yield
+    except Interrupted:
+        # the process now exits with 128 + the signal; a SIGTERM repeated meanwhile, which the sender may still be
+        # doing (the stop can come within a second), must not kill it first: not before the ranks have met after
+        # rank 0 wrote summary.json, nor as Python exits (it restores the default action of signals it handles, not
+        # of ignored ones)
+        if signal.SIGTERM in previous:  # handled here, in the main thread
+            del previous[signal.SIGTERM]
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -118,7 +127,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     loop_cfg = LoopConfig(epochs=tr.epochs, eval_every=tr.eval_every, eval_every_steps=tr.eval_every_steps,
                           max_steps=tr.max_steps, label_smoothing=tr.label_smoothing, sched_interval=cfg.sched.interval,
                           order_seed=cfg.seeds.order, augment_seed=cfg.seeds.augment, noise_seed=cfg.seeds.noise,
-                          log_every=tr.log_every, amp=amp)
+                          log_every=tr.log_every, stop_check_s=tr.stop_check_s, amp=amp)
     return Trainer(model, optimizer, lr, train, val, test, folder, loop_cfg, on_eval, build_batch_regs(cfg.reg),
                    train_eval), device
 

@@ -24,6 +24,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.eval_every_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("trainer.max_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
     ("trainer.log_every", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("trainer.stop_check_s", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+     "a number >= 0 (seconds)"),
     ("trainer.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("trainer.device", lambda v: v in ("auto", "cpu", "gpu"), "one of auto, cpu, gpu"),
     ("trainer.amp", lambda v: isinstance(v, str) and v in ("off", "fp16", "bf16"), "one of off, fp16, bf16"),

@@ -17,6 +17,7 @@ import pytest
 from conftest import ece_by_loop, read_json, read_jsonl, regbench
 from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
+from regbench.train.stop import next_agreement
 
 
 def loader(n: int, rank: int, world: int, even: bool, batch_size: int = 4) -> BatchLoader:
@@ -43,6 +44,13 @@ def test_training_shards_are_disjoint_equal_and_follow_the_epoch_order() -> None
 def test_evaluation_shards_cover_every_sample_once() -> None:
     seen = [labels_of(loader(23, r, 3, even=False), seed=None) for r in range(3)]
     assert sorted(v for s in seen for v in s) == list(range(23))
+
+
+def test_the_ranks_agree_about_every_stop_check_s_seconds_and_at_least_one_step_apart() -> None:
+    # (step, seconds per step, stop_check_s) -> the next agreement's step, worked out by hand
+    cases = {(10, 0.3, 1.0): 13, (10, 0.25, 1.0): 14, (10, 0.26, 1.0): 13, (10, 0.004, 1.0): 260,
+             (10, 2.5, 1.0): 11, (10, 0.3, 0.0): 11, (7, 1.0, 30.0): 37}
+    assert {case: next_agreement(*case) for case in cases} == cases
 
 
 def launch_training(tmp_path: Path, run: Path, *overrides: str) -> None:
@@ -142,19 +150,23 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_the_run_re
     run = tmp_path / "run"
     args = ["train", "model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64",
             "trainer.batch_size=32", "trainer.epochs=8", "trainer.eval_every_steps=4", "trainer.log_every=3",
-            f"hydra.run.dir={run}"]
+            "trainer.stop_check_s=0", f"hydra.run.dir={run}"]  # agree after every step: stopped before the end
     ranks = start_ranks(args, tmp_path)
     deadline = time.time() + 300
     while not ((run / "metrics.jsonl").exists() and read_jsonl(run / "metrics.jsonl")):
         assert time.time() < deadline and all(p.poll() is None for p in ranks), finish(ranks, 60)
         time.sleep(0.05)
-    ranks[1].send_signal(signal.SIGTERM)  # rank 1 only: rank 0 learns of it from the others
+    # rank 1 only: rank 0 learns of it from the others. Sent again until rank 1 exits, as senders repeat it (Paddle's
+    # launcher sends three): a repeated SIGTERM is the same request, also once rank 1 has stopped and waits for rank 0
+    deadline = time.time() + 120
+    while ranks[1].poll() is None and time.time() < deadline:
+        ranks[1].send_signal(signal.SIGTERM)
+        time.sleep(0.05)
     outputs = finish(ranks, timeout=120)
     assert [p.returncode for p in ranks] == [143, 143], outputs
     steps = [re.findall(r"stopped by signal 15 at a checkpoint at step (\d+)", out) for out in outputs]
     assert steps[0] and steps[0][:1] == steps[1][:1], outputs  # the same step on both ranks
     step = int(steps[0][0])
-    assert step % 3 == 0  # the ranks agree on stopping every trainer.log_every steps
     assert 4 <= step < 32  # 4 steps per epoch on each rank (128 images of 256), 8 epochs
     with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as ckpt:
         assert json.loads(str(ckpt["__meta__"]))["trainer"]["step"] == step  # rank 0 wrote it after that step

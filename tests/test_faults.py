@@ -117,6 +117,7 @@ def test_divergence_stops_the_run_keeps_checkpoints_and_the_sweep_goes_on(tmp_pa
     ("act=swish", "choose one of: dyrelu_a"),
     ("trainer.device=tpu", "one of auto, cpu, gpu"),
     ("trainer.log_every=0", "trainer.log_every=0 is invalid: it must be an integer >= 1"),
+    ("trainer.stop_check_s=-1", "trainer.stop_check_s=-1 is invalid: it must be a number >= 0 (seconds)"),
     ("dataset.limit.train=-1", "dataset.limit.train=-1 is invalid: it must be null or an integer >= 1"),
     ("dataset.limit.val=-5", "dataset.limit.val=-5 is invalid"),
     ("dataset=mnist_nndl dataset.limit.test=-2", "dataset.limit.test=-2 is invalid"),

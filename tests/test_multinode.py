@@ -21,6 +21,7 @@ from conftest import REPO, read_json, read_jsonl
 from test_distributed import launch_training
 
 REGBENCH = Path(sys.executable).parent / "regbench"  # the console script, as a user names it: launch takes no -m
+SLOW_STEPS = Path(__file__).with_name("slow_steps.py")  # regbench with steps slowed by a sleep (test-only)
 # the two "nodes" run on one machine: one thread each keeps them off each other's cores, and makes a node's sums
 # those of a single-host rank, whose ranks share the machine's cores
 SMALL = ("model=mynet", "dataset=synthetic", "dataset.train_size=256", "dataset.test_size=64", "trainer.batch_size=32",
@@ -71,17 +72,17 @@ def nodes() -> Iterator[list[subprocess.Popen]]:
             launcher.wait()
 
 
-def launch_nodes(nodes: list[subprocess.Popen], logs: Path, *args: str,
-                 run_dirs: tuple[Path, Path]) -> list[subprocess.Popen]:
-    """`regbench train ARGS` on two nodes, each started on its own: node n trains in `run_dirs[n]`, its launcher logs
-    to `logs`/noden (its workers' logs) and `logs`/noden.out (its own output)."""
+def launch_nodes(nodes: list[subprocess.Popen], logs: Path, *args: str, run_dirs: tuple[Path, Path],
+                 program: tuple[str, ...] = (str(REGBENCH),)) -> list[subprocess.Popen]:
+    """`regbench train ARGS` (`program` train ARGS) on two nodes, each started on its own: node n trains in
+    `run_dirs[n]`, its launcher logs to `logs`/noden (its workers' logs) and `logs`/noden.out (its own output)."""
     master = f"127.0.0.1:{free_port()}"
     logs.mkdir(exist_ok=True)
     for rank, run in enumerate(run_dirs):
         with open(logs / f"node{rank}.out", "a") as out:
             nodes.append(subprocess.Popen(
                 [sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master", master, "--rank",
-                 str(rank), "--nproc_per_node", "1", "--log_dir", str(logs / f"node{rank}"), str(REGBENCH), "train",
+                 str(rank), "--nproc_per_node", "1", "--log_dir", str(logs / f"node{rank}"), *program, "train",
                  *args, f"hydra.run.dir={run}"],
                 cwd=logs.parent, stdout=out, stderr=subprocess.STDOUT))
     return nodes[-2:]
@@ -93,6 +94,19 @@ def finish(launchers: list[subprocess.Popen], timeout: float = 600) -> list[int]
     for launcher in launchers:
         launcher.wait(timeout=max(1.0, deadline - time.time()))
     return [launcher.returncode for launcher in launchers]
+
+
+def wait_for_an_evaluation(run: Path, launchers: list[subprocess.Popen], logs: Path) -> None:
+    """Until rank 0 has written the run's first metrics row: training is under way on both nodes."""
+    deadline = time.time() + 300
+    while not ((run / "metrics.jsonl").exists() and read_jsonl(run / "metrics.jsonl")):
+        assert time.time() < deadline and all(p.poll() is None for p in launchers), all_logs(logs)
+        time.sleep(0.05)
+
+
+def stop_steps(logs: Path) -> list[list[str]]:
+    """The steps after which each node's worker says it stopped on SIGTERM."""
+    return [re.findall(r"stopped by signal 15 at a checkpoint at step (\d+)", worker_log(logs, n)) for n in (0, 1)]
 
 
 def worker_log(logs: Path, node: int) -> str:
@@ -156,20 +170,19 @@ def test_a_run_folder_that_one_node_does_not_see_is_refused_on_both(tmp_path: Pa
 def test_sigterm_to_one_node_stops_both_after_the_same_step_and_both_resume(tmp_path: Path,
                                                                           nodes: list[subprocess.Popen]) -> None:
     run, logs = tmp_path / "run", tmp_path / "logs"
-    args = (*SMALL, "trainer.epochs=8", "trainer.eval_every_steps=4", "trainer.log_every=3")
+    # stop_check_s=0: the ranks agree after every step, so that the stop comes before the run's end however fast its
+    # steps are (the default's agreements, about every second, are tested with slow steps below)
+    args = (*SMALL, "trainer.epochs=8", "trainer.eval_every_steps=4", "trainer.log_every=3", "trainer.stop_check_s=0")
     launch_nodes(nodes, logs, *args, run_dirs=(run, run))
-    deadline = time.time() + 300
-    while not ((run / "metrics.jsonl").exists() and read_jsonl(run / "metrics.jsonl")):
-        assert time.time() < deadline and all(p.poll() is None for p in nodes), all_logs(logs)
-        time.sleep(0.05)
+    wait_for_an_evaluation(run, nodes, logs)
     # node 1 is preempted: its launcher and its worker get SIGTERM, and the launcher sends its worker three more
     signal_node(nodes[1], signal.SIGTERM)
     # node 0's launcher passes on its worker's 143; Paddle's launcher that got the signal exits with its number
     assert finish(nodes) == [143, 15], all_logs(logs)
-    steps = [re.findall(r"stopped by signal 15 at a checkpoint at step (\d+)", worker_log(logs, n)) for n in (0, 1)]
+    steps = stop_steps(logs)
     assert steps[0] and steps[0] == steps[1], all_logs(logs)  # both ranks, after the same step
     step = int(steps[0][0])
-    assert step % 3 == 0 and 4 <= step < 32  # agreed every trainer.log_every steps; 4 steps per epoch, 8 epochs
+    assert 4 <= step < 32  # 4 steps per epoch, 8 epochs
     assert "code 143" in (logs / "node0.out").read_text()  # node 0's worker exited as a stopped run does
     summary = read_json(run / "summary.json")
     assert summary["status"] == "interrupted" and f"at step {step}" in summary["error"]
@@ -181,6 +194,27 @@ def test_sigterm_to_one_node_stops_both_after_the_same_step_and_both_resume(tmp_
     uninterrupted = tmp_path / "uninterrupted"
     launch_training(tmp_path, uninterrupted, *args)
     assert_same_run(run, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_during_slow_steps_stops_both_nodes_checkpointed_within_seconds(tmp_path: Path,
+                                                                             nodes: list[subprocess.Popen]) -> None:
+    # every step sleeps 0.3 s first: the ranks (default trainer.stop_check_s, 1 s) agree every 2 or 3 steps, and the
+    # checkpoint came 1 s after the signal here. Agreeing every trainer.log_every steps (50), as they did, it came 26 s
+    # after, and never with steps slowed by 1 s: Paddle's launcher kills its workers 30 s after it is stopped
+    run, logs = tmp_path / "run", tmp_path / "logs"
+    launch_nodes(nodes, logs, *SMALL, "trainer.epochs=100", run_dirs=(run, run), program=(str(SLOW_STEPS), "0.3"))
+    wait_for_an_evaluation(run, nodes, logs)
+    signalled = time.time()
+    signal_node(nodes[1], signal.SIGTERM)
+    assert finish(nodes) == [143, 15], all_logs(logs)
+    steps = stop_steps(logs)
+    assert steps[0] and steps[0] == steps[1], all_logs(logs)  # both ranks, after the same step
+    last = run / "checkpoints" / "last.npz"
+    with np.load(last, allow_pickle=False) as ckpt:
+        assert json.loads(str(ckpt["__meta__"]))["trainer"]["step"] == int(steps[0][0])
+    delay = last.stat().st_mtime - signalled
+    assert 0 < delay < 10, f"the checkpoint was written {delay:.1f} s after SIGTERM\n" + all_logs(logs)
 
 
 # stand-ins for the two SLURM commands the script calls, as SLURM runs them on a 2-node allocation whose hosts are

@@ -17,6 +17,7 @@ from regbench.device import AMP_DTYPES, broadcast_unsynced_state, sum_over_ranks
 from regbench.evaluation import Scores, score
 from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
+from regbench.train.stop import StopAgreement
 from regbench.targets import BatchTransform, Targets, agreement, loss_fn
 
 log = logging.getLogger("regbench")
@@ -69,6 +70,7 @@ class LoopConfig:
     augment_seed: int
     noise_seed: int
     log_every: int
+    stop_check_s: float  # data parallel: seconds of training between the ranks' agreements whether to stop
     amp: str  # off | fp16 | bf16 (already "off" where the device cannot)
 
 
@@ -239,27 +241,14 @@ class Trainer:
         if not math.isfinite(p.loss_sum):
             raise Diverged(f"training loss became {p.loss_sum} by step {p.step}")
 
-    def _agreed_stop(self) -> int:
-        """The signal to stop on after this step (0: go on), the same on every data-parallel rank: the largest any
-        rank has received. A signal reaches ranks at different steps; each stopping on its own would leave the others
-        waiting in a collective it never joins.
-
-        Data parallel, the ranks agree every trainer.log_every steps, on every rank alike: reading the flag waits
-        for the device, which a step must not."""
-        if self.world == 1:
-            return self.stop_signal or 0
-        if self.progress.step % self.cfg.log_every:
-            return 0
-        flag = paddle.to_tensor([self.stop_signal or 0], dtype="int32")
-        paddle.distributed.all_reduce(flag, op=paddle.distributed.ReduceOp.MAX)
-        return int(flag.item())
-
     def fit(self) -> None:
         """Train until epochs or max_steps are done, evaluating and checkpointing on the way.
 
         When `stop_signal` gets set (by a signal handler) on any rank, every rank stops after the same step: rank 0
-        checkpoints, and all raise Interrupted."""
+        checkpoints, and all raise Interrupted. In a single process that step is the current one; data parallel, the
+        ranks agree on it about every trainer.stop_check_s seconds (regbench/train/stop.py)."""
         p = self.progress
+        stop_agreement = StopAgreement(p.step, self.cfg.stop_check_s) if self.world > 1 else None
         bar = _ProgressBar(self.total_steps, p.step)
         self.model.train()
         window = _Window()
@@ -279,7 +268,9 @@ class Trainer:
                     self._flush(window)
                     self._evaluate()
                     window.reset()  # evaluation, checkpoints and plots are not training time
-                stop = self._agreed_stop()
+                stop = self.stop_signal or 0
+                if stop_agreement is not None:
+                    stop = stop_agreement(p.step, stop)
                 if stop:
                     self._flush(window)
                     self._checkpoint(improved=False)
@@ -306,19 +297,23 @@ class Trainer:
 
 
 class _Window:
-    """Training loss and accuracy sums since the last flush, kept on the device to avoid a sync per step."""
+    """Training loss and accuracy sums since the last flush, kept on the device to avoid a sync per step.
+
+    In float64, which adds the steps' float32 terms exactly: the sums then do not depend on where the flushes fall,
+    and a stop flushes after any step (data parallel, where the ranks' agreement falls), so that a resumed run logs
+    the train_loss of a run never stopped."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.loss_sum = paddle.zeros([])
-        self.correct = paddle.zeros([])
+        self.loss_sum = paddle.zeros([], dtype="float64")
+        self.correct = paddle.zeros([], dtype="float64")
         self.seen, self.tick = 0, time.perf_counter()
 
     def add(self, loss: paddle.Tensor, correct: paddle.Tensor, n: int) -> None:
-        self.loss_sum += loss * n
-        self.correct += correct
+        self.loss_sum += loss.astype("float64") * n
+        self.correct += correct.astype("float64")
         self.seen += n
 
 
