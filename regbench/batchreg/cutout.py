@@ -35,14 +35,14 @@ class Cutout(DrawnTransform):
               vectors: Sequence[paddle.Tensor]) -> tuple[paddle.Tensor, Targets]:
         _, _, h, w = images.shape
         row_centres, col_centres = vectors
-        half = self.size // 2
-        rows = band(h, row_centres.unsqueeze(1) - half, row_centres.unsqueeze(1) + half).astype("float32")  # [B, H]
-        cols = band(w, col_centres.unsqueeze(1) - half, col_centres.unsqueeze(1) + half).astype("float32")  # [B, W]
+        rows = _span(row_centres, self.size, h)  # [B, H]
+        cols = _span(col_centres, self.size, w)  # [B, W]
         erased = rows.unsqueeze(2) * cols.unsqueeze(1)  # [B, H, W]
         return images * (1.0 - erased.unsqueeze(1)).astype(images.dtype), targets
 
 
-def band(n: int, start: paddle.Tensor | int, end: paddle.Tensor | int) -> paddle.Tensor:
-    """Bool [..., n]: index i of 0..n-1 in [start, end) (out-of-range ends clip), broadcast over start and end."""
-    index = paddle.arange(n, dtype="int64")
-    return (index >= start) & (index < end)
+def _span(centres: paddle.Tensor, size: int, n: int) -> paddle.Tensor:
+    """[B, n] float 1 on [c − size//2, c + size//2) ∩ [0, n) for each centre c, else 0."""
+    centre = centres.unsqueeze(1)
+    index = paddle.arange(n, dtype="int64").unsqueeze(0)
+    return ((index >= centre - size // 2) & (index < centre + size // 2)).astype("float32")

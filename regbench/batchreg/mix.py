@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import paddle
 
-from regbench.batchreg.cutout import band
 from regbench.batchreg.draws import Draw, DrawnTransform
 from regbench.errors import UserError
 from regbench.targets import Mixed, Targets
@@ -60,23 +59,25 @@ class CutMix(DrawnTransform):
         self.alpha, self.prob = alpha, prob
 
     def draw(self, rng: np.random.Generator, b: int, h: int, w: int) -> Draw:
-        """Whether to mix; if so λ, the box's centre row and column, then the permutation. Values: the clipped box
-        (top, bottom, left, right), none when the batch passes unchanged."""
+        """Whether to mix; if so λ, the box's centre row and column, then the permutation. Values: the clipped box's
+        λ (none when the batch passes unchanged); vectors: the permutation, the box's rows and columns (0/1)."""
         if not rng.random() < self.prob:
             return Draw()
         cut = math.sqrt(1.0 - rng.beta(self.alpha, self.alpha))
         (top, bottom), (left, right) = (_clipped(rng, n, int(n * cut)) for n in (h, w))
-        return Draw(values=(top, bottom, left, right), vectors=(rng.permutation(b),))
+        rows, cols = np.zeros(h, np.int64), np.zeros(w, np.int64)
+        rows[top:bottom], cols[left:right] = 1, 1
+        lam = 1.0 - (bottom - top) * (right - left) / (h * w)
+        return Draw(values=(lam,), vectors=(rng.permutation(b), rows, cols))
 
     def apply(self, images: paddle.Tensor, labels: Targets, values: tuple[Any, ...],
               vectors: Sequence[paddle.Tensor]) -> tuple[paddle.Tensor, Targets]:
         if not values:
             return images, labels
-        (top, bottom, left, right), (perm,) = values, vectors
-        _, _, h, w = images.shape
-        inside = (band(h, top, bottom).unsqueeze(1) & band(w, left, right).unsqueeze(0)).astype(images.dtype)
+        (lam,), (perm, rows, cols) = values, vectors
+        inside = (rows.unsqueeze(1) * cols.unsqueeze(0)).astype(images.dtype)
         mixed = images * (1.0 - inside) + paddle.gather(images, perm) * inside
-        return mixed, _mixed(labels, perm, 1.0 - (bottom - top) * (right - left) / (h * w))
+        return mixed, _mixed(labels, perm, lam)
 
 
 def _clipped(rng: np.random.Generator, n: int, length: int) -> tuple[int, int]:
