@@ -53,7 +53,8 @@ class DrawsAhead:
     def __init__(self, transforms: Sequence[DrawnTransform], first: int, until: int, shape: tuple[int, int, int],
                  stream: Stream) -> None:
         self.first, self.until, self.shape, self.stream = first, until, shape, stream
-        draws = [_draws(transforms, stream(step), shape) for step in range(first, until)]
+        # one stream per step, drawn from by the transforms in order
+        draws = [[t.draw(rng, *shape) for t in transforms] for rng in map(stream, range(first, until))]
         vectors = [v for step in draws for d in step for v in d.vectors]
         self.buffer = paddle.to_tensor(np.concatenate(vectors).astype(np.int64)) if vectors else None
         # per step, per transform: its values and the (start, end) of each of its vectors in the buffer
@@ -76,8 +77,3 @@ class DrawsAhead:
         """Each transform's values and device vectors at `step` (slices of the buffer: no copy from the host)."""
         return [(values, [self.buffer[start:end] for start, end in spans])
                 for values, spans in self.slices[step - self.first]]
-
-
-def _draws(transforms: Sequence[DrawnTransform], rng: np.random.Generator, shape: tuple[int, int, int]) -> list[Draw]:
-    """One step's draws, one transform after the other from the step's one stream."""
-    return [t.draw(rng, *shape) for t in transforms]
