@@ -103,7 +103,7 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
     device = select_device(tr.device)
     cpu_threads = threads.resolve(tr)
     amp = amp_mode(tr.amp, device)
-    speed.configure(device, threads=cpu_threads, trainer=tr, amp=amp)
+    speed.configure(device, threads=cpu_threads, trainer=tr)
     log.info("CPU threads: %d (trainer.threads=%s)", cpu_threads, tr.threads)
     paddle.seed(cfg.seeds.init)
     model = build_model(cfg.model, cfg.act, cfg.reg)

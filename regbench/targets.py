@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, Protocol, Union
 
 import numpy as np
 import paddle
@@ -18,8 +18,17 @@ class Mixed:
 
 
 Targets = Union[paddle.Tensor, Mixed]
-# a batch-level regularizer: (images, targets, random stream of this step) -> (images, targets)
-BatchTransform = Callable[[paddle.Tensor, Targets, np.random.Generator], tuple[paddle.Tensor, Targets]]
+
+
+class BatchTransform(Protocol):
+    """Batch-level regularizers as the trainer calls them: `mixes` when they may return Mixed targets."""
+
+    mixes: bool
+
+    def at_step(self, images: paddle.Tensor, targets: Targets, step: int, until: int,
+                stream: Callable[[int], np.random.Generator]) -> tuple[paddle.Tensor, Targets]:
+        """The batch of training step `step` transformed with draws from stream(step); the draws of the steps
+        before `until` may be made at once."""
 
 
 def loss_fn(logits: paddle.Tensor, targets: Targets, smoothing: float, reduction: str = "mean") -> paddle.Tensor:

@@ -186,6 +186,71 @@ def test_reg_batch_builds_the_transforms_in_order_and_knows_they_mix() -> None:
     assert not build_batch_regs(compose(["reg=cutout"]).reg).mixes
 
 
+# -- the trainer's path: draws made ahead, the same numbers as the formulas ---------------------------------------------
+
+def reference(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+              options: list[tuple[str, tuple[float, ...]]]) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The papers' formulas in numpy, drawing from rng in this order per option: cutout (size) the centre rows, then
+    columns; mixup (alpha) λ, then the permutation; cutmix (alpha, prob) u < prob, λ, the box's centre row and
+    column, the permutation. Returns the images, the second labels and λ (None: unmixed)."""
+    x, partner, lam = x.copy(), labels, None
+    b, _, h, w = x.shape
+    for kind, p in options:
+        if kind == "cutout":
+            (size,), half = p, int(p[0]) // 2
+            rows, cols = rng.integers(0, h, b), rng.integers(0, w, b)
+            for i in range(b):
+                x[i, :, max(rows[i] - half, 0):rows[i] + half, max(cols[i] - half, 0):cols[i] + half] = 0.0
+        elif kind == "mixup":
+            lam = rng.beta(p[0], p[0])
+            perm = rng.permutation(b)
+            x, partner = np.float32(lam) * x + np.float32(1.0 - lam) * x[perm], labels[perm]
+        elif rng.random() < p[1]:  # cutmix
+            cut = math.sqrt(1.0 - rng.beta(p[0], p[0]))
+            (top, bottom), (left, right) = paper_span(rng.integers(0, h), int(h * cut), h), \
+                paper_span(rng.integers(0, w), int(w * cut), w)
+            perm = rng.permutation(b)
+            x[:, :, top:bottom, left:right] = x[perm][:, :, top:bottom, left:right]
+            partner, lam = labels[perm], 1.0 - (bottom - top) * (right - left) / (h * w)
+    return x, partner, lam
+
+
+OPTIONS = {"cutout": lambda p: Cutout(*p), "mixup": lambda p: Mixup(*p), "cutmix": lambda p: CutMix(*p)}
+
+
+@pytest.mark.parametrize("options", [
+    [("cutout", (7,)), ("mixup", (0.4,))],
+    [("cutmix", (1.0, 0.5)), ("cutout", (16,))],
+    [("mixup", (1.0,))],
+])
+def test_the_trainers_steps_equal_the_formulas_and_draw_once_per_window(options) -> None:
+    """As the trainer calls them: step s of batch size b draws from stream(s); draws are made for a window of steps
+    at once (up to the next multiple of 4 here, as of trainer.log_every), and again when a batch's size differs."""
+    regs, window = BatchRegs([OPTIONS[kind](p) for kind, p in options]), 4
+    sizes = [8, 8, 8, 8, 8, 5, 8, 8, 8, 8, 8, 7]  # a batch with skipped images at step 5, a short last one
+
+    def stream(step: int) -> np.random.Generator:
+        return np.random.default_rng([21, 2, step])
+
+    data, drawn_at, ahead = np.random.default_rng(5), [], None
+    for step, b in enumerate(sizes):
+        x = data.normal(size=(b, 3, 32, 32)).astype(np.float32)
+        labels = data.integers(0, 10, b)
+        got, targets = regs.at_step(paddle.to_tensor(x), paddle.to_tensor(labels), step,
+                                    (step // window + 1) * window, stream)
+        expected, partner, lam = reference(x, labels, stream(step), options)
+        assert np.array_equal(got.numpy(), expected), step  # bit for bit
+        if lam is None:
+            assert not isinstance(targets, Mixed) and np.array_equal(targets.numpy(), labels)
+        else:
+            assert np.array_equal(targets.a.numpy(), labels) and np.array_equal(targets.b.numpy(), partner)
+            assert np.array_equal(targets.lam.numpy(), np.full(b, lam, np.float32))
+        if regs._ahead is not ahead:
+            drawn_at.append(step)
+            ahead = regs._ahead
+    assert drawn_at == [0, 4, 5, 6, 8, 11]
+
+
 # -- loss and train accuracy of mixed targets ----------------------------------------------------------------------
 
 def log_softmax(z: np.ndarray) -> np.ndarray:

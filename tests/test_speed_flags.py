@@ -18,19 +18,19 @@ from regbench.device import amp_unavailable
 from regbench.train.speed import gpu_flags, user_deterministic
 from regbench.train.tf32 import set_tf32, tf32_off
 
-GPU = dict(cudnn_benchmark=True, deterministic=False, workspace_mb=512, amp="off", user_deterministic=False)
+GPU = dict(cudnn_benchmark=True, deterministic=False, workspace_mb=512, user_deterministic=False)
 
 
 def test_no_flags_on_the_cpu() -> None:
-    for benchmark, deterministic, amp in itertools.product([False, True], [False, True], ["off", "fp16", "bf16"]):
-        assert gpu_flags("cpu", cudnn_benchmark=benchmark, deterministic=deterministic, workspace_mb=512, amp=amp,
+    for benchmark, deterministic in itertools.product([False, True], [False, True]):
+        assert gpu_flags("cpu", cudnn_benchmark=benchmark, deterministic=deterministic, workspace_mb=512,
                          user_deterministic=True) == {}
 
 
 def test_cudnn_benchmark_searches_with_the_configured_workspace() -> None:
+    # these flags only: FLAGS_cudnn_batchnorm_spatial_persistent never (NCHW models), with AMP neither
     assert gpu_flags("gpu", **GPU) == {"FLAGS_conv_workspace_size_limit": 512, "FLAGS_cudnn_deterministic": False,
-                                       "FLAGS_cudnn_exhaustive_search": True,
-                                       "FLAGS_cudnn_batchnorm_spatial_persistent": False}
+                                       "FLAGS_cudnn_exhaustive_search": True}
     flags = gpu_flags("gpu", **{**GPU, "cudnn_benchmark": False, "workspace_mb": 4096})
     assert flags["FLAGS_conv_workspace_size_limit"] == 4096 and flags["FLAGS_cudnn_exhaustive_search"] is False
 
@@ -47,19 +47,12 @@ def test_a_users_deterministic_flag_is_kept_and_keeps_the_search_off() -> None:
 
 def test_never_exhaustive_search_with_determinism() -> None:
     """Paddle's cuDNN convs refuse to run with both: no combination of settings may produce it."""
-    for benchmark, deterministic, user, amp in itertools.product([False, True], [False, True], [False, True],
-                                                                 ["off", "fp16", "bf16"]):
-        flags = gpu_flags("gpu", cudnn_benchmark=benchmark, deterministic=deterministic, workspace_mb=512, amp=amp,
+    for benchmark, deterministic, user in itertools.product([False, True], [False, True], [False, True]):
+        flags = gpu_flags("gpu", cudnn_benchmark=benchmark, deterministic=deterministic, workspace_mb=512,
                           user_deterministic=user)
         assert not (flags["FLAGS_cudnn_exhaustive_search"] and flags["FLAGS_cudnn_deterministic"])
         assert flags["FLAGS_cudnn_deterministic"] == (deterministic or user)
         assert flags["FLAGS_cudnn_exhaustive_search"] == (benchmark and not (deterministic or user))
-
-
-def test_persistent_batch_norm_only_with_amp() -> None:
-    assert gpu_flags("gpu", **GPU)["FLAGS_cudnn_batchnorm_spatial_persistent"] is False
-    for amp in ("fp16", "bf16"):
-        assert gpu_flags("gpu", **{**GPU, "amp": amp})["FLAGS_cudnn_batchnorm_spatial_persistent"] is True
 
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("True", True), ("0", False),

@@ -103,6 +103,23 @@ def test_data_parallel_ranks_read_disjoint_shards(tree: Path) -> None:
     assert sum(seen) == n
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_unreadable_images_are_flagged_on_the_host_and_left_out(tmp_path: Path, workers: int) -> None:
+    """The readers' flags reach the batches as a host array (no device tensor read per batch), in the order of the
+    index lists, whatever the number of reader processes."""
+    root = imagenet_tree(tmp_path / "inet", train=3, val=1)
+    broken = next((root / "train").glob("*/*_1.JPEG"))
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    streamed = load_folder(root, 16, dataset="imagenet", in_memory=False, on_bad_image="skip").train
+    index_lists = [np.arange(len(streamed))[i:i + 4] for i in range(0, len(streamed), 4)]
+    flags = [bad for _, _, bad in streamed.batches(index_lists, None, None, workers)]
+    assert all(isinstance(bad, np.ndarray) and bad.dtype == bool for bad in flags)
+    paths = [Path(p) for p in streamed.paths]
+    assert broken in paths and np.concatenate(flags).tolist() == [p == broken for p in paths]
+    labels = np.concatenate([y.numpy() for _, y in loader(streamed, (), workers).epoch(seed=None)])
+    np.testing.assert_array_equal(labels, streamed.labels[[p != broken for p in paths]])
+
+
 TINY = ("model=mynet", "dataset=imagenette", "dataset.num_classes=3", "dataset.image_size=24",
         "dataset.resize_size=28", "dataset.val_size=6", "trainer.batch_size=5", "trainer.eval_every_steps=2",
         "trainer.log_every=1", "trainer.threads=1")

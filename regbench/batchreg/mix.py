@@ -3,10 +3,13 @@ of itself, one λ per batch as in both papers' code; targets become Mixed (λ of
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import paddle
 
+from regbench.batchreg.draws import Draw, DrawnTransform
 from regbench.errors import UserError
 from regbench.targets import Mixed, Targets
 
@@ -22,7 +25,7 @@ def _mixed(labels: Targets, perm: paddle.Tensor, lam: float) -> Mixed:
     return Mixed(labels, paddle.gather(labels, perm), paddle.full([labels.shape[0]], lam, dtype="float32"))
 
 
-class Mixup:
+class Mixup(DrawnTransform):
     """λ ~ Beta(α, α); images λ·x + (1 − λ)·x[perm]; loss λ·CE(y) + (1 − λ)·CE(y[perm])."""
 
     mixes = True
@@ -31,13 +34,17 @@ class Mixup:
         _check_alpha(alpha)
         self.alpha = alpha
 
-    def __call__(self, images: paddle.Tensor, labels: Targets, rng: np.random.Generator) -> tuple[paddle.Tensor, Targets]:
-        lam = float(rng.beta(self.alpha, self.alpha))
-        perm = paddle.to_tensor(rng.permutation(images.shape[0]))
+    def draw(self, rng: np.random.Generator, b: int, h: int, w: int) -> Draw:
+        """λ, then the permutation."""
+        return Draw(values=(float(rng.beta(self.alpha, self.alpha)),), vectors=(rng.permutation(b),))
+
+    def apply(self, images: paddle.Tensor, labels: Targets, values: tuple[Any, ...],
+              vectors: Sequence[paddle.Tensor]) -> tuple[paddle.Tensor, Targets]:
+        (lam,), (perm,) = values, vectors
         return lam * images + (1.0 - lam) * paddle.gather(images, perm), _mixed(labels, perm, lam)
 
 
-class CutMix:
+class CutMix(DrawnTransform):
     """With probability prob: λ ~ Beta(α, α), cut sides k = ⌊side·√(1 − λ)⌋, and the box [c − k//2, c + k//2) on each
     axis around a uniformly drawn pixel c, clipped at the borders (the paper's code and timm's rand_bbox), is pasted
     from x[perm]; λ is then recomputed from the clipped box, 1 − box area / image area. Otherwise the batch passes
@@ -51,19 +58,26 @@ class CutMix:
             raise UserError(f"cutmix prob must be in [0, 1] (got {prob})")
         self.alpha, self.prob = alpha, prob
 
-    def __call__(self, images: paddle.Tensor, labels: Targets, rng: np.random.Generator) -> tuple[paddle.Tensor, Targets]:
+    def draw(self, rng: np.random.Generator, b: int, h: int, w: int) -> Draw:
+        """Whether to mix; if so λ, the box's centre row and column, then the permutation. Values: the clipped box's
+        λ (none when the batch passes unchanged); vectors: the permutation, the box's rows and columns (0/1)."""
         if not rng.random() < self.prob:
-            return images, labels
-        b, _, h, w = images.shape
-        lam = rng.beta(self.alpha, self.alpha)
-        cut = math.sqrt(1.0 - lam)
+            return Draw()
+        cut = math.sqrt(1.0 - rng.beta(self.alpha, self.alpha))
         (top, bottom), (left, right) = (_clipped(rng, n, int(n * cut)) for n in (h, w))
-        box = np.zeros((h, w), np.float32)
-        box[top:bottom, left:right] = 1.0
-        perm = paddle.to_tensor(rng.permutation(b))
-        inside = paddle.to_tensor(box).astype(images.dtype)
+        rows, cols = np.zeros(h, np.int64), np.zeros(w, np.int64)
+        rows[top:bottom], cols[left:right] = 1, 1
+        lam = 1.0 - (bottom - top) * (right - left) / (h * w)
+        return Draw(values=(lam,), vectors=(rng.permutation(b), rows, cols))
+
+    def apply(self, images: paddle.Tensor, labels: Targets, values: tuple[Any, ...],
+              vectors: Sequence[paddle.Tensor]) -> tuple[paddle.Tensor, Targets]:
+        if not values:
+            return images, labels
+        (lam,), (perm, rows, cols) = values, vectors
+        inside = (rows.unsqueeze(1) * cols.unsqueeze(0)).astype(images.dtype)
         mixed = images * (1.0 - inside) + paddle.gather(images, perm) * inside
-        return mixed, _mixed(labels, perm, 1.0 - (bottom - top) * (right - left) / (h * w))
+        return mixed, _mixed(labels, perm, lam)
 
 
 def _clipped(rng: np.random.Generator, n: int, length: int) -> tuple[int, int]:

@@ -51,15 +51,15 @@ class FileSplit:
     def batches(self, index_lists: Sequence[np.ndarray], augment_seed: int | None,
                 crop_scale: tuple[float, float] | None,
                 workers: int) -> Iterator[tuple[paddle.Tensor, paddle.Tensor, np.ndarray]]:
-        """uint8 images, labels and the unreadable samples (bool; skipped ones, to drop) of each index list, read by
-        `workers` processes (0: this one). With crop_scale, each sample is a RandomResizedCrop of its image drawn
-        from (augment_seed, its index)."""
+        """uint8 images and labels on the device and the unreadable samples (a host bool array; skipped ones, to drop)
+        of each index list, read by `workers` processes (0: this one). With crop_scale, each sample is a
+        RandomResizedCrop of its image drawn from (augment_seed, its index)."""
         dataset = _Files(self, augment_seed if crop_scale is not None else None, crop_scale)
         loader = paddle.io.DataLoader(dataset, batch_sampler=_Batches(index_lists), num_workers=workers,
                                       collate_fn=_collate, return_list=True)
         skipped = 0
-        for idx, (images, labels, bad) in zip(index_lists, loader):
-            bad = bad.numpy().astype(bool)
+        for idx, (images, labels, flags) in zip(index_lists, loader):
+            bad = np.frombuffer(flags, dtype=bool)
             if bad.any():
                 self._unreadable(np.asarray(idx)[bad])
                 skipped += int(bad.sum())
@@ -151,6 +151,8 @@ class _Files(paddle.io.Dataset):
             return np.zeros(files.image_shape, np.uint8), label, np.int32(1)
 
 
-def _collate(samples: list[tuple[np.ndarray, np.int64, np.int32]]) -> list[np.ndarray]:
+def _collate(samples: list[tuple[np.ndarray, np.int64, np.int32]]) -> list[np.ndarray | bytes]:
+    """Images and labels as arrays, which the loader turns into device tensors; the unreadable flags as the bytes of
+    a bool array, which it passes through on the host: reading them then waits for no device."""
     images, labels, bad = zip(*samples)
-    return [np.stack(images), np.array(labels, np.int64), np.array(bad, np.int32)]
+    return [np.stack(images), np.array(labels, np.int64), np.array(bad, bool).tobytes()]

@@ -79,7 +79,7 @@ def _scorer(cfg: DictConfig, run: Path, checkpoint: str) -> tuple[Callable[[Spli
     tr = cfg.trainer
     device = select_device(tr.device)
     amp = amp_mode(tr.amp, device)
-    speed.configure(device, threads=threads.resolve(tr), trainer=tr, amp=amp)
+    speed.configure(device, threads=threads.resolve(tr), trainer=tr)
     model = load_model(cfg, run, checkpoint)
     if tr.fast_conv_bias and device == "cpu":
         speed.fast_conv_bias(model)

@@ -149,8 +149,9 @@ class Trainer:
         paddle.seed(derive_seed(self.cfg.noise_seed, 1, p.step, *rank))
         targets: Targets = labels
         if self.batch_reg is not None:
-            rng = np.random.default_rng([self.cfg.augment_seed, 2, p.step, *rank])
-            images, targets = self.batch_reg(images, labels, rng)
+            # their draws are made ahead up to the next flush, which waits for the device anyway: a step waits for none
+            until = (p.step // self.cfg.log_every + 1) * self.cfg.log_every
+            images, targets = self.batch_reg.at_step(images, labels, p.step, until, self._batch_reg_stream)
         for layer in self.scheduled:
             layer.set_progress(p.step / self.total_steps)
         self.step_lr = float(self.optimizer.get_lr())
@@ -175,6 +176,11 @@ class Trainer:
         if self.cfg.sched_interval == "step":
             self.lr.step()
         return loss.detach(), agreement(logits, targets)
+
+    def _batch_reg_stream(self, step: int) -> np.random.Generator:
+        """The batch regularizers' random stream of a step (and rank)."""
+        rank = [self.rank] if self.world > 1 else []
+        return np.random.default_rng([self.cfg.augment_seed, 2, step, *rank])
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
         """Training batches start.. of `epoch`: in the order of order_seed, augmented by augment_seed."""

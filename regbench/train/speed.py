@@ -26,29 +26,30 @@ log = logging.getLogger("regbench")
 _TRIAL_SEED = 20240607
 
 
-def configure(device: str, threads: int, trainer: DictConfig, amp: str) -> None:
+def configure(device: str, threads: int, trainer: DictConfig) -> None:
     """Process-wide settings: MKL/OpenMP threads for CPU kernels; cuDNN and TF32 on a GPU (see gpu_flags)."""
     paddle.base.core.set_num_threads(threads)
     if device != "gpu":
         return
     users = user_deterministic(os.environ, _flag_before_regbench())
     paddle.set_flags(gpu_flags(device, cudnn_benchmark=trainer.cudnn_benchmark, deterministic=trainer.deterministic,
-                               workspace_mb=trainer.cudnn_workspace_mb, amp=amp, user_deterministic=users))
+                               workspace_mb=trainer.cudnn_workspace_mb, user_deterministic=users))
     if users and trainer.cudnn_benchmark and not trainer.deterministic:
         log.info("FLAGS_cudnn_deterministic is set: trainer.cudnn_benchmark's algorithm search stays off")
     if not set_tf32(trainer.tf32):
         log.warning("trainer.tf32: this Paddle build has no TF32 switch: Paddle's default applies")
 
 
-def gpu_flags(device: str, *, cudnn_benchmark: bool, deterministic: bool, workspace_mb: int, amp: str,
+def gpu_flags(device: str, *, cudnn_benchmark: bool, deterministic: bool, workspace_mb: int,
               user_deterministic: bool) -> dict[str, Any]:
     """The Paddle flags regbench sets for these trainer settings on this device (none on the CPU).
 
     Every flag is set either way, so that a sweep's jobs, which share the process, do not inherit each other's.
     Paddle's cuDNN conv kernels refuse to run with exhaustive search and FLAGS_cudnn_deterministic both set, so the
     search is only on when neither trainer.deterministic nor the user (user_deterministic) asks for determinism.
-    The persistent batch-norm mode only comes with AMP: Paddle's kernel notes a precision issue for float32 NCHW
-    (PaddleClas also sets it only with AMP)."""
+    FLAGS_cudnn_batchnorm_spatial_persistent is left alone (Paddle's default: off), with AMP too: Paddle's batch-norm
+    kernel warns that the persistent mode loses precision in NCHW, every model's layout, and Paddle once turned it
+    off for NaNs (PaddlePaddle/Paddle#16243)."""
     if device != "gpu":
         return {}
     deterministic = deterministic or user_deterministic
@@ -57,7 +58,6 @@ def gpu_flags(device: str, *, cudnn_benchmark: bool, deterministic: bool, worksp
         "FLAGS_cudnn_deterministic": deterministic,
         # time every cuDNN algorithm once per conv shape and keep the fastest (torch's cudnn.benchmark)
         "FLAGS_cudnn_exhaustive_search": cudnn_benchmark and not deterministic,
-        "FLAGS_cudnn_batchnorm_spatial_persistent": amp != "off",
     }
 
 
