@@ -134,27 +134,21 @@ def digest(arrays: list[np.ndarray]) -> str:
     return sha.hexdigest()[:16]
 
 
-# sha256 (first 16 hex digits) of ResNet18's parameters, its eval-mode logits and its training gradients for one batch,
-# seed 0, as regbench computed them before act.hyper_input existed (commit 47adcd8, Paddle 3.3.1 on a CPU)
-BEFORE_HYPER_INPUT = {"dyrelu_b": ("f3c4d0b21b17d448", "0e1e34da03a78d6e", "c9877a8edd477af1"),
-                      "dyrelu_c": ("f31106c928066480", "c0b8ee8f322baada", "955b7a61081a0b4b")}
+# sha256 (first 16 hex digits) of ResNet18's initial parameters (batch-norm statistics included), seed 0, as regbench
+# drew them before act.hyper_input existed (commit 47adcd8): the layers are still created in the same order, so a seed
+# gives the same weights. (Its logits and gradients were bit-identical too when checked once on one machine; they
+# depend on the CPU's kernels and thread count, so they are not pinned here: `block` given the activated tensor is
+# checked against `self` above instead.)
+BEFORE_HYPER_INPUT = {"dyrelu_b": "8f76620d432eca77", "dyrelu_c": "b634dc929a4ad526"}
 
 
 @pytest.mark.parametrize("act", ["dyrelu_b", "dyrelu_c"])
-def test_hyper_input_self_is_bit_for_bit_as_before(act: str) -> None:
+def test_hyper_input_self_draws_the_weights_it_drew_before(act: str) -> None:
     cfg = compose(["model=resnet18", f"act={act}", "dataset=cifar10"])
     assert cfg.act.hyper_input == "self"  # the default
     paddle.seed(0)
     model = build_model(cfg.model, cfg.act, cfg.reg)
-    x = paddle.to_tensor(np.random.default_rng(0).normal(size=[2, 3, 32, 32]).astype("float32"))
-    model.train()
-    model(x).sum().backward()
-    grads = [p.grad.numpy() for p in model.parameters() if p.grad is not None]
-    model.eval()
-    with paddle.no_grad():
-        logits = model(x).numpy()
-    assert (digest([p.numpy() for p in model.parameters()]), digest([logits]), digest(grads)) == \
-        BEFORE_HYPER_INPUT[act]
+    assert digest([p.numpy() for p in model.parameters()]) == BEFORE_HYPER_INPUT[act]
 
 
 def test_hyper_input_is_checked_and_block_without_block_input_is_self(caplog) -> None:

@@ -291,7 +291,7 @@ def test_mce_covers_the_15_corruptions_and_the_extra_ones_apart(sweep: Path, off
 
 @pytest.mark.slow
 def test_a_baseline_trained_further_is_scored_again(sweep: Path, official: Path, tmp_path: Path) -> None:
-    from regbench.inference.stored import checkpoint_stamp
+    from regbench.run_dir.evaluated import checkpoint_stamp
 
     base, run = tmp_path / "base", sweep / "1"
     train = ("train", "trainer.eval_every_steps=10", f"hydra.run.dir={base}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from regbench.inference.stored import figures, plain, qualified, scored_before, store_evaluation
+from regbench.run_dir.evaluated import figures, plain, qualified, scored_before, store_evaluation
 from regbench.report.metrics import metric_value
 from regbench.report.runs import load_run
 from tests.conftest import read_json, regbench
@@ -77,7 +77,7 @@ def test_tables_read_the_plain_and_the_qualified_names(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from regbench.inference.stored import store_evaluation
+from regbench.run_dir.evaluated import store_evaluation
 run, writer = Path(sys.argv[1]), sys.argv[2]
 for i in range(int(sys.argv[3])):
     store_evaluation(run, {f"w{writer}_{i}": dict(checkpoint="best", stamp=None, overrides=[], split="test",
@@ -105,7 +105,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_two_evals_of_one_run_at_once_keep_both(run: Path) -> None:
-    from regbench.inference.stored import checkpoint_stamp
+    from regbench.run_dir.evaluated import checkpoint_stamp
 
     procs = [subprocess.Popen([sys.executable, "-m", "regbench", "eval", str(run), *args], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)

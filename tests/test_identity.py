@@ -36,7 +36,7 @@ EXPECTED = {
     "trainer.eval_train": O, "trainer.eval_batch_size": O, "trainer.device": O, "trainer.compile": O,
     "trainer.cudnn_benchmark": O, "trainer.deterministic": O, "trainer.cudnn_workspace_mb": O, "trainer.threads": O,
     "trainer.auto_threads_max": O, "trainer.fast_conv_bias": O, "trainer.mkl_amd_avx2": O, "trainer.resume": O,
-    "trainer.log_every": O, "trainer.data_on_device": O, "trainer.data_on_device_mb": O, "trainer.num_workers": O,
+    "trainer.log_every": O, "trainer.stop_check_s": O, "trainer.data_on_device": O, "trainer.data_on_device_mb": O, "trainer.num_workers": O,
     "trainer.a_key_regbench_does_not_know": R,
     "seed": R, "seeds.init": R, "seeds.order": R, "seeds.augment": R, "seeds.noise": R,
     "model": R, "model.width": R, "act": R, "reg": R, "reg.p": R, "optim.lr": R, "sched": R, "experiment": R,

@@ -18,12 +18,13 @@ from regbench.inference import robustness
 from regbench.inference.corruptions import chosen_set, default_set
 from regbench.inference.ood import detection, ood_split
 from regbench.inference.run_folder import load_model, saved_config
-from regbench.inference.stored import checkpoint_stamp, qualifying, scored_before, store_evaluation
+from regbench.run_dir.evaluated import checkpoint_stamp, qualifying, scored_before, store_evaluation
 
 if TYPE_CHECKING:
     from regbench.evaluation import Scores
 
 log = logging.getLogger(__name__)
+
 
 def split_of(cfg: DictConfig, name: str | None) -> tuple[str, Split, tuple[str, ...]]:
     """(name, split, class names): `name`, or by default the test split when the dataset has one distinct from
@@ -233,7 +234,7 @@ def _baseline_corruptions(baseline: Path, folder: Path, checkpoint: str, overrid
     found, why = robustness.stored(baseline, expected)
     if found is not None:
         return found
-    log.warning(f"baseline {baseline}: scoring its {checkpoint} checkpoint on {folder} ({why})")
+    log.warning("baseline %s: scoring its %s checkpoint on %s (%s)", baseline, checkpoint, folder, why)
     cfg = saved_config(baseline, overrides)
     scored = _scorer(cfg, baseline, checkpoint)[0]
     clean = dict(split=split_name, error=1 - scored(split_of(cfg, split_name)[1]).accuracy)

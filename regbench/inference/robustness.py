@@ -14,7 +14,7 @@ from regbench.data.corruptions import read_corruptions
 from regbench.files import write_text
 from regbench.inference.corruptions import (chosen_set, corruption_errors, corruption_sets, mean_ce,
                                             mean_corruption_error, plot_heatmap, relative_corruption_errors)
-from regbench.inference.stored import qualifying
+from regbench.run_dir.evaluated import qualifying
 
 if TYPE_CHECKING:
     from regbench.data.splits import Split

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from regbench.errors import UserError
-from regbench.inference.stored import plain
+from regbench.run_dir.evaluated import plain
 from regbench.metrics import metric_of
 from regbench.report.runs import EVALUATED, METRICS, SUMMARY, Run
 

@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from regbench import regs
 from regbench.run_dir import EVALUATED, HYDRA_CONFIG, HYDRA_DIR, METRICS, OVERRIDES, SUMMARY
 from regbench.config import group_options
-from regbench.inference.stored import figures as evaluated_figures
+from regbench.run_dir.evaluated import figures as evaluated_figures
 from regbench.errors import UserError
 from regbench.identity import separates_rows
 from regbench.saved_config import read_saved_config
