@@ -6,12 +6,37 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+# the cores this test session may run on, before a pytest-xdist worker keeps to its share of them
+ALL_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker (`python -m pytest -n 2`) keeps to its share of the cores, and so do the processes its
+    tests start (they inherit it): as the jobs of a parallel sweep do, the workers' Paddle kernels do not fight over
+    the cores, and each run's trainer.threads=auto is its share. A test marked all_cores has them all back."""
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and workers > 1 and len(ALL_CORES) >= workers:
+        os.sched_setaffinity(0, ALL_CORES[int(worker.removeprefix("gw")) % workers::workers])
+
+
+@pytest.fixture(autouse=True)
+def _all_cores_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every core of the session for a test marked all_cores, its worker's share again after it."""
+    if not request.node.get_closest_marker("all_cores") or not ALL_CORES:
+        yield
+        return
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, ALL_CORES)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
 
 
 def regbench(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 600,

@@ -19,6 +19,8 @@ from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
 from regbench.train.stop import next_agreement
 
+pytestmark = pytest.mark.all_cores  # several training processes at once, as on a machine of their own
+
 
 def loader(n: int, rank: int, world: int, even: bool, batch_size: int = 4) -> BatchLoader:
     images = np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1).repeat(2, axis=2).repeat(2, axis=3)

@@ -20,6 +20,8 @@ import pytest
 from conftest import REPO, read_json, read_jsonl
 from test_distributed import launch_training
 
+pytestmark = pytest.mark.all_cores  # several training processes at once, as on a machine of their own
+
 REGBENCH = Path(sys.executable).parent / "regbench"  # the console script, as a user names it: launch takes no -m
 SLOW_STEPS = Path(__file__).with_name("slow_steps.py")  # regbench with steps slowed by a sleep (test-only)
 # the two "nodes" run on one machine: one thread each keeps them off each other's cores, and makes a node's sums

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import regbench
+from conftest import ALL_CORES, regbench
 from regbench.train.threads import available_cores, share_of_cores
 
-CORES = sorted(os.sched_getaffinity(0))
+CORES = ALL_CORES  # the session's, not only an xdist worker's share
 MAX = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "trainer" / "default.yaml").auto_threads_max
 TINY = ("model=lenet5", "dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "trainer.batch_size=32",
         "trainer.max_steps=1")
@@ -25,6 +25,7 @@ def mkl_threads(stdout: str) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.all_cores
 @pytest.mark.parametrize("cpus", [CORES[:1], CORES], ids=["one core", "every core"])
 def test_auto_uses_the_cores_the_process_may_run_on(tmp_path: Path, cpus: list[int]) -> None:
     # like `taskset -c`: the affinity the CLI is started with, which its children inherit
@@ -38,6 +39,7 @@ def test_auto_uses_the_cores_the_process_may_run_on(tmp_path: Path, cpus: list[i
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 @pytest.mark.slow
+@pytest.mark.all_cores
 def test_auto_divides_the_cores_among_the_jobs_joblib_runs_at_once(tmp_path: Path, n_jobs: int) -> None:
     proc = regbench("train", "-m", *TINY, "seed=0,1", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env={"MKL_VERBOSE": "1"})
