@@ -164,7 +164,7 @@ def _summary(argv: list[str]) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=resnet18 dataset=cifar10")
     argv = parser.parse_args(argv).overrides
     _require_paddle()
-    from regbench import regs
+    from regbench.reg import combination
     from regbench.config import compose
     from regbench.models import build_model
     from regbench.models.summary import count_flops, count_macs, count_params
@@ -174,7 +174,7 @@ def _summary(argv: list[str]) -> None:
     model = build_model(cfg.model, cfg.act, cfg.reg)
     input_shape = [1, cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size]
     total, trainable = count_params(model)
-    print(json.dumps(dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
+    print(json.dumps(dict(model=choices.model, act=choices.act, reg=combination.label(cfg.reg), dataset=choices.dataset,
                           input_shape=input_shape, total_params=total, trainable_params=trainable,
                           flops=count_flops(model, input_shape[1:]), macs=count_macs(model, input_shape[1:]))))
 

@@ -16,8 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from regbench import identity, regs, run_dir
-from regbench.batchreg import build_batch_regs
+from regbench import identity, run_dir
+from regbench.reg import combination
+from regbench.reg.batch import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader, keep_on_device
 from regbench.data.splits import Split
@@ -183,7 +184,7 @@ def train(cfg: DictConfig) -> float | NoObjective:
         return objective(previous, cfg.hparams_search.optimized_metric)
     start = time.time() - (previous or {}).get("wall_time_s", 0.0)
     summary: dict[str, Any] = dict(
-        status="running", model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
+        status="running", model=choices.model, act=choices.act, reg=combination.label(cfg.reg), dataset=choices.dataset,
         optim=choices.optim, sched=choices.sched, experiment=choices.get("experiment"), seed=cfg.seed,
         epochs_completed=0, steps=0, best_val_acc=None, best_epoch=None, final_val_acc=None, final_train_acc=None,
         **_test_figures("test", None), **_test_figures("final_test", None), selected_on=None, total_params=None,

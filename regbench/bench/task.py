@@ -13,7 +13,7 @@ import paddle
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from regbench import regs
+from regbench.reg import combination
 from regbench.bench import HYDRA_OVERRIDES
 from regbench.errors import UserError
 from regbench.train.loop import Trainer
@@ -38,7 +38,7 @@ def bench(cfg: DictConfig) -> None:
         log.error("%s: %s", " ".join(overrides), err)
         FAILED.append(f"{' '.join(overrides)}: {err}")
         return
-    row = dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset, **figures,
+    row = dict(model=choices.model, act=choices.act, reg=combination.label(cfg.reg), dataset=choices.dataset, **figures,
                overrides=overrides)
     RESULTS.append(row)
     print(json.dumps(row), flush=True)
