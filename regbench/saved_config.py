@@ -13,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regbench.config import compose_choices
 from regbench.errors import UserError
+from regbench.reg import combination
 from regbench.run_dir import CONFIG, HYDRA_CONFIG, HYDRA_DIR
 
 # trackers and a search: OTHER keys (identity.py), and a search's sweeper may not be installed where the run is read
@@ -42,8 +43,11 @@ def read_saved_config(folder: Path, subdir: str = HYDRA_DIR) -> DictConfig | Lis
         choices = OmegaConf.load(folder / subdir / HYDRA_CONFIG).hydra.runtime.choices
     except (OSError, yaml.YAMLError, OmegaConfBaseException):
         return cfg
-    defaults = _defaults(tuple(f"{group}={_choice(value)}" for group, value in choices.items()
-                               if value is not None and "/" not in group and group not in _NOT_BACK_FILLED))
+    picked = {group: _choice(value) for group, value in choices.items()
+              if value is not None and "/" not in group and group not in _NOT_BACK_FILLED}
+    if "reg" not in picked and isinstance(cfg.get("reg"), DictConfig) and combination.names(cfg.reg):
+        picked["reg"] = _choice(combination.names(cfg.reg))  # Hydra records no choice for a list: reg=[a,b]
+    defaults = _defaults(tuple(f"{group}={choice}" for group, choice in picked.items()))
     if defaults is None:
         return cfg
     try:

@@ -138,14 +138,15 @@ def name_old_targets(run: Path) -> None:
 
 
 def test_a_run_saved_before_the_regularizers_moved_names_where_they_are_now(tmp_path: Path) -> None:
-    old, new = run_folders(tmp_path, ["-m", "reg=[dropblock,cutmix],[cutout,mixup,droppath]", *MOVED_RUN])
-    for run in (old, new):
+    runs = run_folders(tmp_path, ["-m", "reg=[dropblock,cutmix],[cutout,mixup,droppath]", *MOVED_RUN])
+    for run, options in zip(runs, (["dropblock", "cutmix"], ["cutout", "mixup", "droppath"])):
         name_old_targets(run)
         config = read_saved_config(run)
         targets = {name: config.reg[name]._target_ for name in OLD_TARGETS if name in config.reg}
         assert targets == {name: f"regbench.reg.{name}.{target.rsplit('.', 1)[1]}" for name, target in
                            OLD_TARGETS.items() if name in config.reg}
         assert all(get_object(target) for target in targets.values())
+        assert list(config.reg.owns) == options  # back-filled from these options, not from reg's default (none)
 
 
 @pytest.fixture(scope="module")
