@@ -74,9 +74,9 @@ def _preflight(argv: list[str]) -> None:
     loads, load Paddle and build each job's model, so that mistakes cost no work."""
     from omegaconf import OmegaConf
 
-    from regbench.jobs import command_jobs
+    from regbench.preflight import command_jobs
     from regbench.track import require
-    from regbench.tune import require_held_out, require_sweeper
+    from regbench.hparams_search import require_held_out, require_sweeper
     from regbench.train import process_env
     from regbench.train.resume_check import check_resume
 

@@ -28,7 +28,7 @@ from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
 from regbench.track import Trackers, open_trackers
-from regbench.tune import NoObjective, objective
+from regbench.hparams_search import NoObjective, objective
 from regbench.train import speed, threads
 from regbench.train.loop import Diverged, Interrupted, LoopConfig, Progress, Trainer, run_length
 from regbench.train.optim import build_lr, build_optimizer

@@ -12,12 +12,12 @@ FLOORS = (
     {"files", "identity", "targets", "device", "regs", "metrics"},  # atomic writes, a run's identity, targets, where it
     # computes, metrics of predicted probabilities
     {"run_dir", "data", "layers", "articles"},  # the run folder's layout; what a run is made of, each on its own
-    {"models", "evaluation", "tune"},  # models compose layers; evaluation scores a model on data
+    {"models", "evaluation", "hparams_search"},  # models compose layers; evaluation scores a model on data
     {"schema"},  # config checks (which metrics a search may optimize)
     {"config"},
     {"saved_config"},  # a run folder's saved config, the keys added since it was written back-filled from conf/
     {"train", "batchreg", "track"},  # the loop, batch regularizers and trackers never import each other
-    {"run", "inference", "report", "jobs", "reproduce"},  # the composition root and what reads run folders
+    {"run", "inference", "report", "preflight", "reproduce"},  # the composition root and what reads run folders
     {"bench", "selftest"},  # selftest runs regbench in subprocesses
     {"cli"},
     {"__main__"},

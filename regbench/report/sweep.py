@@ -19,7 +19,7 @@ class WriteSweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from regbench.report import write_report
         from regbench.report.runs import find_runs
-        from regbench.tune import best_trial
+        from regbench.hparams_search import best_trial
 
         sweep_dir = config.hydra.sweep.dir
         try:

@@ -1,4 +1,4 @@
-"""The jobs of a `regbench train|bench` command line, every one composed and checked before the first one starts.
+"""Before a `regbench train|bench` command line starts any work: every one of its jobs composed and checked.
 
 A multirun is expanded as Hydra's basic sweeper expands it (`hydra.sweeper.params`, then the command line; the
 cartesian product of the swept values), or regbench's rows sweeper (each row before each such combination), and
