@@ -16,7 +16,8 @@ FLOORS = (
     {"schema"},  # config checks (which metrics a search may optimize)
     {"config"},
     {"saved_config"},  # a run folder's saved config, the keys added since it was written back-filled from conf/
-    {"train", "batchreg", "track"},  # the loop, batch regularizers and trackers never import each other
+    {"batchreg", "track"},  # batch regularizers and trackers never import each other
+    {"train"},  # the loop, and building a trainer from a config (its data, model, batch regularizers)
     {"run", "inference", "report", "preflight", "reproduce"},  # the composition root and what reads run folders
     {"bench", "selftest"},  # selftest runs regbench in subprocesses
     {"cli"},
