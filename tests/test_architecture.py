@@ -18,8 +18,10 @@ FLOORS = (
     {"saved_config"},  # a run folder's saved config, the keys added since it was written back-filled from conf/
     {"batchreg", "track"},  # batch regularizers and trackers never import each other
     {"train"},  # the loop, and building a trainer from a config (its data, model, batch regularizers)
-    {"run", "inference", "report", "preflight", "reproduce"},  # the composition root and what reads run folders
-    {"bench", "selftest"},  # selftest runs regbench in subprocesses
+    {"run", "bench", "inference", "report", "preflight", "reproduce"},  # the Hydra tasks, what reads run folders, and
+    # the checks before a command line's jobs start
+    {"selftest"},  # selftest runs regbench in subprocesses
+    {"commands"},  # each subcommand's options
     {"cli"},
     {"__main__"},
 )

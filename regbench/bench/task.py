@@ -21,12 +21,14 @@ from regbench.train.loop import Trainer
 
 log = logging.getLogger("regbench")
 
-RESULTS: list[dict[str, Any]] = []  # this process's measurements, in order: a multirun's jobs share the process
-FAILED: list[str] = []  # "overrides: error" of the combinations that could not be measured
+
+class Unmeasured(str):
+    """A combination that could not be measured: "overrides: error"."""
 
 
-def bench(cfg: DictConfig) -> None:
-    """Hydra task: measure one combination, print it as one JSON line, keep it for the sweep's table."""
+def bench(cfg: DictConfig) -> dict[str, Any] | Unmeasured:
+    """Hydra task: measure one combination and print it as one JSON line; returns the line's figures (a sweep's
+    table is made of them), or why it could not be measured."""
     hydra_cfg = HydraConfig.get()
     choices = hydra_cfg.runtime.choices
     ours = set(HYDRA_OVERRIDES)
@@ -35,12 +37,11 @@ def bench(cfg: DictConfig) -> None:
         figures = measure(cfg, Path(hydra_cfg.runtime.output_dir))
     except UserError as err:
         log.error("%s: %s", " ".join(overrides), err)
-        FAILED.append(f"{' '.join(overrides)}: {err}")
-        return
+        return Unmeasured(f"{' '.join(overrides)}: {err}")
     row = dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset, **figures,
                overrides=overrides)
-    RESULTS.append(row)
     print(json.dumps(row), flush=True)
+    return row
 
 
 def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
