@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from regbench.reg import combination
 from regbench.errors import UserError
 from regbench.identity import REPLICATES
-from regbench.tune import METRIC, METRICS
+from regbench.hparams_search import METRIC, METRICS
 
 # (dotted key, test, what the value must be); keys absent from the config are skipped.
 RULES: list[tuple[str, Callable[[Any], bool], str]] = [
