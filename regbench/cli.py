@@ -1,15 +1,16 @@
-"""`regbench` command line: one entry point that dispatches to subcommands."""
+"""`regbench` command line: one entry point that picks the subcommand. Each subcommand (regbench/commands/) parses
+its options, calls the module that does the work and returns None, or what failed (exit 1); bad input is a
+UserError (exit 2)."""
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import signal
 import sys
 import warnings
-from pathlib import Path
 from typing import Callable
+
+from regbench.commands import experiments, results, tools
 
 USAGE = """usage: regbench COMMAND [ARGS]
 
@@ -46,14 +47,6 @@ def _fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def _require_paddle() -> None:
-    try:
-        import paddle  # noqa: F401
-    except ImportError:
-        _fail("PaddlePaddle is not installed: pip install 'regbench[cpu]' (paddlepaddle) on CPU machines "
-              "or 'regbench[gpu]' (paddlepaddle-gpu) on CUDA machines, never both")
-
-
 def _full_disk_as_errors() -> None:
     """A write past a file-size limit (ulimit -f) fails with EFBIG, reported like a full disk, instead of killing the
     process (SIGXFSZ); a log line that cannot reach train.log is dropped, not reported with a traceback each time."""
@@ -69,289 +62,17 @@ def _quiet_imports() -> None:
     warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 
-def _preflight(argv: list[str]) -> None:
-    """Unless Hydra is only asked for help: compose and check every job's config, apply what Paddle reads when it
-    loads, load Paddle and build each job's model, so that mistakes cost no work."""
-    from omegaconf import OmegaConf
-
-    from regbench.jobs import command_jobs
-    from regbench.track import require
-    from regbench.tune import require_held_out, require_sweeper
-    from regbench.train import process_env
-    from regbench.train.resume_check import check_resume
-
-    if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("-sc", "--shell-completion"))
-               for a in argv):
-        require_sweeper(argv)
-        jobs = command_jobs(argv)
-        for job in jobs:  # before Hydra rewrites the saved config of the folder it resumes
-            check_resume(job.cfg, job.folder)
-            require(job.cfg.logger)  # a chosen tracker's package is installed
-        process_env.prepare(jobs[0].cfg.trainer)
-        _require_paddle()
-        for job in jobs:  # a search's trials never select on the test split
-            if job.search:
-                require_held_out(job.cfg)
-        from regbench.models import build_model
-
-        built: set[str] = set()
-        for job in jobs:  # a model that does not fit the data fails here, before any work
-            key = json.dumps([OmegaConf.to_container(job.cfg[k], resolve=True) for k in ("model", "act", "reg")])
-            if key not in built:
-                built.add(key)
-                build_model(job.cfg.model, job.cfg.act, job.cfg.reg)
-
-
-def _data_parallel(argv: list[str]) -> list[str]:
-    """Under paddle.distributed.launch all ranks share one named run folder, and only rank 0 writes to it."""
-    if int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) <= 1:
-        return argv
-    if not any(a.startswith("hydra.run.dir=") for a in argv):
-        _fail("data-parallel training needs hydra.run.dir=DIR on the command line, so that all ranks share one run folder")
-    if int(os.environ.get("PADDLE_TRAINER_ID", "0")) > 0:
-        return [*argv, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
-    return argv
-
-
-def _train(argv: list[str]) -> None:
-    from regbench.config import hydra_app
-
-    argv = _data_parallel(argv)
-    _preflight(argv)
-    from regbench.run import train
-
-    hydra_app(train, argv, prog="regbench train")
-    from regbench.report.sweep import NOT_COMPLETED
-
-    if NOT_COMPLETED:
-        _fail(f"{len(NOT_COMPLETED)} job(s) did not complete: " + "; ".join(NOT_COMPLETED[:3]), code=1)
-
-
-def _bench(argv: list[str]) -> None:
-    from regbench.bench import with_command_overrides
-    from regbench.config import hydra_app
-
-    argv = with_command_overrides(argv)
-    _preflight(argv)
-    from regbench.bench.table import ratio_table
-    from regbench.bench.task import FAILED, RESULTS, bench
-
-    hydra_app(bench, argv, prog="regbench bench")
-    if RESULTS and ("-m" in argv or "--multirun" in argv):
-        print(ratio_table(RESULTS))
-    if FAILED:
-        _fail(f"{len(FAILED)} combination(s) failed: " + "; ".join(FAILED[:3]), code=1)
-
-
-def _reproduce(argv: list[str]) -> None:
-    from regbench.articles import article_names
-    from regbench.reproduce import sweep_overrides
-
-    parser = argparse.ArgumentParser(prog="regbench reproduce", description="Run an article's grid as one sweep.")
-    parser.add_argument("article", choices=article_names())
-    parser.add_argument("--budget", default="full",
-                        help="full: the article's own budget; quick, ...: the reductions its file names "
-                             "(docs/reproducing.md)")
-    args, overrides = parser.parse_known_args(argv)
-    _train(sweep_overrides(args.article, args.budget, overrides))
-
-
-def _summary(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="regbench summary", description="Print the composed model's parameter, "
-                                     "FLOP and MAC counts as one JSON line (no data is loaded), per image at "
-                                     "dataset.image_size: `flops` as paddle.flops counts them, `macs` the "
-                                     "multiply-accumulates of convs, fcs and DY-ReLU (the papers' MAdds).")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=resnet18 dataset=cifar10")
-    argv = parser.parse_args(argv).overrides
-    _require_paddle()
-    from regbench import regs
-    from regbench.config import compose
-    from regbench.models import build_model
-    from regbench.models.summary import count_flops, count_macs, count_params
-
-    cfg = compose(argv)
-    choices = cfg.hydra.runtime.choices
-    model = build_model(cfg.model, cfg.act, cfg.reg)
-    input_shape = [1, cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size]
-    total, trainable = count_params(model)
-    print(json.dumps(dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset,
-                          input_shape=input_shape, total_params=total, trainable_params=trainable,
-                          flops=count_flops(model, input_shape[1:]), macs=count_macs(model, input_shape[1:]))))
-
-
-def _report(kind: str, argv: list[str]) -> None:
-    what = {"table": "Aggregate run folders into tables, each row against a baseline row in one metric (table.md, "
-                      "table.csv in the first DIR).",
-            "plot": "Plot val accuracy and train loss per group of runs (plot.png in the first DIR)."}
-    parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=what[kind])
-    parser.add_argument("dirs", nargs="+", help="run folders or sweep folders (searched at any depth)")
-    if kind == "table":
-        parser.add_argument("--baseline", metavar="KEY=VALUE",
-                            help="the row every other is compared with (Δ, 95%% CI, p), e.g. reg=none; default: the "
-                                 "article's baseline row, else reg=none or act=relu when the runs vary that key")
-        parser.add_argument("--metric", metavar="NAME",
-                            help="the metric rows are compared in: a summary.json or eval.json field (test_acc, "
-                                 "test_ece, test_nll, ood_auroc, ...) or max:KEY, last:KEY, KEY@EPOCH of "
-                                 "metrics.jsonl; default: the article's, else test_acc (best_val_acc without it)")
-        direction = parser.add_mutually_exclusive_group()
-        direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_true", default=None,
-                               help="for a --metric whose direction regbench does not know")
-        direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_false", default=None,
-                               help="for a --metric whose direction regbench does not know (e.g. wall_time_s)")
-    args = parser.parse_args(argv)
-    from regbench import report
-    from regbench.report.baseline import parse_baseline
-
-    if kind == "table":
-        if args.higher_is_better is not None and args.metric is None:
-            _fail("--higher-is-better and --lower-is-better say the direction of --metric NAME: add --metric")
-        print(report.write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None, args.metric,
-                                 args.higher_is_better))
-    else:
-        print(report.write_plot(args.dirs))
-
-
-def _eval(argv: list[str]) -> None:
-    from regbench.inference import CHECKPOINTS, SPLITS
-    from regbench.inference.corruptions import SETS
-
-    parser = argparse.ArgumentParser(prog="regbench eval", description="Score a run's checkpoint again: one JSON line "
-                                     "(split, n, accuracy, loss, ECE, NLL, Brier, per-class accuracy, img/s), a "
-                                     "confusion-matrix PNG and a reliability diagram PNG; the figures are merged into "
-                                     "RUN/eval.json. Given a sweep folder, every completed run not yet evaluated with "
-                                     "the same arguments, one JSON line each.")
-    parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep) "
-                        "or a sweep folder (outputs/multirun/<date>/<time>)")
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
-    parser.add_argument("--split", choices=SPLITS,
-                        help="default: test when the dataset has a test split distinct from val, else val")
-    parser.add_argument("--output", help="the confusion-matrix PNG (default: RUN/confusion_<split>_<checkpoint>.png); "
-                        "the reliability diagram goes beside it as reliability_<split>_<checkpoint>.png")
-    parser.add_argument("--save-probs", metavar="FILE", help="write an .npz with probs (float32 [N, C], the softmax "
-                        "of the logits) and labels (int64 [N]) of the scored split")
-    parser.add_argument("--temperature-scale", action="store_true", help="also report the figures after one "
-                        "temperature fitted on the val split (least NLL; Guo et al. 2017)")
-    parser.add_argument("--corruptions", metavar="DIR", help="also score every corruption x severity of DIR (the "
-                        "CIFAR-10-C layout, e.g. from regbench corrupt): RUN/corruptions.json and a heatmap PNG")
-    parser.add_argument("--baseline", metavar="RUN", help="with --corruptions: Hendrycks & Dietterich's mCE and "
-                        "relative mCE against this run (its corruptions.json when it scored the same files with the "
-                        "same checkpoint file and overrides, else it is scored again)")
-    parser.add_argument("--corruptions-set", choices=SETS, help="with --corruptions: the corruptions the mean "
-                        "corruption error and mCE cover (default: common, Hendrycks & Dietterich's 15, with the "
-                        "official folders' 4 extra ones apart; every file of a folder without any of the 15)")
-    parser.add_argument("--ood", metavar="OVERRIDES", help="also detect another dataset's test split as "
-                        "out-of-distribution by maximum softmax probability, e.g. --ood dataset=cifar100")
-    parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
-                        "dataset.data_file=PATH (another dataset of the same shape)")
-    args = parser.parse_intermixed_args(argv)
-    _require_paddle()
-    from regbench.inference.evaluate import evaluate_run, evaluate_sweep, sweep_runs
-
-    target = Path(args.run)
-    output = Path(args.output) if args.output else None
-    probs = Path(args.save_probs) if args.save_probs else None
-    options = dict(temperature_scale=args.temperature_scale, ood=args.ood,
-                   corruptions=Path(args.corruptions) if args.corruptions else None,
-                   baseline=Path(args.baseline) if args.baseline else None, corruptions_set=args.corruptions_set)
-    runs = sweep_runs(target)
-    if runs is None:
-        print(json.dumps(evaluate_run(target, args.checkpoint, args.split, output, args.overrides, probs, **options)))
-        return
-    if output or probs:
-        _fail("--output and --save-probs name one file, so they score one run: pass a run folder, not a sweep folder")
-    for result in evaluate_sweep(runs, args.checkpoint, args.split, args.overrides,
-                                 lambda line: print(line, file=sys.stderr), **options):
-        print(json.dumps(result), flush=True)
-
-
-def _export(argv: list[str]) -> None:
-    from regbench.inference import CHECKPOINTS, FORMATS, SPREAD_FACTOR, TOLERANCE_FLOOR
-
-    parser = argparse.ArgumentParser(prog="regbench export", description="Export a run's model for inference: a "
-                                     "Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx).")
-    parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep)")
-    parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
-    parser.add_argument("--output", help="folder for the files (default: RUN/export/<checkpoint>/)")
-    parser.add_argument("--opset", type=int, default=13, help="ONNX opset version")
-    parser.add_argument("--check", type=int, default=32, metavar="N", help="compare the exported model's logits "
-                        "with the eager model's on the first N val images (0: no check)")
-    parser.add_argument("--tolerance", type=float, metavar="T", help="the largest max |Δlogits| the check accepts; "
-                        f"further, nothing is exported and the command exits 1 (default: {TOLERANCE_FLOOR:g} or "
-                        f"{SPREAD_FACTOR} times the eager model's own spread between batch shapes, whichever is larger)")
-    parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config")
-    args = parser.parse_intermixed_args(argv)
-    if args.tolerance is not None and not args.tolerance >= 0:
-        _fail(f"--tolerance {args.tolerance} is invalid: give a difference >= 0")
-    _require_paddle()
-    from regbench.inference.export import export_run
-
-    output = Path(args.output) if args.output else None
-    print(json.dumps(export_run(Path(args.run), args.format, args.checkpoint, output, args.overrides, args.opset,
-                                args.check, args.tolerance)))
-
-
-def _corrupt(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="regbench corrupt", description="Write a dataset's test split (val when it "
-                                     "has none) corrupted, in the CIFAR-10-C layout: <corruption>.npy uint8 "
-                                     "[5n, H, W, 3] (severities 1-5 stacked) and labels.npy [5n].")
-    parser.add_argument("--out", required=True, help="the folder for the files")
-    parser.add_argument("--corruptions", metavar="A,B,C", help="which corruptions (default: the 15 common ones)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides as for regbench train, e.g. dataset=cifar10 "
-                        "dataset.data_file=PATH; seed=S seeds the corruptions")
-    args = parser.parse_intermixed_args(argv)
-    from regbench.data.corrupt import choose, write_corrupted
-
-    names = choose(args.corruptions)
-    _require_paddle()
-    from regbench.config import compose
-    from regbench.data import in_memory, load_splits
-
-    cfg = compose(args.overrides)
-    splits = load_splits(cfg.dataset)
-    split_name, split = ("val", splits.val) if splits.test is None else ("test", splits.test)
-    split = in_memory(split)
-    source = dict(dataset=cfg.hydra.runtime.choices.dataset, split=split_name, n=len(split), overrides=args.overrides)
-    failed = write_corrupted(split, Path(args.out), names, cfg.seed, source)
-    print(json.dumps(dict(out=args.out, **source, seed=cfg.seed, written=[n for n in names if n not in failed])))
-    if failed:
-        _fail(f"imagecorruptions failed on {', '.join(failed)} (reported above); the other files are written", code=1)
-
-
-def _selftest(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="regbench selftest", description="Check every path this machine has with "
-                                     "tiny real runs (regbench train, eval, export in subprocesses): one JSON line per "
-                                     "check on stdout (passed, failed or not available, with a one-line reason), a "
-                                     "table on stderr; exit 1 if an available check fails.")
-    parser.add_argument("--only", metavar="NAME,...", help="run only these checks (names or their leading parts, "
-                        "e.g. train/fp32,resume,export/onnx)")
-    parser.add_argument("--keep", metavar="DIR", help="keep the runs in DIR (a new or empty folder) instead of "
-                        "removing them")
-    parser.add_argument("--export-tolerance", type=float, metavar="T", help="the export checks' --tolerance "
-                        "(default: regbench export's own)")
-    args = parser.parse_args(argv)
-    if args.export_tolerance is not None and not args.export_tolerance >= 0:
-        _fail(f"--export-tolerance {args.export_tolerance} is invalid: give a difference >= 0")
-    _require_paddle()
-    from regbench.selftest import selftest
-
-    checks = selftest(args.only, Path(args.keep) if args.keep else None, args.export_tolerance)
-    failed = [c.check for c in checks if c.status == "failed"]
-    if failed:
-        _fail(f"{len(failed)} of {len(checks)} checks failed: {', '.join(failed[:5])}", code=1)
-
-
-COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "train": _train,
-    "summary": _summary,
-    "bench": _bench,
-    "reproduce": _reproduce,
-    "table": lambda argv: _report("table", argv),
-    "plot": lambda argv: _report("plot", argv),
-    "eval": _eval,
-    "export": _export,
-    "corrupt": _corrupt,
-    "selftest": _selftest,
+COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
+    "train": experiments.train,
+    "summary": experiments.summary,
+    "bench": experiments.bench,
+    "reproduce": experiments.reproduce,
+    "table": results.table,
+    "plot": results.plot,
+    "eval": results.evaluate,
+    "export": results.export,
+    "corrupt": tools.corrupt,
+    "selftest": tools.selftest,
 }
 
 
@@ -375,11 +96,13 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         _fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)} (regbench --help)")
     try:
-        COMMANDS[command](rest)
+        failure = COMMANDS[command](rest)
     except UserError as err:
         _fail(str(err), code=err.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
+    if failure:
+        _fail(failure, code=1)
 
 
 if __name__ == "__main__":

@@ -29,15 +29,24 @@ def group_options(group: str) -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_")))
 
 
-def hydra_app(task: Callable[[DictConfig], Any], argv: list[str], prog: str) -> None:
-    """Run `task` as a Hydra app on argv (everything Hydra's own command line offers)."""
+def hydra_app(task: Callable[[DictConfig], Any], argv: list[str]) -> list[Any]:
+    """Run `task` as a Hydra app on argv (everything Hydra's own command line offers); returns what its jobs that ran
+    in this process returned, in order (a launcher that runs them in other processes returns none of theirs)."""
     from hydra.core.plugins import Plugins
     from hydra_plugins.regbench_sweeper.rows_sweeper import RowSweeper
 
     # Hydra's plugin scan misses modules of an editable install: register regbench's sweeper by hand
     Plugins.instance().register(RowSweeper)
+    returns: list[Any] = []
+
+    @functools.wraps(task)
+    def job(cfg: DictConfig) -> Any:
+        returns.append(task(cfg))
+        return returns[-1]
+
     sys.argv = [sys.argv[0], *argv]
-    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(job)()
+    return returns
 
 
 def check_group_choices(parsed: list[Override]) -> None:

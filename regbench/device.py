@@ -1,6 +1,7 @@
 """Where and in which precision a run computes: its device, its AMP mode and sums over data-parallel ranks.
 
-Training and evaluation after training resolve `trainer.device` and `trainer.amp` alike, through these functions.
+Training and evaluation after training resolve `trainer.device` and `trainer.amp` alike, through these functions
+(called by regbench/train/compute.py, which sets up the rest of how a run computes).
 """
 from __future__ import annotations
 

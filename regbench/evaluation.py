@@ -17,7 +17,7 @@ from regbench import metrics
 from regbench.data.batches import BatchLoader
 from regbench.data.splits import Split
 from regbench.device import AMP_DTYPES, sum_over_ranks
-from regbench.targets import loss_fn
+from regbench.reg.mixed_targets import loss_fn
 
 
 @dataclass(frozen=True)

@@ -13,25 +13,41 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regbench.config import compose_choices
 from regbench.errors import UserError
+from regbench.reg import combination
 from regbench.run_dir import CONFIG, HYDRA_CONFIG, HYDRA_DIR
 
 # trackers and a search: OTHER keys (identity.py), and a search's sweeper may not be installed where the run is read
 _NOT_BACK_FILLED = ("logger", "hparams_search")
+# a `_target_` a run saved before its class or function moved -> where it is now
+MOVED_TARGETS = {
+    # the regularizers moved into regbench/reg/, one module per conf/reg/ option
+    "regbench.layers.dropblock.DropBlock": "regbench.reg.dropblock.DropBlock",
+    "regbench.layers.dropblock.placed_dropblock": "regbench.reg.dropblock.placed_dropblock",
+    "regbench.layers.droppath.DropPath": "regbench.reg.droppath.DropPath",
+    "regbench.batchreg.cutout.Cutout": "regbench.reg.cutout.Cutout",
+    "regbench.batchreg.mix.Mixup": "regbench.reg.mixup.Mixup",
+    "regbench.batchreg.mix.CutMix": "regbench.reg.cutmix.CutMix",
+}
 
 
 def read_saved_config(folder: Path, subdir: str = HYDRA_DIR) -> DictConfig | ListConfig:
     """`folder`/`subdir`/config.yaml with every key it lacks and today's conf/ has at today's default for the choices
     in `subdir`/hydra.yaml; as saved when those choices no longer compose. Raises what OmegaConf.load raises on an
-    absent or unreadable file (OSError, yaml.YAMLError, OmegaConfBaseException)."""
+    absent or unreadable file (OSError, yaml.YAMLError, OmegaConfBaseException). A `_target_` that has moved since
+    names where it is now (MOVED_TARGETS)."""
     cfg = OmegaConf.load(folder / subdir / CONFIG)
     if not isinstance(cfg, DictConfig):
         return cfg
+    _current_targets(cfg)
     try:
         choices = OmegaConf.load(folder / subdir / HYDRA_CONFIG).hydra.runtime.choices
     except (OSError, yaml.YAMLError, OmegaConfBaseException):
         return cfg
-    defaults = _defaults(tuple(f"{group}={_choice(value)}" for group, value in choices.items()
-                               if value is not None and "/" not in group and group not in _NOT_BACK_FILLED))
+    picked = {group: _choice(value) for group, value in choices.items()
+              if value is not None and "/" not in group and group not in _NOT_BACK_FILLED}
+    if "reg" not in picked and isinstance(cfg.get("reg"), DictConfig) and combination.names(cfg.reg):
+        picked["reg"] = _choice(combination.names(cfg.reg))  # Hydra records no choice for a list: reg=[a,b]
+    defaults = _defaults(tuple(f"{group}={choice}" for group, choice in picked.items()))
     if defaults is None:
         return cfg
     try:
@@ -52,3 +68,15 @@ def _defaults(choices: tuple[str, ...]) -> DictConfig | None:
 
 def _choice(value: object) -> str:
     return f"[{','.join(map(str, value))}]" if isinstance(value, (list, ListConfig)) else str(value)
+
+
+def _current_targets(node: DictConfig | ListConfig) -> None:
+    """Rewrite every `_target_` in `node` that names a moved class or function to where it is now."""
+    for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        value = node[key]
+        if isinstance(value, (DictConfig, ListConfig)):
+            _current_targets(value)
+        elif key == "_target_" and value in MOVED_TARGETS:
+            node[key] = MOVED_TARGETS[value]

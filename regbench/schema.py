@@ -5,10 +5,10 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from regbench import regs
+from regbench.reg import combination
 from regbench.errors import UserError
 from regbench.identity import REPLICATES
-from regbench.tune import METRIC, METRICS
+from regbench.hparams_search import METRIC, METRICS
 
 # (dotted key, test, what the value must be); keys absent from the config are skipped.
 RULES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -103,4 +103,4 @@ def check(cfg: DictConfig) -> None:
     if cfg.reg.batch.get("cutout") is not None and size > cfg.dataset.image_size:
         raise UserError(f"reg.cutout.size={size} is larger than the {cfg.dataset.image_size}×{cfg.dataset.image_size} "
                         f"images (dataset.image_size): give at most {cfg.dataset.image_size}")
-    regs.check(cfg.reg)
+    combination.check(cfg.reg)

@@ -147,7 +147,7 @@ def child_data(mode: str, batch: str) -> dict[str, float]:
     from numpy.lib.stride_tricks import sliding_window_view
 
     from regbench.data.batches import _resample
-    from regbench.run import build_trainer
+    from regbench.train.build import build_trainer
 
     loader = build_trainer(cfg, Path(tempfile.mkdtemp()), lambda progress: None)[0].train_loader
     images, labels = loader.split.images, loader.split.labels

@@ -17,11 +17,11 @@ import numpy as np
 import regbench  # noqa: F401  (before paddle: regbench/__init__.py says why)
 import paddle
 
-from regbench.batchreg import build_batch_regs
+from regbench.reg.batch import build_batch_regs
 from regbench.config import compose
-from regbench.layers.droppath import DropPath
+from regbench.reg.droppath import DropPath
 from regbench.models import build_model
-from regbench.targets import Mixed
+from regbench.reg.mixed_targets import Mixed
 
 SEED = 0
 IMAGE = 32   # CIFAR

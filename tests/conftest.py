@@ -156,7 +156,7 @@ def run_folders(tmp_path: Path, arguments: list[str]) -> list[Path]:
     """The .hydra/ files Hydra writes for each job of `regbench train ARGUMENTS`, as the CLI composes them first."""
     from omegaconf import OmegaConf
 
-    from regbench.jobs import command_jobs
+    from regbench.preflight import command_jobs
 
     folders = []
     for job in command_jobs(arguments):

@@ -19,7 +19,7 @@ import pytest
 from regbench.config import compose
 from regbench.train.checkpoint import load_checkpoint
 from regbench.train.loop import Trainer
-from regbench.run import build_trainer
+from regbench.train.build import build_trainer
 
 # non-default everywhere: the scale and counters a run has reached, settings another run might use
 CHOSEN = {"scale": np.array([3072.0], np.float32), "incr_ratio": 3.0, "decr_ratio": 0.25, "incr_every_n_steps": 4,

@@ -9,16 +9,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "regbench"
 # Lowest first. A unit is a top-level module or package of regbench.
 FLOORS = (
     {"errors"},
-    {"files", "identity", "targets", "device", "regs", "metrics"},  # atomic writes, a run's identity, targets, where it
-    # computes, metrics of predicted probabilities
-    {"run_dir", "data", "layers", "articles"},  # the run folder's layout; what a run is made of, each on its own
-    {"models", "evaluation", "tune"},  # models compose layers; evaluation scores a model on data
+    {"files", "identity", "device", "metrics"},  # atomic writes, a run's identity, where it computes, metrics of
+    # predicted probabilities
+    # the run folder's layout; what a run is made of, each on its own: data, activations, regularizers, articles
+    {"run_dir", "data", "layers", "reg", "articles"},
+    {"models", "evaluation", "hparams_search"},  # models compose layers; evaluation scores a model on data
     {"schema"},  # config checks (which metrics a search may optimize)
     {"config"},
     {"saved_config"},  # a run folder's saved config, the keys added since it was written back-filled from conf/
-    {"train", "batchreg", "track"},  # the loop, batch regularizers and trackers never import each other
-    {"run", "inference", "report", "jobs", "reproduce"},  # the composition root and what reads run folders
-    {"bench", "selftest"},  # selftest runs regbench in subprocesses
+    {"track"},  # trackers
+    {"train"},  # the loop, and building a trainer from a config (its data, model, batch regularizers)
+    {"run", "bench", "inference", "report", "preflight", "reproduce"},  # the Hydra tasks, what reads run folders, and
+    # the checks before a command line's jobs start
+    {"selftest"},  # selftest runs regbench in subprocesses
+    {"commands"},  # each subcommand's options
     {"cli"},
     {"__main__"},
 )

@@ -9,12 +9,14 @@ import numpy as np
 import paddle
 import pytest
 
-from regbench.batchreg import BatchRegs, build_batch_regs
-from regbench.batchreg.cutout import Cutout
-from regbench.batchreg.mix import CutMix, Mixup
+from regbench.reg.batch import BatchRegs, build_batch_regs
+from regbench.reg.box import box_mask, clipped_box
+from regbench.reg.cutout import Cutout
+from regbench.reg.cutmix import CutMix
+from regbench.reg.mixup import Mixup
 from regbench.config import compose
 from regbench.errors import UserError
-from regbench.targets import Mixed, agreement, loss_fn
+from regbench.reg.mixed_targets import Mixed, agreement, loss_fn
 
 
 def paper_span(centre: np.ndarray, length: np.ndarray | int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +39,23 @@ def spans_of(marked: np.ndarray) -> list[tuple[int, int]]:
 def numbered(b: int, c: int = 3, n: int = 32) -> paddle.Tensor:
     """Image i is the constant i + 1 (never 0), so every output pixel tells which image it came from."""
     return paddle.to_tensor(np.broadcast_to(np.arange(1, b + 1, dtype=np.float32)[:, None, None, None], (b, c, n, n)))
+
+
+# -- the box Cutout erases and CutMix pastes ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("height, width, h, w", [(16, 16, 32, 32), (7, 5, 12, 20), (0, 3, 8, 8), (9, 9, 9, 9)])
+def test_the_box_is_the_papers_clipped_box_and_lambda_the_share_outside_it(height: int, width: int, h: int,
+                                                                            w: int) -> None:
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))  # every centre
+    box = clipped_box(rows, cols, height, width, h, w)
+    mask = box_mask(*(paddle.to_tensor(side) for side in box.sides), h, w).numpy()
+    assert mask.shape == (h * w, 1, h, w)
+    ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        # the papers' box: [c − side//2, c + side//2) on each axis, the pixels of it that are in the image
+        inside = (r - height // 2 <= ys) & (ys < r + height // 2) & (c - width // 2 <= xs) & (xs < c + width // 2)
+        assert np.array_equal(mask[i, 0], inside.astype(np.float32)), (r, c)
+        assert box.lam[i] == pytest.approx(1.0 - inside.sum() / (h * w), abs=1e-12)
 
 
 # -- Cutout ------------------------------------------------------------------------------------------------------------

@@ -1,14 +1,21 @@
 """Regularizers that combine: reg=[a,b] composition, labels, conflicts, sweeps over combinations from the CLI."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import paddle.nn as nn
 import pytest
+from hydra.utils import get_object
 
 from conftest import read_json, read_jsonl, regbench
-from regbench import regs
 from regbench.config import compose
 from regbench.errors import UserError
+from regbench.reg import combination
+from regbench.reg.places import Places
+
+CONF_REG = Path(__file__).resolve().parents[1] / "conf" / "reg"
+REG_PACKAGE = Path(__file__).resolve().parents[1] / "regbench" / "reg"
 
 TINY = ("model=mynet", "dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "trainer.batch_size=32",
         "trainer.max_steps=2")
@@ -25,11 +32,39 @@ TINY = ("model=mynet", "dataset=synthetic", "dataset.train_size=64", "dataset.te
 ])
 def test_options_merge_without_clobbering_each_other(reg: str, label: str, places: set[str]) -> None:
     cfg = compose([f"reg={reg}"]).reg
-    assert regs.label(cfg) == label
+    assert combination.label(cfg) == label
     assert {p for p in ("conv", "fc", "block", "residual") if cfg[p] is not None} == places
     # batch transforms are keyed by name, in the order given
     expected_batch = [n for n in label.split("+") if n in ("cutout", "mixup", "cutmix")]
     assert list(cfg.batch) == expected_batch
+
+
+def test_regbench_reg_mirrors_conf_reg() -> None:
+    """Each conf/reg option's own factories live in regbench/reg/OPTION.py; every other module there is one the
+    options share."""
+    shared = {"places", "combination", "progress", "batch", "draws", "box", "mixed_targets"}
+    options = {p.stem for p in CONF_REG.glob("*.yaml")} - {"_base"}
+    modules = {p.stem for p in REG_PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules - shared <= options and not shared & options
+    owned = {}
+    for option in options:
+        targets = re.findall(r"_target_: (\S+)", (CONF_REG / f"{option}.yaml").read_text())
+        for target in targets:
+            get_object(target)  # it exists
+        owned[option] = {t.rsplit(".", 1)[0] for t in targets if t.startswith("regbench.")}
+    assert {o: m for o, m in owned.items() if m} == {o: {f"regbench.reg.{o}"} for o in modules - shared}
+
+
+def test_places_give_each_kind_its_factory_and_identity_where_empty() -> None:
+    empty = Places()
+    assert all(isinstance(layer, nn.Identity) for layer in
+               (empty.conv(), empty.fc(), empty.block(drop_scale=1.0, site="stage"), empty.residual(drop_scale=0.5)))
+    assert empty.given == [] and empty.filled == set()
+    places = Places.of(compose(["reg=[dropblock,dropout]", "reg.dropblock.placement=block"]).reg)
+    assert places.given == ["fc", "block"]
+    assert isinstance(places.fc(), nn.Dropout) and isinstance(places.conv(), nn.Identity)
+    assert isinstance(places.block(drop_scale=1.0, site="stage"), nn.Identity) and places.filled == {"fc"}
+    assert places.block(drop_scale=0.25, site="block").drop_scale == 0.25 and places.filled == {"fc", "block"}
 
 
 def test_a_single_option_composes_as_before() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from regbench.config import compose
 from regbench.errors import UserError
-from regbench.layers import DropBlock
+from regbench.reg.dropblock import DropBlock
 from regbench.models import build_model
 from regbench.models.summary import count_params
 

@@ -10,7 +10,7 @@ import pytest
 
 from regbench.config import compose
 from regbench.errors import UserError
-from regbench.layers.droppath import DropPath
+from regbench.reg.droppath import DropPath
 from regbench.models import build_model
 
 

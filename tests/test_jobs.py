@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from conftest import regbench
 from regbench.config import CONF_DIR, check_group_choices, parse_overrides
 from regbench.errors import UserError
-from regbench.jobs import command_jobs
+from regbench.preflight import command_jobs
 
 SMALL = ("dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "trainer.batch_size=32",
          "trainer.max_steps=1")

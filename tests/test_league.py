@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import read_json, regbench, run_folders, write_cifar100_tarball, write_cifar_tarball
-from regbench import regs
+from regbench.reg import combination
 from regbench.articles import load_article
 from regbench.config import compose
 from regbench.report.markdown import render_markdown
@@ -71,7 +71,7 @@ def test_each_row_reads_its_datasets_archive_and_composes(tmp_path: Path) -> Non
     assert [(c.dataset.data_file, c.dataset.num_classes) for c in configs] == [("/d/c10.tgz", 10)] * 8 + [
         (None, 100)] * 8
     assert [c.reg.cutout.size for c in configs] == [16] * 8 + [8] * 8
-    assert [regs.label(c.reg) for c in configs[:8]] == [r.label for r in load_article("league").rows]
+    assert [combination.label(c.reg) for c in configs[:8]] == [r.label for r in load_article("league").rows]
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from regbench.models import build_model
 from regbench.models.lenet import LeNet5
 from regbench.models.mynet import MyNet
 from regbench.models.summary import count_flops, count_params
+from regbench.reg.places import Places
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -133,10 +134,12 @@ def test_factories_are_called_at_the_articles_places(model: str) -> None:
     net = instantiate(
         cfg.model,
         act=act,
-        conv_reg=lambda: Probe(log, "conv"),
-        fc_reg=lambda: Probe(log, "fc"),
-        block_reg=lambda drop_scale, site: Probe(log, f"block {drop_scale} {site}"),
-        residual_reg=lambda drop_scale: Probe(log, f"residual {drop_scale}"),
+        places=Places(
+            conv=lambda: Probe(log, "conv"),
+            fc=lambda: Probe(log, "fc"),
+            block=lambda drop_scale, site: Probe(log, f"block {drop_scale} {site}"),
+            residual=lambda drop_scale: Probe(log, f"residual {drop_scale}"),
+        ),
     )
     net.eval()
     net(paddle.randn([1, *input_shape(cfg)]))
@@ -160,15 +163,11 @@ def test_use_residual_false_drops_the_shortcut_sum_but_keeps_the_parameters() ->
     np.testing.assert_allclose(without_sum(x).numpy(), before, rtol=1e-6)
 
 
-def _identity(*args: object, **kwargs: object) -> nn.Layer:
-    return nn.Identity()
-
-
 @pytest.mark.parametrize(
     ("make", "smallest", "too_small"),
     [
-        (lambda size: LeNet5(1, 10, size, "avg", relu, _identity, _identity, _identity, _identity), 32, 28),
-        (lambda size: MyNet(3, 10, size, relu, _identity, _identity, _identity, _identity), 7, 6),
+        (lambda size: LeNet5(1, 10, size, "avg", relu, Places()), 32, 28),
+        (lambda size: MyNet(3, 10, size, relu, Places()), 7, 6),
     ],
     ids=["lenet5", "mynet"],
 )

@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from regbench.layers.droppath import DropPath
+from regbench.reg.droppath import DropPath
+from regbench.reg.places import Places
 from regbench.models import build_model
 from regbench.models.mobilenet import SETTINGS
 from regbench.models.summary import count_macs, count_params
@@ -208,9 +209,9 @@ def probed_places(*overrides: str) -> list[str]:
     """The reg places of a forward pass, in order, as "residual SCALE" and "block SCALE SITE"."""
     cfg = compose_config(*overrides, "dataset=synthetic", "dataset.image_size=64")
     log: list[str] = []
-    net = instantiate(cfg.model, act=lambda channels: nn.ReLU(), conv_reg=nn.Identity, fc_reg=nn.Identity,
-                      block_reg=lambda drop_scale, site: Probe(log, f"block {drop_scale} {site}"),
-                      residual_reg=lambda drop_scale: Probe(log, f"residual {drop_scale}"))
+    places = Places(block=lambda drop_scale, site: Probe(log, f"block {drop_scale} {site}"),
+                    residual=lambda drop_scale: Probe(log, f"residual {drop_scale}"))
+    net = instantiate(cfg.model, act=lambda channels: nn.ReLU(), places=places)
     net.eval()
     net(paddle.randn([1, 3, 64, 64]))
     return log

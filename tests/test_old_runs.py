@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra.utils import get_object
 from scipy import stats
 
 from conftest import read_json, read_jsonl, regbench, run_folders
@@ -114,3 +115,57 @@ def test_an_old_run_is_scored_as_its_trainer_did(sweep: Path, tmp_path: Path) ->
     summary = read_json(run / "summary.json")
     assert scored["accuracy"] == summary["test_acc"]
     assert scored["nll"] == pytest.approx(summary["test_nll"], abs=1e-6)
+
+
+# -- runs saved before the regularizers moved into regbench/reg/ -----------------------------------------------------
+
+# where the release before regbench/reg/ kept each regularizer its conf/reg/ options name
+OLD_TARGETS = {"dropblock": "regbench.layers.dropblock.placed_dropblock", "cutmix": "regbench.batchreg.mix.CutMix",
+               "mixup": "regbench.batchreg.mix.Mixup", "cutout": "regbench.batchreg.cutout.Cutout",
+               "droppath": "regbench.layers.droppath.DropPath"}
+MOVED_RUN = ("model=mynet", "dataset=synthetic", "dataset.train_size=128", "dataset.test_size=64",
+             "trainer.batch_size=32", "trainer.max_steps=2")
+
+
+def name_old_targets(run: Path) -> None:
+    """Rewrite the run's .hydra/config.yaml as the release before regbench/reg/ wrote it: old `_target_` paths."""
+    path = run / ".hydra" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for name, target in OLD_TARGETS.items():
+        if name in config["reg"]:
+            config["reg"][name]["_target_"] = target
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_a_run_saved_before_the_regularizers_moved_names_where_they_are_now(tmp_path: Path) -> None:
+    runs = run_folders(tmp_path, ["-m", "reg=[dropblock,cutmix],[cutout,mixup,droppath]", *MOVED_RUN])
+    for run, options in zip(runs, (["dropblock", "cutmix"], ["cutout", "mixup", "droppath"])):
+        name_old_targets(run)
+        config = read_saved_config(run)
+        targets = {name: config.reg[name]._target_ for name in OLD_TARGETS if name in config.reg}
+        assert targets == {name: f"regbench.reg.{name}.{target.rsplit('.', 1)[1]}" for name, target in
+                           OLD_TARGETS.items() if name in config.reg}
+        assert all(get_object(target) for target in targets.values())
+        assert list(config.reg.owns) == options  # back-filled from these options, not from reg's default (none)
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of reg=[dropblock,cutmix] whose saved config names the regularizers' old `_target_` paths."""
+    run = tmp_path_factory.mktemp("moved") / "run"
+    regbench("train", "reg=[dropblock,cutmix]", "seed=0", *MOVED_RUN, f"hydra.run.dir={run}")
+    name_old_targets(run)
+    return run
+
+
+@pytest.mark.slow
+def test_a_run_saved_before_the_regularizers_moved_is_scored_and_resumed(moved: Path, tmp_path: Path) -> None:
+    scored = json.loads(regbench("eval", str(moved), "--split", "test").stdout.strip().splitlines()[-1])
+    summary = read_json(moved / "summary.json")
+    assert scored["accuracy"] == summary["test_acc"]
+    run = tmp_path / "run"
+    shutil.copytree(moved, run)
+    out = regbench("train", "reg=[dropblock,cutmix]", "seed=0", *MOVED_RUN, "trainer.max_steps=4",
+                   "trainer.resume=true", f"hydra.run.dir={run}").stdout
+    assert "resumed from" in out and "at step 2" in out
+    assert (read_json(run / "summary.json")["status"], read_json(run / "summary.json")["steps"]) == ("completed", 4)

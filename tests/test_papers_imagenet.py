@@ -12,7 +12,7 @@ from conftest import read_json, regbench, run_folders
 from folders import imagenet_tree
 from regbench.articles import load_article
 from regbench.config import compose
-from regbench.layers.dropblock import DropBlock
+from regbench.reg.dropblock import DropBlock
 from regbench.models import build_model
 from regbench.report.runs import load_run
 from regbench.reproduce import sweep_overrides

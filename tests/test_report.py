@@ -440,7 +440,7 @@ def test_dropblock_mynet_is_article_1() -> None:
 
 def test_dropblock_mynet_rows_build_the_article_models() -> None:
     """The article's DropBlock after conv3, seeds anywhere; reg=none leaves the experiment's settings unused."""
-    from regbench.layers.dropblock import DropBlock
+    from regbench.reg.dropblock import DropBlock
     from regbench.models import build_model
 
     def dropblocks(*overrides: str) -> list[DropBlock]:

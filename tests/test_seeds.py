@@ -11,7 +11,7 @@ import pytest
 
 from conftest import read_json, read_jsonl, regbench
 from regbench.config import compose
-from regbench.run import build_trainer
+from regbench.train.build import build_trainer
 from regbench.train.checkpoint import load_checkpoint
 from regbench.train.loop import Trainer
 

@@ -41,7 +41,7 @@ class RowSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
-        # read once more from the sweep's config, resolved once as `regbench.jobs` reads them: Hydra's instantiate
+        # read once more from the sweep's config, resolved once as `regbench.preflight` reads them: Hydra's instantiate
         # resolved `rows` twice, so an escaped interpolation (`\${data_files.cifar10}`, as `regbench reproduce`
         # writes one) would not reach each job as written, to be resolved in the job's own config
         self.rows = [list(row) for row in config.hydra.sweeper.rows]

@@ -13,21 +13,22 @@ import paddle
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from regbench import regs
+from regbench.reg import combination
 from regbench.bench import HYDRA_OVERRIDES
 from regbench.errors import UserError
+from regbench.train.build import build_trainer
 from regbench.train.loop import Trainer
-from regbench.train import threads
-from regbench.run import build_trainer
 
 log = logging.getLogger("regbench")
 
-RESULTS: list[dict[str, Any]] = []  # this process's measurements, in order: a multirun's jobs share the process
-FAILED: list[str] = []  # "overrides: error" of the combinations that could not be measured
+
+class Unmeasured(str):
+    """A combination that could not be measured: "overrides: error"."""
 
 
-def bench(cfg: DictConfig) -> None:
-    """Hydra task: measure one combination, print it as one JSON line, keep it for the sweep's table."""
+def bench(cfg: DictConfig) -> dict[str, Any] | Unmeasured:
+    """Hydra task: measure one combination and print it as one JSON line; returns the line's figures (a sweep's
+    table is made of them), or why it could not be measured."""
     hydra_cfg = HydraConfig.get()
     choices = hydra_cfg.runtime.choices
     ours = set(HYDRA_OVERRIDES)
@@ -36,17 +37,17 @@ def bench(cfg: DictConfig) -> None:
         figures = measure(cfg, Path(hydra_cfg.runtime.output_dir))
     except UserError as err:
         log.error("%s: %s", " ".join(overrides), err)
-        FAILED.append(f"{' '.join(overrides)}: {err}")
-        return
-    row = dict(model=choices.model, act=choices.act, reg=regs.label(cfg.reg), dataset=choices.dataset, **figures,
+        return Unmeasured(f"{' '.join(overrides)}: {err}")
+    row = dict(model=choices.model, act=choices.act, reg=combination.label(cfg.reg), dataset=choices.dataset, **figures,
                overrides=overrides)
-    RESULTS.append(row)
     print(json.dumps(row), flush=True)
+    return row
 
 
 def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     """Median training step (data included), batch production, evaluation throughput and memory of one config."""
-    trainer, device = build_trainer(cfg, folder, on_eval=lambda progress: None)
+    trainer, compute = build_trainer(cfg, folder, on_eval=lambda progress: None)
+    device = compute.device
     steps, warmup = cfg.bench.steps, cfg.bench.warmup
     sync = paddle.device.cuda.synchronize if device == "gpu" else _nothing
     # Paddle 2.6 cannot reset the allocator's peak: there it is the peak since the process started
@@ -71,14 +72,13 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     step_s = _times(step, sync, warmup, steps, after_warmup=reset_peak or _nothing)
     peak_mb = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1) if device == "gpu" else None
     val = trainer.val_loader
-    amp = trainer.cfg.amp
     eval_s = _times(lambda: trainer.score(val), sync, min(warmup, 1), cfg.bench.eval_repeats)
     step_ms = 1000 * statistics.median(step_s)
     q1, q3 = _quartiles(step_s)
     data_ms = 1000 * statistics.median(data_s)
     return dict(
-        device=device, batch_size=cfg.trainer.batch_size, amp=amp, compile=cfg.trainer.compile,
-        threads=threads.resolve(cfg.trainer), paddle_version=paddle.__version__,
+        device=device, batch_size=cfg.trainer.batch_size, amp=compute.amp, compile=cfg.trainer.compile,
+        threads=compute.threads, paddle_version=paddle.__version__,
         train_img_per_s=round(cfg.trainer.batch_size / step_ms * 1000, 1),
         eval_img_per_s=round(len(val.split) / statistics.median(eval_s), 1),
         step_ms=round(step_ms, 2), step_ms_iqr=[round(1000 * q1, 2), round(1000 * q3, 2)],

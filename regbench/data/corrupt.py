@@ -9,10 +9,12 @@ import time
 import zlib
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+from omegaconf import DictConfig
 
+from regbench.data import in_memory, load_splits
 from regbench.data.corruptions import LABELS, SEVERITIES
 from regbench.data.splits import Split
 from regbench.errors import UserError
@@ -76,6 +78,19 @@ def write_corrupted(split: Split, out: Path, names: Sequence[str], seed: int, so
     write_text(Path(out) / SOURCE, json.dumps({**source, "seed": seed, "corruptions": [x for x in names
                                                                                      if x not in failed]}, indent=1))
     return failed
+
+
+def corrupt_test_split(cfg: DictConfig, out: Path, names: Sequence[str], overrides: list[str]
+                       ) -> tuple[dict[str, Any], list[str]]:
+    """The test split of cfg.dataset (val when it has none) written corrupted into `out` (write_corrupted), seeded
+    by cfg.seed; returns what was written from what (dataset, split, n, overrides, seed, written) and the corruptions
+    the library could not apply."""
+    splits = load_splits(cfg.dataset)
+    split_name, split = ("val", splits.val) if splits.test is None else ("test", splits.test)
+    split = in_memory(split)
+    source = dict(dataset=cfg.hydra.runtime.choices.dataset, split=split_name, n=len(split), overrides=overrides)
+    failed = write_corrupted(split, out, names, cfg.seed, source)
+    return dict(**source, seed=cfg.seed, written=[n for n in names if n not in failed]), failed
 
 
 def _check_out(out: Path, labels: np.ndarray) -> None:

@@ -73,22 +73,18 @@ def plot_confusion(path: Path, counts: np.ndarray, classes: tuple[str, ...], tit
 
 def _scorer(cfg: DictConfig, run: Path, checkpoint: str) -> tuple[Callable[[Split], Scores], str]:
     """(a function scoring the run's checkpoint on a split as its trainer scored it, the device it computes on)."""
-    from regbench.device import amp_mode, select_device
     from regbench.evaluation import eval_loader, score
-    from regbench.train import speed, threads
+    from regbench.train.compute import set_up
 
     tr = cfg.trainer
-    device = select_device(tr.device)
-    amp = amp_mode(tr.amp, device)
-    speed.configure(device, threads=threads.resolve(tr), trainer=tr)
+    compute = set_up(tr)
     model = load_model(cfg, run, checkpoint)
-    if tr.fast_conv_bias and device == "cpu":
-        speed.fast_conv_bias(model)
+    compute.adapt(model)
 
     def scored(split: Split) -> Scores:
-        return score(model, eval_loader(cfg.dataset, tr, split), tr.label_smoothing, amp, per_sample=True)
+        return score(model, eval_loader(cfg.dataset, tr, split), tr.label_smoothing, compute.amp, per_sample=True)
 
-    return scored, device
+    return scored, compute.device
 
 
 def evaluate_run(run: Path, checkpoint: str, split_name: str | None, output: Path | None, overrides: list[str],

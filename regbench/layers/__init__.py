@@ -1,6 +1,5 @@
-"""Regularization and activation layers, usable on their own as paddle.nn.Layers."""
-from regbench.layers.dropblock import DropBlock
+"""Activation layers, usable on their own as paddle.nn.Layers (the regularizers are in regbench.reg)."""
 from regbench.layers.dyrelu import DyReLUA, DyReLUB, DyReLUC
 from regbench.layers.relu import ReLU
 
-__all__ = ["DropBlock", "DyReLUA", "DyReLUB", "DyReLUC", "ReLU"]
+__all__ = ["DyReLUA", "DyReLUB", "DyReLUC", "ReLU"]

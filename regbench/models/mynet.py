@@ -7,13 +7,12 @@ import paddle
 import paddle.nn as nn
 
 from regbench.errors import UserError
+from regbench.reg.places import Places
 
 
 class MyNet(nn.Layer):
     """conv 32·act·[conv] · conv 64/2·act·[conv] · conv 64/2·act·[conv]·[block] · conv 64/2·act·[conv]
-    · fc 64·act·[fc] · fc.
-
-    MyNet has no residual branch: `residual_reg` is accepted so that every model takes the same factories."""
+    · fc 64·act·[fc] · fc. No residual branch."""
 
     def __init__(
         self,
@@ -21,10 +20,7 @@ class MyNet(nn.Layer):
         num_classes: int,
         image_size: int,
         act: Callable[[int], nn.Layer],
-        conv_reg: Callable[[], nn.Layer],
-        fc_reg: Callable[[], nn.Layer],
-        block_reg: Callable[..., nn.Layer],
-        residual_reg: Callable[..., nn.Layer],
+        places: Places,
     ) -> None:
         super().__init__()
         if image_size < 7:
@@ -34,14 +30,15 @@ class MyNet(nn.Layer):
             )
         side = (((image_size - 1) // 2 - 1) // 2 + 1) // 2  # conv4's map: 32→32→15→7→4
         self.features = nn.Sequential(
-            nn.Conv2D(in_channels, 32, 3, stride=1, padding=1), act(32), conv_reg(),
-            nn.Conv2D(32, 64, 3, stride=2, padding=0), act(64), conv_reg(),
-            nn.Conv2D(64, 64, 3, stride=2, padding=0), act(64), conv_reg(), block_reg(drop_scale=1.0, site="stage"),
-            nn.Conv2D(64, 64, 3, stride=2, padding=1), act(64), conv_reg(),
+            nn.Conv2D(in_channels, 32, 3, stride=1, padding=1), act(32), places.conv(),
+            nn.Conv2D(32, 64, 3, stride=2, padding=0), act(64), places.conv(),
+            nn.Conv2D(64, 64, 3, stride=2, padding=0), act(64), places.conv(),
+            places.block(drop_scale=1.0, site="stage"),
+            nn.Conv2D(64, 64, 3, stride=2, padding=1), act(64), places.conv(),
             nn.Flatten(),
         )
         self.classifier = nn.Sequential(
-            nn.Linear(64 * side * side, 64), act(64), fc_reg(),
+            nn.Linear(64 * side * side, 64), act(64), places.fc(),
             nn.Linear(64, num_classes),
         )
 

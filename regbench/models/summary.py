@@ -1,13 +1,17 @@
-"""Parameter counts as paddle.summary reports them; FLOPs as paddle.flops counts them, and multiply-accumulates."""
+"""Parameter counts as paddle.summary reports them; FLOPs as paddle.flops counts them, and multiply-accumulates;
+`regbench summary`'s line of them for a composed config."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import paddle
 import paddle.nn as nn
+from omegaconf import DictConfig
 
+from regbench.reg import combination
 from regbench.layers.dyrelu import DyReLUA, DyReLUB, DyReLUC
+from regbench.models import build_model
 
 
 def count_params(model: nn.Layer) -> tuple[int, int]:
@@ -119,3 +123,15 @@ def count_macs(model: nn.Layer, input_shape: Sequence[int]) -> int:
     layers (weights only, as the papers' "MAdds"; BatchNorm folds into the conv at inference, pooling, additions
     and ReLU are not counted) and DY-ReLU's lines and hyper-function."""
     return _count(model, input_shape, _mac_rule)
+
+
+def describe(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config's model (no data loaded): its choices, the input shape, its parameter counts, and its FLOPs
+    and MACs per image at dataset.image_size."""
+    choices = cfg.hydra.runtime.choices
+    model = build_model(cfg.model, cfg.act, cfg.reg)
+    input_shape = [1, cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size]
+    total, trainable = count_params(model)
+    return dict(model=choices.model, act=choices.act, reg=combination.label(cfg.reg), dataset=choices.dataset,
+                input_shape=input_shape, total_params=total, trainable_params=trainable,
+                flops=count_flops(model, input_shape[1:]), macs=count_macs(model, input_shape[1:]))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from regbench import regs
+from regbench.reg import combination
 from regbench.articles import Article
 from regbench.report.runs import MISSING, Run, parse_overrides, values_equal
 
@@ -12,7 +12,7 @@ def satisfies(run: Run, key: str, expected: Any) -> bool:
     """Whether the run's `key` is `expected` (a reg setting of a regularizer the run does not use always is)."""
     actual = run.value(key)
     if key in run.choices:  # a list of reg options is recorded as its label
-        return actual == (regs.join(expected) if key == "reg" and isinstance(expected, list) else expected)
+        return actual == (combination.join(expected) if key == "reg" and isinstance(expected, list) else expected)
     if expected is None:
         return actual is None or actual is MISSING
     if run.unused(key):  # e.g. the CIFAR-100 table's reg.cutout.size=8 under reg=none

@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regbench import regs
+from regbench.reg import combination
 from regbench.run_dir import EVALUATED, HYDRA_CONFIG, HYDRA_DIR, METRICS, OVERRIDES, SUMMARY
 from regbench.config import group_options
 from regbench.run_dir.evaluated import figures as evaluated_figures
@@ -185,7 +185,7 @@ def load_run(path: PathLike) -> Run:
     except (OSError, yaml.YAMLError, OmegaConfBaseException):
         config = None
     if "reg" not in choices and isinstance(config, DictConfig) and isinstance(config.get("reg"), DictConfig):
-        choices["reg"] = regs.label(config.reg)  # Hydra records no choice for a list: reg=[dropblock,cutmix]
+        choices["reg"] = combination.label(config.reg)  # Hydra records no choice for a list: reg=[dropblock,cutmix]
     return Run(path=path, status=(summary or {}).get("status") or "missing", summary=summary or {},
                metrics=_read_metrics(path / METRICS), choices=choices,
                overrides=parse_overrides(lines) if isinstance(lines, list) else {},

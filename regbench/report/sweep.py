@@ -1,4 +1,5 @@
-"""Hydra callback: when a multirun ends, its sweep folder gets its table and plot (failed jobs included)."""
+"""Hydra callback: when a multirun ends, its sweep folder gets its table and plot (failed jobs included), and jobs
+that did not complete end the command."""
 from __future__ import annotations
 
 import logging
@@ -10,26 +11,37 @@ from omegaconf import DictConfig
 
 log = logging.getLogger("regbench")
 
-# "folder: status: error" of the last sweep's jobs that did not complete (read by the CLI for its exit code);
-# filled here, in the launching process, so it holds for every launcher (jobs may run in other processes)
-NOT_COMPLETED: list[str] = []
+
+class JobsNotCompleted(BaseException):
+    """The sweep's jobs that did not complete, "folder: status: error" each, as their run folders say.
+
+    Raised in the launching process when the sweep ends, so it holds for every launcher (jobs may run in other
+    processes); a BaseException because Hydra turns a callback's Exception into a warning, and the command line
+    must exit non-zero."""
+
+    def __init__(self, jobs: list[str]) -> None:
+        super().__init__(f"{len(jobs)} job(s) did not complete: " + "; ".join(jobs[:3]))
+        self.jobs = jobs
 
 
 class WriteSweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from regbench.hparams_search import best_trial
         from regbench.report import write_report
         from regbench.report.runs import find_runs
-        from regbench.tune import best_trial
 
         sweep_dir = config.hydra.sweep.dir
+        not_completed: list[str] = []
         try:
             runs = find_runs([sweep_dir])
-            NOT_COMPLETED[:] = [f"{r.path}: {r.status}: {r.summary.get('error')}" for r in runs if r.status != "completed"]
+            not_completed = [f"{r.path}: {r.status}: {r.summary.get('error')}" for r in runs if r.status != "completed"]
             print(write_report(sweep_dir))
             best = best_trial(Path(sweep_dir), runs)
             if best:
                 print(best)
         except Exception as err:  # a report problem must not hide the sweep's own outcome
             log.error("could not write the sweep report in %s: %s", sweep_dir, err)
-            return
-        log.info("table.md, table.csv and plot.png written to %s", sweep_dir)
+        else:
+            log.info("table.md, table.csv and plot.png written to %s", sweep_dir)
+        if not_completed:
+            raise JobsNotCompleted(not_completed)

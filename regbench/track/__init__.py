@@ -131,14 +131,14 @@ def run_info(cfg: DictConfig, folder: Path, config_hash: str) -> RunInfo:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from regbench import regs
+    from regbench.reg import combination
     from regbench.config import run_config
 
     hydra_cfg = HydraConfig.get()
     choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     job_num = hydra_cfg.job.num if multirun else None
-    name = f"{choices.get('model')}-{choices.get('act')}-{regs.label(cfg.reg)}-seed{cfg.seed}"
+    name = f"{choices.get('model')}-{choices.get('act')}-{combination.label(cfg.reg)}-seed{cfg.seed}"
     return RunInfo(folder=folder, config=OmegaConf.to_container(run_config(cfg), resolve=True), choices=choices,
                    config_hash=config_hash, resume=bool(cfg.trainer.resume),
                    sweep_dir=str(hydra_cfg.sweep.dir) if multirun else None, job_num=job_num,

@@ -18,7 +18,9 @@ from regbench.evaluation import Scores, score
 from regbench.files import copy_file
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.stop import StopAgreement
-from regbench.targets import BatchTransform, Targets, agreement, loss_fn
+from regbench.reg.batch import BatchRegs
+from regbench.reg.mixed_targets import Targets, agreement, loss_fn
+from regbench.reg.progress import following_progress
 
 log = logging.getLogger("regbench")
 
@@ -84,19 +86,19 @@ class Trainer:
     def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                  lr: paddle.optimizer.lr.LRScheduler, train: BatchLoader, val: BatchLoader,
                  test: BatchLoader | None, folder: Path, cfg: LoopConfig,
-                 on_eval: Callable[[Progress], None], batch_reg: BatchTransform | None = None,
+                 on_eval: Callable[[Progress], None], batch_reg: BatchRegs | None = None,
                  train_eval: BatchLoader | None = None) -> None:
         self.model, self.optimizer, self.lr = model, optimizer, lr
         # batch-level regularizers, called on each training batch; `mixes`: they may return Mixed targets
         self.batch_reg = batch_reg
-        self.mixes = bool(getattr(batch_reg, "mixes", False))
+        self.mixes = batch_reg is not None and batch_reg.mixes
         self.train_loader, self.val_loader, self.test_loader = train, val, test
         self.train_eval_loader = train_eval  # the training split in eval mode, scored at every evaluation if given
         self.folder, self.cfg, self.on_eval = folder, cfg, on_eval
         self.steps_per_epoch = train.num_batches
         self.total_steps = run_length(cfg.epochs, self.steps_per_epoch, cfg.max_steps)
         self.step_lr = float(optimizer.get_lr())  # the learning rate the last step used (logged with its metrics)
-        self.scheduled = [m for m in model.sublayers(include_self=True) if hasattr(m, "set_progress")]
+        self.scheduled = following_progress(model)  # the layers told the training progress before each step
         self.progress = Progress()
         self.scaler = paddle.amp.GradScaler() if cfg.amp == "fp16" else None  # bf16 has float32's range
         self.stop_signal: int | None = None

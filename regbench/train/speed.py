@@ -19,6 +19,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from omegaconf import DictConfig
 
+from regbench.reg.progress import FollowsProgress, following_progress
 from regbench.train.tf32 import set_tf32, tf32_off
 
 log = logging.getLogger("regbench")
@@ -117,8 +118,9 @@ def compile_model(model: nn.Layer, sample: paddle.Tensor) -> list[str]:
     """Convert the model to static graphs (paddle.jit.to_static) where it converts; returns the layers left eager.
 
     Each layer is tried, in training and evaluation mode, on the input it gets from `sample`; a layer that fails is
-    split into its children, and one whose children all convert stays eager with a warning naming it. Layers with
-    `set_progress` stay eager too: a static graph would freeze the training progress they read in Python."""
+    split into its children, and one whose children all convert stays eager with a warning naming it. Layers that
+    follow the training progress (regbench.reg.progress) stay eager too: a static graph would freeze the progress
+    they read in Python."""
     reason = compile_unavailable()
     if reason is not None:
         log.warning("%s: training eagerly", reason)
@@ -132,12 +134,12 @@ def compile_model(model: nn.Layer, sample: paddle.Tensor) -> list[str]:
         """Convert what converts in layer; True when something in it stays eager."""
         if name not in inputs:  # not called by the forward pass (its parameters may be used directly)
             return False
-        if hasattr(layer, "set_progress"):
+        if isinstance(layer, FollowsProgress):
             reason = "it follows the training progress, which a static graph would freeze"
             eager.setdefault((type(layer).__name__, reason), []).append(name)
             return True
         error = None
-        if not any(hasattr(m, "set_progress") for m in layer.sublayers()):
+        if not following_progress(layer):
             error = _try_static(layer, inputs[name])
             if error is None:
                 return False

@@ -1,4 +1,5 @@
-"""The jobs of a `regbench train|bench` command line, every one composed and checked before the first one starts.
+"""Before a `regbench train|bench` command line starts any work: every one of its jobs composed and checked, what
+Paddle reads when it loads applied, and each job's model built, so that a mistake costs no work.
 
 A multirun is expanded as Hydra's basic sweeper expands it (`hydra.sweeper.params`, then the command line; the
 cartesian product of the swept values), or regbench's rows sweeper (each row before each such combination), and
@@ -10,6 +11,7 @@ overrides are applied to a copy, as Hydra applies them: a sweep over seeds and n
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,47 @@ from regbench.errors import UserError
 
 BASIC_SWEEPER = f"{BasicSweeper.__module__}.{BasicSweeper.__name__}"
 ROWS_SWEEPER = f"{RowSweeper.__module__}.{RowSweeper.__name__}"  # a grid too: its jobs are known up front
+# Hydra's options that only show something (help, information; shell completion too): no job runs
+SHOW_ONLY = ("--help", "-h", "--hydra-help", "--info", "-i")
+
+
+def preflight(argv: list[str]) -> None:
+    """Unless Hydra is only asked to show something: compose and check every job's config, apply what Paddle reads
+    when it loads, load Paddle and build each job's model."""
+    from regbench.hparams_search import require_held_out, require_sweeper
+    from regbench.track import require
+    from regbench.train import process_env
+    from regbench.train.resume_check import check_resume
+
+    if any(a in SHOW_ONLY or a.startswith(("-sc", "--shell-completion")) for a in argv):
+        return
+    require_sweeper(argv)
+    jobs = command_jobs(argv)
+    for job in jobs:  # before Hydra rewrites the saved config of the folder it resumes
+        check_resume(job.cfg, job.folder)
+        require(job.cfg.logger)  # a chosen tracker's package is installed
+    process_env.prepare(jobs[0].cfg.trainer)
+    require_paddle()
+    for job in jobs:  # a search's trials never select on the test split
+        if job.search:
+            require_held_out(job.cfg)
+    from regbench.models import build_model
+
+    built: set[str] = set()
+    for job in jobs:  # a model that does not fit the data fails here, before any work
+        key = json.dumps([OmegaConf.to_container(job.cfg[k], resolve=True) for k in ("model", "act", "reg")])
+        if key not in built:
+            built.add(key)
+            build_model(job.cfg.model, job.cfg.act, job.cfg.reg)
+
+
+def require_paddle() -> None:
+    """A UserError naming the package to install when Paddle cannot be imported."""
+    try:
+        import paddle  # noqa: F401
+    except ImportError:
+        raise UserError("PaddlePaddle is not installed: pip install 'regbench[cpu]' (paddlepaddle) on CPU machines "
+                        "or 'regbench[gpu]' (paddlepaddle-gpu) on CUDA machines, never both") from None
 
 
 @dataclass

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Union
+from typing import Union
 
-import numpy as np
 import paddle
 import paddle.nn.functional as F
+
+from regbench.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -20,15 +21,17 @@ class Mixed:
 Targets = Union[paddle.Tensor, Mixed]
 
 
-class BatchTransform(Protocol):
-    """Batch-level regularizers as the trainer calls them: `mixes` when they may return Mixed targets."""
+def check_alpha(alpha: float) -> None:
+    """Refuse a Beta(α, α) parameter of λ that is not positive."""
+    if not alpha > 0:
+        raise UserError(f"the Beta(α, α) parameter alpha must be > 0 (got {alpha})")
 
-    mixes: bool
 
-    def at_step(self, images: paddle.Tensor, targets: Targets, step: int, until: int,
-                stream: Callable[[int], np.random.Generator]) -> tuple[paddle.Tensor, Targets]:
-        """The batch of training step `step` transformed with draws from stream(step); the draws of the steps
-        before `until` may be made at once."""
+def mix_labels(labels: Targets, perm: paddle.Tensor, lam: float) -> Mixed:
+    """Each sample's labels mixed with those of sample perm[i], λ of its own."""
+    if isinstance(labels, Mixed):  # combination.check refuses two label-mixing options; this guards direct use
+        raise UserError("a batch can be label-mixed once: combine mixup or cutmix with other regularizers, not both")
+    return Mixed(labels, paddle.gather(labels, perm), paddle.full([labels.shape[0]], lam, dtype="float32"))
 
 
 def loss_fn(logits: paddle.Tensor, targets: Targets, smoothing: float, reduction: str = "mean") -> paddle.Tensor:

@@ -11,8 +11,8 @@ import paddle
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from regbench.batchreg.draws import DrawnTransform, DrawsAhead, Stream
-from regbench.targets import Targets
+from regbench.reg.draws import DrawnTransform, DrawsAhead, Stream
+from regbench.reg.mixed_targets import Targets
 
 
 class BatchRegs:

@@ -7,8 +7,18 @@ import paddle.nn as nn
 from regbench.errors import UserError
 
 
+def drop_path(x: paddle.Tensor, rate: float, training: bool = True) -> paddle.Tensor:
+    """x with each sample zeroed with probability `rate`, kept samples × 1/(1 − rate); x itself outside training or
+    at rate 0."""
+    if not training or rate == 0.0:
+        return x
+    keep = 1.0 - rate
+    kept = paddle.bernoulli(paddle.full([x.shape[0]] + [1] * (x.ndim - 1), keep, dtype=x.dtype))
+    return x * (kept / keep)
+
+
 class DropPath(nn.Layer):
-    """Zero the branch of each sample with probability rate·drop_scale, scale kept branches by 1/keep.
+    """drop_path at rate rate·drop_scale in training, identity in evaluation.
 
     The model places it on a residual branch before the sum, with drop_scale = l/L for block l of L: the paper's
     linear rule, survival 1 − (l/L)(1 − p_L) with rate = 1 − p_L at the last block. Identity in evaluation, where
@@ -29,9 +39,4 @@ class DropPath(nn.Layer):
         return f"rate={self.rate}, drop_scale={self.drop_scale}"
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        rate = self.drop_rate
-        if not self.training or rate == 0.0:
-            return x
-        keep = 1.0 - rate
-        kept = paddle.bernoulli(paddle.full([x.shape[0]] + [1] * (x.ndim - 1), keep, dtype=x.dtype))
-        return x * (kept / keep)
+        return drop_path(x, self.drop_rate, self.training)

@@ -7,12 +7,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import paddle
 
-from regbench.targets import Targets
+from regbench.reg.mixed_targets import Targets
 
 Stream = Callable[[int], np.random.Generator]  # step -> that step's random stream
 
@@ -27,7 +27,7 @@ class Draw:
 class DrawnTransform(ABC):
     """A batch transform whose randomness is all in draw(): apply() only reads the draws."""
 
-    mixes = False  # whether it may return Mixed targets
+    mixes: ClassVar[bool] = False  # whether apply() may return Mixed targets (the label-mixing ones: True)
 
     @abstractmethod
     def draw(self, rng: np.random.Generator, b: int, h: int, w: int) -> Draw:

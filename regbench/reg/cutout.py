@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import paddle
 
-from regbench.batchreg.draws import Draw, DrawnTransform
 from regbench.errors import UserError
-from regbench.targets import Targets
+from regbench.reg.box import box_mask, clipped_box
+from regbench.reg.draws import Draw, DrawnTransform
+from regbench.reg.mixed_targets import Targets
 
 
 class Cutout(DrawnTransform):
@@ -26,23 +27,14 @@ class Cutout(DrawnTransform):
         self.size = size
 
     def draw(self, rng: np.random.Generator, b: int, h: int, w: int) -> Draw:
-        """Each image's centre row and column."""
+        """Each image's centre row and column; vectors: its square's top, bottom, left and right."""
         if self.size > min(h, w):
             raise UserError(f"reg.cutout.size={self.size} is larger than the {h}×{w} images: give at most {min(h, w)}")
-        return Draw(vectors=(rng.integers(0, h, b), rng.integers(0, w, b)))
+        rows, cols = rng.integers(0, h, b), rng.integers(0, w, b)
+        return Draw(vectors=clipped_box(rows, cols, self.size, self.size, h, w).sides)
 
     def apply(self, images: paddle.Tensor, targets: Targets, values: tuple[Any, ...],
               vectors: Sequence[paddle.Tensor]) -> tuple[paddle.Tensor, Targets]:
         _, _, h, w = images.shape
-        row_centres, col_centres = vectors
-        rows = _span(row_centres, self.size, h)  # [B, H]
-        cols = _span(col_centres, self.size, w)  # [B, W]
-        erased = rows.unsqueeze(2) * cols.unsqueeze(1)  # [B, H, W]
-        return images * (1.0 - erased.unsqueeze(1)).astype(images.dtype), targets
-
-
-def _span(centres: paddle.Tensor, size: int, n: int) -> paddle.Tensor:
-    """[B, n] float 1 on [c − size//2, c + size//2) ∩ [0, n) for each centre c, else 0."""
-    centre = centres.unsqueeze(1)
-    index = paddle.arange(n, dtype="int64").unsqueeze(0)
-    return ((index >= centre - size // 2) & (index < centre + size // 2)).astype("float32")
+        erased = box_mask(*vectors, h, w)  # [B, 1, H, W]
+        return images * (1.0 - erased).astype(images.dtype), targets

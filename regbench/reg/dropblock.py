@@ -6,20 +6,57 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from regbench.errors import UserError
+from regbench.reg.progress import FollowsProgress
 
 SCHEDULES = ("constant", "linear")
 SEED_REGIONS = ("valid", "full")
 PLACEMENTS = ("stage", "block")
 
 
-class DropBlock(nn.Layer):
-    """Zero blocks of block_size² units (clipped to the map): about drop_scale·(1 − keep_prob) of all units.
+def drop_block_2d(x: paddle.Tensor, rate: float, block_size: int, seed_region: str = "valid",
+                  training: bool = True) -> paddle.Tensor:
+    """[N, C, H, W] maps with blocks of block_size² units (clipped to the map) zeroed, about `rate` of all units,
+    kept units × count/kept; x itself outside training or at rate 0.
 
     seed_region "valid" puts block seeds only where a whole block fits, as in the paper, so the dropped fraction is
-    about the drop rate on any map size. "full" seeds anywhere with the same gamma, as article 1 and PaddleDetection
-    do; that over-drops on small maps (7×7 maps, block 5, keep_prob 0.9: about 31% dropped).
+    about `rate` on any map size. "full" seeds anywhere with the same gamma, as article 1 and PaddleDetection do;
+    that over-drops on small maps (7×7 maps, block 5, rate 0.1: about 31% dropped).
+    """
+    if not training or rate == 0.0:
+        return x
+    if x.ndim != 4:
+        raise UserError(
+            f"DropBlock needs [N, C, H, W] feature maps (got shape {x.shape}): put it at conv or block places"
+        )
+    return x * _keep_mask(x, rate, block_size, seed_region)
+
+
+def _keep_mask(x: paddle.Tensor, rate: float, block_size: int, seed_region: str) -> paddle.Tensor:
+    """1 at kept units, 0 in dropped blocks, times count/kept."""
+    batch, channels, height, width = x.shape
+    bh, bw = min(block_size, height), min(block_size, width)
+    valid_h, valid_w = height - bh + 1, width - bw + 1
+    # the paper's gamma: seeds over the valid region × block area = rate × map area
+    gamma = rate * height * width / (bh * bw * valid_h * valid_w)
+    if seed_region == "valid":
+        # seed (i, j) drops rows i..i+bh-1, columns j..j+bw-1: pad the seed map by bh-1, bw-1 all round
+        seed_shape, padding = [valid_h, valid_w], [bh - 1, bw - 1]
+    else:
+        # seed (i, j) drops the block centred on it; for even sizes one more row/column after it than
+        # before (the article's mask, which grows by one, cropped to the map)
+        seed_shape, padding = [height, width], [bh // 2, (bh - 1) // 2, bw // 2, (bw - 1) // 2]
+    seeds = paddle.bernoulli(paddle.full([batch, channels, *seed_shape], gamma, dtype=x.dtype))
+    dropped = F.max_pool2d(seeds, [bh, bw], stride=1, padding=padding)
+    keep = 1.0 - dropped
+    kept = paddle.clip(keep.sum(), min=1.0)  # all dropped: the output is 0, not NaN
+    return keep * (batch * channels * height * width / kept)
+
+
+class DropBlock(nn.Layer, FollowsProgress):
+    """drop_block_2d at rate drop_scale·(1 − keep_prob) in training, identity in evaluation.
+
     schedule "linear" ramps keep_prob from 1 at progress 0 to keep_prob at progress 1 (the trainer calls
-    set_progress(step / total_steps)), as the paper's official code. Kept units are scaled by count/kept.
+    set_progress(step / total_steps)), as the paper's official code.
     """
 
     def __init__(
@@ -67,34 +104,7 @@ class DropBlock(nn.Layer):
         )
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        rate = self.drop_rate
-        if not self.training or rate == 0.0:
-            return x
-        if x.ndim != 4:
-            raise UserError(
-                f"DropBlock needs [N, C, H, W] feature maps (got shape {x.shape}): put it at conv or block places"
-            )
-        return x * self._keep_mask(x, rate)
-
-    def _keep_mask(self, x: paddle.Tensor, rate: float) -> paddle.Tensor:
-        """1 at kept units, 0 in dropped blocks, times count/kept."""
-        batch, channels, height, width = x.shape
-        bh, bw = min(self.block_size, height), min(self.block_size, width)
-        valid_h, valid_w = height - bh + 1, width - bw + 1
-        # the paper's gamma: seeds over the valid region × block area = rate × map area
-        gamma = rate * height * width / (bh * bw * valid_h * valid_w)
-        if self.seed_region == "valid":
-            # seed (i, j) drops rows i..i+bh-1, columns j..j+bw-1: pad the seed map by bh-1, bw-1 all round
-            seed_shape, padding = [valid_h, valid_w], [bh - 1, bw - 1]
-        else:
-            # seed (i, j) drops the block centred on it; for even sizes one more row/column after it than
-            # before (the article's mask, which grows by one, cropped to the map)
-            seed_shape, padding = [height, width], [bh // 2, (bh - 1) // 2, bw // 2, (bw - 1) // 2]
-        seeds = paddle.bernoulli(paddle.full([batch, channels, *seed_shape], gamma, dtype=x.dtype))
-        dropped = F.max_pool2d(seeds, [bh, bw], stride=1, padding=padding)
-        keep = 1.0 - dropped
-        kept = paddle.clip(keep.sum(), min=1.0)  # all dropped: the output is 0, not NaN
-        return keep * (batch * channels * height * width / kept)
+        return drop_block_2d(x, self.drop_rate, self.block_size, self.seed_region, self.training)
 
 
 def placed_dropblock(placement: str, block_size: int, keep_prob: float, schedule: str, seed_region: str,

@@ -1,4 +1,5 @@
-"""The composed `reg` node: which reg options it combines, the label they go by, and whether they may combine."""
+"""The reg options a composed `reg` node combines (each records itself in reg.owns): their label, and whether they may
+combine."""
 from __future__ import annotations
 
 from typing import Sequence
