@@ -16,17 +16,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from regbench import identity, regs, run_dir
+from regbench import identity, metrics, regs, run_dir
 from regbench.batchreg import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader, keep_on_device
 from regbench.data.splits import Split
 from regbench.device import amp_mode, select_device
 from regbench.errors import UserError
-from regbench.evaluation import Scores, eval_loader
 from regbench.files import WriteFailed, remove_temporaries
 from regbench.models import build_model
 from regbench.models.summary import count_params
+from regbench.scoring import Scores, eval_loader
 from regbench.track import Trackers, open_trackers
 from regbench.tune import NoObjective, objective
 from regbench.train import speed, threads
@@ -35,10 +35,6 @@ from regbench.train.optim import build_lr, build_optimizer
 from regbench.train.shared_folder import require_shared_folder
 
 log = logging.getLogger("regbench")
-
-# summary.json's figures of a test scoring: (suffix, Scores field); test_* of the best checkpoint, final_test_* of the
-# last weights
-TEST_FIGURES = (("acc", "accuracy"), ("ece", "ece"), ("nll", "nll"), ("brier", "brier"))
 
 
 def _loaders(cfg: DictConfig, shard: tuple[int, int], device: str) -> tuple[BatchLoader, ...]:
@@ -132,9 +128,10 @@ def build_trainer(cfg: DictConfig, folder: Path, on_eval: Callable[[Progress], N
                    train_eval), device
 
 
-def _test_figures(prefix: str, scores: Scores | None) -> dict[str, float | None]:
-    """`prefix`_acc, _ece, _nll, _brier of a test scoring (all None without one)."""
-    return {f"{prefix}_{name}": None if scores is None else getattr(scores, field) for name, field in TEST_FIGURES}
+def _test_figures(start: str, scores: Scores | None) -> dict[str, float | None]:
+    """summary.json's figures of a test scoring (all None without one): test_* of the best checkpoint, final_test_*
+    of the last weights."""
+    return metrics.named(start, "test", None if scores is None else scores.figures)
 
 
 def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Trackers) -> None:

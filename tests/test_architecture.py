@@ -12,7 +12,7 @@ FLOORS = (
     {"files", "identity", "targets", "device", "regs", "metrics"},  # atomic writes, a run's identity, targets, where it
     # computes, metrics of predicted probabilities
     {"run_dir", "data", "layers", "articles"},  # the run folder's layout; what a run is made of, each on its own
-    {"models", "evaluation", "tune"},  # models compose layers; evaluation scores a model on data
+    {"models", "scoring", "tune"},  # models compose layers; scoring scores a model on data
     {"schema"},  # config checks (which metrics a search may optimize)
     {"config"},
     {"saved_config"},  # a run folder's saved config, the keys added since it was written back-filled from conf/
