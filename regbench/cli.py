@@ -217,8 +217,7 @@ def _report(kind: str, argv: list[str]) -> None:
 def _eval(argv: list[str]) -> None:
     from regbench import run_dir
     from regbench.inference import SPLITS
-    from regbench.inference.request import EvalRequest
-    from regbench.inference.robustness import SETS
+    from regbench.inference.request import SETS, EvalRequest
 
     parser = argparse.ArgumentParser(prog="regbench eval", description="Score a run's checkpoint again: one JSON line "
                                      "(split, n, accuracy, loss, ECE, NLL, Brier, per-class accuracy, img/s), a "

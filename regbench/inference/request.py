@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+SETS = ("common", "extra", "all")  # what --corruptions-set chooses among (inference/robustness.py)
+
 
 @dataclass(frozen=True)
 class EvalRequest:

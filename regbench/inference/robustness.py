@@ -16,7 +16,7 @@ from regbench.data.corruptions import COMMON, EXTRA, corruption_names, fingerpri
 from regbench.errors import UserError
 from regbench.inference.analysis import Analysis, Context, Families, Step
 from regbench.inference.figures import plot_heatmap
-from regbench.inference.request import EvalRequest
+from regbench.inference.request import SETS, EvalRequest
 from regbench.inference.run_folder import saved_config
 from regbench.inference.scorer import Scorer, scorer, split_of
 from regbench.metrics.corruption import corruption_errors, mean_corruption_error, relative_corruption_errors
@@ -26,7 +26,6 @@ from regbench.run_dir.evaluated import checkpoint_stamp, qualifying, store_evalu
 if TYPE_CHECKING:
     from regbench.scoring import Scores
 
-SETS = ("common", "extra", "all")  # `regbench eval --corruptions-set`
 # what a stored result must match to stand for the scores of a checkpoint on a folder, and what a mismatch means
 SOURCE = {"folder": "it was scored on another folder", "checkpoint": "it was scored with its other checkpoint",
           "stamp": "its checkpoint file changed since it was scored", "files": "the corruption files changed since "
