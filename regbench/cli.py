@@ -23,12 +23,12 @@ commands:
                           dropblock_imagenet, dyrelu_imagenet) as one sweep, then its table
   table DIR [DIR ...] [--metric NAME] [--baseline KEY=VALUE]
                           aggregate run folders into tables, each row against a baseline row in one metric
-                          (table.md, table.csv in DIR)
+                          ({table_md}, {table_csv} in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
   eval RUN_DIR|SWEEP_DIR [--checkpoint best|last] [--split S] [--corruptions DIR [--baseline RUN]
        [--corruptions-set common|extra|all]] [--ood O] [overrides]
                           score a run's checkpoint again (every completed run of a sweep): one JSON line per run,
-                          confusion-matrix and reliability PNGs, figures kept in RUN/eval.json
+                          confusion-matrix and reliability PNGs, figures kept in RUN/{evaluated}
   corrupt [overrides] --out DIR [--corruptions a,b,c]
                           write a dataset's test split corrupted (15 ImageNet-C corruptions x 5 severities) in the
                           CIFAR-10-C layout (needs the corrupt extra)
@@ -78,6 +78,7 @@ COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `regbench` console script."""
+    from regbench import run_dir
     from regbench.config import CONF_DIR
     from regbench.errors import UserError
 
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["COMP_LINE"] = os.environ["COMP_LINE"].replace(" train", "", 1)
         argv = ["train", *argv]
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE.format(conf=CONF_DIR))
+        print(USAGE.format(conf=CONF_DIR, table_md=run_dir.TABLE_MD, table_csv=run_dir.TABLE_CSV,
+                           evaluated=run_dir.EVALUATED))
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

@@ -9,8 +9,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.errors import UserError
-
-RESULTS = "optimization_results.yaml"  # the Optuna sweeper writes it into the sweep folder
+from regbench.run_dir import OPTIMIZATION_RESULTS
 METRIC = "hparams_search.optimized_metric"  # the config key naming what a search optimizes
 METRICS = ("best_val_acc", "final_val_acc", "final_train_acc")  # summary.json values a search may optimize: never test
 
@@ -58,7 +57,7 @@ def require_held_out(cfg: DictConfig) -> None:
 def best_trial(sweep_dir: Path, runs: list[Any]) -> str | None:
     """The study's best trial as one line (value, parameters, run folder), when the sweep was an Optuna search."""
     try:
-        results = yaml.safe_load((sweep_dir / RESULTS).read_text())
+        results = yaml.safe_load((sweep_dir / OPTIMIZATION_RESULTS).read_text())
     except (OSError, yaml.YAMLError):
         return None
     if not isinstance(results, dict) or "best_value" not in results:

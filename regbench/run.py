@@ -11,10 +11,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from regbench import identity, run_dir
+from regbench import identity, metrics, run_dir
 from regbench.reg import combination
-from regbench.evaluation import Scores
 from regbench.models.summary import count_params
+from regbench.scoring import Scores
 from regbench.track import Trackers, open_trackers
 from regbench.hparams_search import NoObjective, objective
 from regbench.train.build import build_trainer
@@ -24,14 +24,11 @@ from regbench.train.signals import stop_on_signals
 
 log = logging.getLogger("regbench")
 
-# summary.json's figures of a test scoring: (suffix, Scores field); test_* of the best checkpoint, final_test_* of the
-# last weights
-TEST_FIGURES = (("acc", "accuracy"), ("ece", "ece"), ("nll", "nll"), ("brier", "brier"))
 
-
-def _test_figures(prefix: str, scores: Scores | None) -> dict[str, float | None]:
-    """`prefix`_acc, _ece, _nll, _brier of a test scoring (all None without one)."""
-    return {f"{prefix}_{name}": None if scores is None else getattr(scores, field) for name, field in TEST_FIGURES}
+def _test_figures(start: str, scores: Scores | None) -> dict[str, float | None]:
+    """summary.json's figures of a test scoring (all None without one): test_* of the best checkpoint, final_test_*
+    of the last weights."""
+    return metrics.named(start, "test", None if scores is None else scores.figures)
 
 
 def _run(cfg: DictConfig, folder: Path, summary: dict[str, Any], trackers: Trackers) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from regbench import run_dir
 from regbench.config import CONF_DIR
 from regbench.errors import UserError
 
@@ -139,13 +140,13 @@ class Runner:
             if (model, act) not in pairs:
                 continue
             job = sweep / str(num)
-            summary = _read_json(job / "summary.json")
+            summary = run_dir.read_json(job / run_dir.SUMMARY) or {}
             seconds = summary.get("wall_time_s") or (time.time() - start) / len(jobs)
             name = f"train/{mode}/{model}/{act}"
             if summary.get("status") != "completed":
                 yield Check(name, "failed", summary.get("error") or error_line(proc), seconds)
-            elif mode != "fp32" and "computing in float32" in _read_text(job / "train.log"):
-                yield Check(name, "failed", f"trained in float32, not {mode} (train.log says why)", seconds)
+            elif mode != "fp32" and "computing in float32" in _read_text(job / run_dir.TRAIN_LOG):
+                yield Check(name, "failed", f"trained in float32, not {mode} ({run_dir.TRAIN_LOG} says why)", seconds)
             else:
                 yield Check(name, "passed", f"{summary['steps']} steps, final train loss "
                             f"{_last_row(job).get('train_loss', float('nan')):.4g}", seconds)
@@ -153,10 +154,10 @@ class Runner:
     def compile(self) -> tuple[str, str]:
         run = self.work / "compile"
         proc = self.train(run, *COMPILED, *TINY, "trainer.compile=true")
-        summary = _read_json(run / "summary.json")
+        summary = run_dir.read_json(run / run_dir.SUMMARY) or {}
         if proc.returncode != 0 or summary.get("status") != "completed":
             return "failed", summary.get("error") or error_line(proc)
-        eager = [line.split("trainer.compile: ", 1)[1] for line in _read_text(run / "train.log").splitlines()
+        eager = [line.split("trainer.compile: ", 1)[1] for line in _read_text(run / run_dir.TRAIN_LOG).splitlines()
                  if "trainer.compile: " in line]
         return "passed", f"{' '.join(COMPILED)} trained {summary['steps']} steps compiled" + (
             f"; eager: {'; '.join(eager)}" if eager else "; every layer converted")
@@ -175,7 +176,7 @@ class Runner:
             child = subprocess.Popen([sys.executable, "-m", "regbench", "train", *self.device, *overrides,
                                       f"hydra.run.dir={killed}"], cwd=self.work, stdout=out, stderr=out)
         deadline = time.time() + TIMEOUT
-        while not _read_text(killed / "metrics.jsonl").endswith("\n") and child.poll() is None \
+        while not _read_text(killed / run_dir.METRICS).endswith("\n") and child.poll() is None \
                 and time.time() < deadline:
             time.sleep(0.01)
         child.kill()  # SIGKILL: no handler runs, no checkpoint is written on the way out
@@ -183,7 +184,7 @@ class Runner:
         if child.returncode != -9:
             return "failed", f"the run to kill ended by itself (exit {child.returncode}) before the kill: " + (
                 error_line(subprocess.CompletedProcess([], child.returncode, "", _read_text(output))))
-        if not _read_text(killed / "metrics.jsonl"):
+        if not _read_text(killed / run_dir.METRICS):
             return "failed", f"the run to kill wrote no evaluation within {TIMEOUT} s"
         at = _last_row(killed).get("step")
         proc = self.train(killed, *overrides, "trainer.resume=true")
@@ -194,9 +195,9 @@ class Runner:
         differs = compare_runs(killed, straight)
         if differs:
             return "failed", f"killed after step {at} and resumed: {differs}"
-        rows = len(_read_text(straight / "metrics.jsonl").splitlines())
+        rows = len(run_dir.read_metrics(straight / run_dir.METRICS))
         return "passed", (f"killed (SIGKILL) after step {at} and resumed: {rows} metrics rows and "
-                          f"checkpoints/last.npz equal an uninterrupted run's exactly")
+                          f"{run_dir.checkpoint_file(run_dir.LAST)} equal an uninterrupted run's exactly")
 
     def data_parallel(self) -> tuple[str, str]:
         """All visible GPUs through paddle.distributed.launch; the saved best.npz scores what the run recorded."""
@@ -212,20 +213,21 @@ class Runner:
                                   capture_output=True, text=True, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             return "failed", f"paddle.distributed.launch did not end within {TIMEOUT} s"
-        summary = _read_json(run / "summary.json")
+        summary = run_dir.read_json(run / run_dir.SUMMARY) or {}
         if proc.returncode != 0 or summary.get("status") != "completed":
             logs = "".join(_read_text(p) for p in sorted((self.work / "data-parallel-logs").glob("workerlog.*")))
             return "failed", summary.get("error") or error_line(subprocess.CompletedProcess([], 1, "", proc.stderr + logs))
         if summary.get("world_size") != self.machine.gpus:
             return "failed", f"trained on {summary.get('world_size')} rank(s), not {self.machine.gpus}"
-        proc = self.regbench("eval", str(run), "--split", "val", "--checkpoint", "best")
+        proc = self.regbench("eval", str(run), "--split", "val", "--checkpoint", run_dir.BEST)
+        best = run_dir.checkpoint(run, run_dir.BEST).name
         if proc.returncode != 0:
-            return "failed", f"regbench eval of its best.npz failed: {error_line(proc)}"
+            return "failed", f"regbench eval of its {best} failed: {error_line(proc)}"
         scored = json.loads(proc.stdout.splitlines()[-1])["accuracy"]
         if scored != summary["best_val_acc"]:
-            return "failed", (f"best_val_acc {summary['best_val_acc']} recorded, but its best.npz scores {scored} on "
+            return "failed", (f"best_val_acc {summary['best_val_acc']} recorded, but its {best} scores {scored} on "
                               "val: the ranks evaluated with different batch-norm statistics")
-        return "passed", (f"{self.machine.gpus} ranks trained {summary['steps']} steps; best.npz scores the recorded "
+        return "passed", (f"{self.machine.gpus} ranks trained {summary['steps']} steps; {best} scores the recorded "
                           f"best_val_acc {scored} on val")
 
     def export(self, fmt: str) -> tuple[str, str]:
@@ -257,19 +259,19 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 def compare_runs(a: Path, b: Path) -> str | None:
     """What differs between two runs' metrics rows (clock figures aside) and last checkpoints; None: nothing."""
-    rows = [[{k: np.float32(v) if k in FLOAT32 else v for k, v in json.loads(line).items() if not k.endswith(TIMING)}
-             for line in _read_text(run / "metrics.jsonl").splitlines()] for run in (a, b)]
+    rows = [[{k: np.float32(v) if k in FLOAT32 else v for k, v in row.items() if not k.endswith(TIMING)}
+             for row in run_dir.read_metrics(run / run_dir.METRICS)] for run in (a, b)]
     if len(rows[0]) != len(rows[1]):
         return f"{len(rows[0])} metrics rows instead of {len(rows[1])}"
     for x, y in zip(*rows):
         keys = [k for k in y if x.get(k) != y[k]]
         if keys:
             return f"step {y.get('step')}: " + ", ".join(f"{k} {x.get(k)} instead of {y[k]}" for k in keys[:3])
-    with np.load(a / "checkpoints" / "last.npz") as ca, np.load(b / "checkpoints" / "last.npz") as cb:
+    with np.load(run_dir.checkpoint(a, run_dir.LAST)) as ca, np.load(run_dir.checkpoint(b, run_dir.LAST)) as cb:
         names = sorted((set(ca.files) | set(cb.files)) - {"__meta__"})
         differ = [n for n in names if n not in ca.files or n not in cb.files or not np.array_equal(ca[n], cb[n])]
     if differ:
-        return f"{len(differ)} of {len(names)} arrays of checkpoints/last.npz differ: {', '.join(differ[:3])}"
+        return f"{len(differ)} of {len(names)} arrays of {run_dir.checkpoint_file(run_dir.LAST)} differ: {', '.join(differ[:3])}"
     return None
 
 
@@ -280,16 +282,9 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _last_row(run: Path) -> dict[str, Any]:
-    lines = _read_text(run / "metrics.jsonl").splitlines()
-    return json.loads(lines[-1]) if lines else {}
+    rows = run_dir.read_metrics(run / run_dir.METRICS)
+    return rows[-1] if rows else {}
 
 
 def run_checks(names: list[str], runner: Runner) -> Iterator[Check]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from regbench import metrics
-from regbench.inference.calibration import plot_reliability
+from regbench.inference.figures import plot_reliability
 from regbench.report.runs import find_runs
 from regbench.report.sections import build_sections
 

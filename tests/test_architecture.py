@@ -13,7 +13,7 @@ FLOORS = (
     # predicted probabilities
     # the run folder's layout; what a run is made of, each on its own: data, activations, regularizers, articles
     {"run_dir", "data", "layers", "reg", "articles"},
-    {"models", "evaluation", "hparams_search"},  # models compose layers; evaluation scores a model on data
+    {"models", "scoring", "hparams_search"},  # models compose layers; scoring scores a model on data
     {"schema"},  # config checks (which metrics a search may optimize)
     {"config"},
     {"saved_config"},  # a run folder's saved config, the keys added since it was written back-filled from conf/

@@ -11,8 +11,9 @@ from PIL import Image
 
 from regbench.data.corruptions import COMMON, EXTRA, corruption_names, fingerprint, read_corruptions
 from regbench.errors import UserError
-from regbench.inference.corruptions import (corruption_errors, corruption_sets, default_set, mean_ce,
-                                            mean_corruption_error, plot_heatmap, relative_corruption_errors)
+from regbench.inference.figures import plot_heatmap
+from regbench.inference.robustness import corruption_sets, default_set
+from regbench.metrics.corruption import corruption_errors, mean_ce, mean_corruption_error, relative_corruption_errors
 from tests.conftest import HD_CORRUPTIONS, HD_EXTRA, regbench
 
 N = 4  # images per severity

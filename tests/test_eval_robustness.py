@@ -10,10 +10,11 @@ import pytest
 
 from regbench import metrics
 from regbench.errors import UserError
-from regbench.inference.evaluate import sweep_runs
-from regbench.inference.ood import detection, ood_split
+from regbench.inference.ood import ood_split
 from regbench.inference.robustness import stored, summarize
-from regbench.report.metrics import direction
+from regbench.metrics import detection
+from regbench.report.aggregate import direction
+from regbench.run_dir import sweep_runs
 from tests.conftest import HD_CORRUPTIONS, HD_EXTRA, read_json, regbench, write_corruption_folder
 
 

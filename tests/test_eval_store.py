@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from regbench.run_dir.evaluated import figures, plain, qualified, scored_before, store_evaluation
-from regbench.report.metrics import metric_value
+from regbench.report.aggregate import metric_value
 from regbench.report.runs import load_run
 from tests.conftest import read_json, regbench
 
@@ -128,3 +128,88 @@ def test_two_evals_of_one_run_at_once_keep_both(run: Path) -> None:
 
     table = regbench("table", str(run), "--metric", "test_acc[dataset.limit.test=100]", cwd=run).stdout
     assert "test_acc[dataset.limit.test=100]" in table and f"{limited['accuracy']:.4f}" in table
+
+
+# eval_args.json as regbench wrote it before evaluation became parts (issue 25), byte for byte, for the files that
+# `_evaluated_sweep` makes: a sweep's skip must still recognise those evaluations
+BEFORE_PARTS = """[
+ {
+  "checkpoint": "best",
+  "stamp": [
+   16,
+   1700000000123456789
+  ],
+  "split": null,
+  "overrides": [],
+  "temperature_scale": true,
+  "corruptions": "CORR",
+  "corruption_files": "28c78004e8b6f9d3",
+  "corruptions_set": null,
+  "baseline": "BASELINE",
+  "baseline_stamp": [
+   16,
+   1700000000123456789
+  ],
+  "ood": "dataset=mnist5k"
+ },
+ {
+  "checkpoint": "last",
+  "stamp": null,
+  "split": "val",
+  "overrides": [
+   "trainer.eval_batch_size=50"
+  ],
+  "temperature_scale": false,
+  "corruptions": "CORR",
+  "corruption_files": "28c78004e8b6f9d3",
+  "corruptions_set": "all",
+  "baseline": null,
+  "baseline_stamp": null,
+  "ood": null
+ }
+]"""
+STAMP_NS = 1_700_000_000_123_456_789
+
+
+def _evaluated_sweep(root: Path) -> tuple[Path, Path]:
+    """(a sweep of two completed runs, each with a best checkpoint and BEFORE_PARTS' eval_args.json, a corruption
+    folder), every file's modification time STAMP_NS."""
+    import os
+
+    sweep, folder = root / "sweep", root / "corr"
+    for job in ("0", "1"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / "summary.json").write_text(json.dumps({"status": "completed"}))
+        (sweep / job / "checkpoints").mkdir()
+        (sweep / job / "checkpoints" / "best.npz").write_bytes(b"weights of run " + job.encode())
+    folder.mkdir()
+    (folder / "labels.npy").write_bytes(b"labels")
+    (folder / "fog.npy").write_bytes(b"fog images")
+    for f in [*sweep.glob("*/checkpoints/best.npz"), *folder.iterdir()]:
+        os.utime(f, ns=(STAMP_NS, STAMP_NS))
+    for job in ("0", "1"):
+        (sweep / job / "eval_args.json").write_text(
+            BEFORE_PARTS.replace("CORR", str(folder)).replace("BASELINE", str(sweep / "0")))
+    return sweep, folder
+
+
+def test_evaluations_stored_before_eval_became_parts_are_recognised(tmp_path: Path) -> None:
+    from regbench.inference.evaluate import arguments
+    from regbench.inference.request import EvalRequest
+
+    sweep, folder = _evaluated_sweep(tmp_path)
+    requests = (EvalRequest("best", temperature_scale=True, corruptions=folder, baseline=sweep / "0",
+                            ood="dataset=mnist5k"),
+                EvalRequest("last", split="val", overrides=("trainer.eval_batch_size=50",), corruptions=folder,
+                            corruptions_set="all"))
+    # what an evaluation records now is what it recorded then, key for key in the same order
+    assert [json.dumps(arguments(sweep / "0", r)) for r in requests] == [
+        json.dumps(entry) for entry in read_json(sweep / "0" / "eval_args.json")]
+    for options in (["--temperature-scale", "--corruptions", str(folder), "--baseline", str(sweep / "0"),
+                     "--ood", "dataset=mnist5k"],
+                    ["--checkpoint", "last", "--split", "val", "--corruptions", str(folder), "--corruptions-set",
+                     "all", "trainer.eval_batch_size=50"]):
+        proc = regbench("eval", str(sweep), *options)
+        assert proc.stdout == "" and proc.stderr.splitlines() == [
+            f"{sweep / job}: skipped, already evaluated with these arguments (its eval.json has the figures)"
+            for job in ("0", "1")]

@@ -1,17 +1,22 @@
 """Metrics of predicted probabilities against values computed independently: by hand on a tiny example, and ECE by a
-plain loop over bins; their sums pooled over batches and ranks; their directions; temperature scaling."""
+plain loop over bins; their sums pooled over batches and ranks; their directions; the names of their figures; adding
+one as the docs show; temperature scaling."""
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.special
 
-from conftest import ece_by_loop
+from conftest import REPO, ece_by_loop, read_json, read_jsonl
 from regbench import metrics
 from regbench.errors import UserError
-from regbench.inference.calibration import fit_temperature, scaled_probs
+from regbench.inference.temperature import fit_temperature, scaled_probs
 
 # five samples, three classes: top-1 confidences 0.7 (hit), 0.6 (miss), 0.4 (hit), 0.5 (miss), 0.72 (miss)
 PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1], [0.72, 0.18, 0.1]],
@@ -61,7 +66,7 @@ def test_ece_matches_a_plain_loop_over_bins() -> None:
 def test_tallies_add_over_batches_and_ranks() -> None:
     probs, labels = random_predictions(1001, 10, seed=7)
     whole = metrics.tally(probs, labels)
-    assert whole.shape == (metrics.TALLY_SIZE,)
+    assert whole.shape == (metrics.tally_size(),)
     pooled = metrics.tally(probs[0::2], labels[0::2]) + metrics.tally(probs[1::2], labels[1::2])  # two ranks
     assert pooled == pytest.approx(whole)
     figures = metrics.from_tally(pooled)
@@ -145,3 +150,84 @@ def test_a_temperature_at_the_end_of_its_range_is_reported(caplog: pytest.LogCap
     with caplog.at_level("WARNING", logger="regbench"):
         assert fit_temperature(logits, labels) == pytest.approx(100, rel=1e-3)
     assert "at the end of its range [0.01, 100]" in caplog.text
+
+
+def test_every_record_names_its_figures_as_they_are_stored() -> None:
+    values = {name: i for i, name in enumerate(metrics.METRICS)}
+    assert metrics.named("val", "evaluation", values) == dict(val_loss=0, val_acc=1, val_ece=2, val_nll=3, val_brier=4)
+    assert metrics.named("train_eval", "train_eval", values) == dict(train_eval_loss=0, train_eval_acc=1)
+    assert metrics.named(metrics.prefix(metrics.FINAL, "test"), "test", None) == dict(
+        final_test_acc=None, final_test_ece=None, final_test_nll=None, final_test_brier=None)
+    assert list(metrics.named(metrics.prefix("", "ts", "val"), "temperature", values)) == [
+        "ts_val_ece", "ts_val_nll", "ts_val_brier"]
+    assert sorted(metrics.named(metrics.prefix(metrics.FINAL, "extra", "corruption"), "corruption", values)) == [
+        "final_extra_corruption_acc", "final_extra_corruption_ece", "final_extra_corruption_error",
+        "final_extra_corruption_nll"]
+    assert [metrics.figure_name(start, m) for start in ("", "all") for m in metrics.recorded("baseline")] == [
+        "mce", "relative_mce", "all_mce", "all_relative_mce"]
+    assert list(metrics.named("ood", "ood", values)) == ["ood_auroc", "ood_aupr_in", "ood_aupr_out", "ood_fpr95"]
+    with pytest.raises(ValueError, match="unknown record 'tset'"):
+        metrics.recorded("tset")
+
+
+def docs_example() -> str:
+    """The code under "## Adding a metric" in docs/eval_export.md: its first indented block."""
+    after = (REPO / "docs" / "eval_export.md").read_text().split("\n## Adding a metric\n", 1)[1]
+    block: list[str] = []
+    for line in after.splitlines():
+        if line.startswith("    ") or (block and not line.strip()):
+            block.append(line[4:])
+        elif block:
+            break
+    return "\n".join(block).strip() + "\n"
+
+
+def top2_by_loop(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The top-2 accuracy by sorting each row's classes by probability."""
+    hits = 0
+    for row, label in zip(probs.tolist(), labels.tolist()):
+        hits += label in sorted(range(len(row)), key=lambda c: -row[c])[:2]
+    return hits / len(labels)
+
+
+def with_docs_metric(code: str, *args: str, cwd: Path | None = None) -> str:
+    """The stdout of `code` run in a fresh Python after the docs' example added its metric."""
+    proc = subprocess.run([sys.executable, "-c", docs_example() + code, *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_docs_example_adds_a_metric_to_every_scoring() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=301).astype(np.float32)
+    labels = rng.integers(0, 5, 301)
+    out = with_docs_metric("""
+import json, sys
+from regbench import metrics
+probs, labels = np.array(json.loads(sys.argv[1]), np.float32), np.array(json.loads(sys.argv[2]))
+pooled = metrics.tally(probs[::2], labels[::2]) + metrics.tally(probs[1::2], labels[1::2])  # two ranks
+figures = metrics.from_tally(pooled)
+print(json.dumps([figures, metrics.named("val", "evaluation", dict(figures, loss=0.0)),
+                  metrics.metric_of("final_test_top2_acc").higher_is_better]))
+""", json.dumps(probs.tolist()), json.dumps(labels.tolist()))
+    figures, val, higher = json.loads(out)
+    assert figures["top2_acc"] == pytest.approx(top2_by_loop(probs, labels), rel=1e-12)
+    assert figures["accuracy"] == pytest.approx(metrics.accuracy(probs, labels), rel=1e-12)  # the others unmoved
+    assert list(val) == ["val_loss", "val_acc", "val_ece", "val_nll", "val_brier", "val_top2_acc"] and higher
+
+
+@pytest.mark.slow
+def test_the_docs_metric_reaches_the_run_folder_and_eval(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cli = "\nimport sys\nfrom regbench.cli import main\nmain(sys.argv[1:])\n"
+    with_docs_metric(cli, "train", "trainer.max_steps=4", "trainer.eval_every_steps=2", f"hydra.run.dir={run}",
+                     cwd=tmp_path)
+    line = json.loads(with_docs_metric(cli, "eval", str(run), "--save-probs", str(tmp_path / "p.npz"),
+                                       cwd=tmp_path).splitlines()[-1])
+    saved = np.load(tmp_path / "p.npz")
+    expected = top2_by_loop(saved["probs"], saved["labels"])
+    assert line["top2_acc"] == pytest.approx(expected, rel=1e-12)
+    assert read_json(run / "summary.json")["test_top2_acc"] == pytest.approx(expected, rel=1e-12)
+    assert read_json(run / "eval.json")["figures"]["test_top2_acc"] == pytest.approx(expected, rel=1e-12)
+    assert [set(row) >= {"val_acc", "val_top2_acc"} for row in read_jsonl(run / "metrics.jsonl")] == [True, True]

@@ -14,7 +14,7 @@ from scipy import stats
 
 from conftest import regbench
 from regbench.articles import article_names, load_article
-from regbench.report.metrics import direction
+from regbench.report.aggregate import direction
 from regbench.report.runs import find_runs
 from regbench.report.sections import build_sections
 from test_report import curve, make_run, summary

@@ -21,9 +21,11 @@ def plot(argv: list[str]) -> None:
 
 
 def _report(kind: str, argv: list[str]) -> None:
-    what = {"table": "Aggregate run folders into tables, each row against a baseline row in one metric (table.md, "
-                      "table.csv in the first DIR).",
-            "plot": "Plot val accuracy and train loss per group of runs (plot.png in the first DIR)."}
+    from regbench import run_dir
+
+    what = {"table": "Aggregate run folders into tables, each row against a baseline row in one metric "
+                     f"({run_dir.TABLE_MD}, {run_dir.TABLE_CSV} in the first DIR).",
+            "plot": f"Plot val accuracy and train loss per group of runs ({run_dir.PLOT_PNG} in the first DIR)."}
     parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=what[kind])
     parser.add_argument("dirs", nargs="+", help="run folders or sweep folders (searched at any depth)")
     if kind == "table":
@@ -31,9 +33,10 @@ def _report(kind: str, argv: list[str]) -> None:
                             help="the row every other is compared with (Δ, 95%% CI, p), e.g. reg=none; default: the "
                                  "article's baseline row, else reg=none or act=relu when the runs vary that key")
         parser.add_argument("--metric", metavar="NAME",
-                            help="the metric rows are compared in: a summary.json or eval.json field (test_acc, "
-                                 "test_ece, test_nll, ood_auroc, ...) or max:KEY, last:KEY, KEY@EPOCH of "
-                                 "metrics.jsonl; default: the article's, else test_acc (best_val_acc without it)")
+                            help=f"the metric rows are compared in: a {run_dir.SUMMARY} or {run_dir.EVALUATED} "
+                                 "field (test_acc, test_ece, test_nll, ood_auroc, ...) or max:KEY, last:KEY, KEY@EPOCH "
+                                 f"of {run_dir.METRICS}; default: the article's, else test_acc (best_val_acc without "
+                                 "it)")
         direction = parser.add_mutually_exclusive_group()
         direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_true", default=None,
                                help="for a --metric whose direction regbench does not know")
@@ -54,30 +57,33 @@ def _report(kind: str, argv: list[str]) -> None:
 
 def evaluate(argv: list[str]) -> None:
     """`regbench eval`: a run's checkpoint scored again (every completed run of a sweep's)."""
-    from regbench.inference import CHECKPOINTS, SPLITS
-    from regbench.inference.corruptions import SETS
+    from regbench import run_dir
+    from regbench.inference import SPLITS
+    from regbench.inference.request import SETS, EvalRequest
 
     parser = argparse.ArgumentParser(prog="regbench eval", description="Score a run's checkpoint again: one JSON line "
                                      "(split, n, accuracy, loss, ECE, NLL, Brier, per-class accuracy, img/s), a "
                                      "confusion-matrix PNG and a reliability diagram PNG; the figures are merged into "
-                                     "RUN/eval.json. Given a sweep folder, every completed run not yet evaluated with "
-                                     "the same arguments, one JSON line each.")
-    parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep) "
-                        "or a sweep folder (outputs/multirun/<date>/<time>)")
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+                                     f"RUN/{run_dir.EVALUATED}. Given a sweep folder, every completed run not yet "
+                                     "evaluated with the same arguments, one JSON line each.")
+    parser.add_argument("run", type=Path, help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of "
+                        "a sweep) or a sweep folder (outputs/multirun/<date>/<time>)")
+    parser.add_argument("--checkpoint", choices=run_dir.CHECKPOINTS, default=run_dir.BEST)
     parser.add_argument("--split", choices=SPLITS,
                         help="default: test when the dataset has a test split distinct from val, else val")
-    parser.add_argument("--output", help="the confusion-matrix PNG (default: RUN/confusion_<split>_<checkpoint>.png); "
-                        "the reliability diagram goes beside it as reliability_<split>_<checkpoint>.png")
-    parser.add_argument("--save-probs", metavar="FILE", help="write an .npz with probs (float32 [N, C], the softmax "
-                        "of the logits) and labels (int64 [N]) of the scored split")
+    parser.add_argument("--output", type=Path, help="the confusion-matrix PNG (default: "
+                        f"RUN/{run_dir.confusion_png('<split>', '<checkpoint>')}); the reliability diagram goes "
+                        f"beside it as {run_dir.reliability_png('<split>', '<checkpoint>')}")
+    parser.add_argument("--save-probs", type=Path, metavar="FILE", help="write an .npz with probs (float32 [N, C], the "
+                        "softmax of the logits) and labels (int64 [N]) of the scored split")
     parser.add_argument("--temperature-scale", action="store_true", help="also report the figures after one "
                         "temperature fitted on the val split (least NLL; Guo et al. 2017)")
-    parser.add_argument("--corruptions", metavar="DIR", help="also score every corruption x severity of DIR (the "
-                        "CIFAR-10-C layout, e.g. from regbench corrupt): RUN/corruptions.json and a heatmap PNG")
-    parser.add_argument("--baseline", metavar="RUN", help="with --corruptions: Hendrycks & Dietterich's mCE and "
-                        "relative mCE against this run (its corruptions.json when it scored the same files with the "
-                        "same checkpoint file and overrides, else it is scored again)")
+    parser.add_argument("--corruptions", type=Path, metavar="DIR", help="also score every corruption x severity of DIR "
+                        f"(the CIFAR-10-C layout, e.g. from regbench corrupt): RUN/{run_dir.CORRUPTIONS} and a "
+                        "heatmap PNG")
+    parser.add_argument("--baseline", type=Path, metavar="RUN", help="with --corruptions: Hendrycks & Dietterich's "
+                        f"mCE and relative mCE against this run (its {run_dir.CORRUPTIONS} when it scored the same "
+                        "files with the same checkpoint file and overrides, else it is scored again)")
     parser.add_argument("--corruptions-set", choices=SETS, help="with --corruptions: the corruptions the mean "
                         "corruption error and mCE cover (default: common, Hendrycks & Dietterich's 15, with the "
                         "official folders' 4 extra ones apart; every file of a folder without any of the 15)")
@@ -85,38 +91,27 @@ def evaluate(argv: list[str]) -> None:
                         "out-of-distribution by maximum softmax probability, e.g. --ood dataset=cifar100")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
                         "dataset.data_file=PATH (another dataset of the same shape)")
-    args = parser.parse_intermixed_args(argv)
+    options = vars(parser.parse_intermixed_args(argv))
+    target = options.pop("run")
+    request = EvalRequest(**{**options, "overrides": tuple(options["overrides"])})
     require_paddle()
-    from regbench.inference.evaluate import evaluate_run, evaluate_sweep, sweep_runs
+    from regbench.inference.evaluate import evaluate
 
-    target = Path(args.run)
-    output = Path(args.output) if args.output else None
-    probs = Path(args.save_probs) if args.save_probs else None
-    options = dict(temperature_scale=args.temperature_scale, ood=args.ood,
-                   corruptions=Path(args.corruptions) if args.corruptions else None,
-                   baseline=Path(args.baseline) if args.baseline else None, corruptions_set=args.corruptions_set)
-    runs = sweep_runs(target)
-    if runs is None:
-        print(json.dumps(evaluate_run(target, args.checkpoint, args.split, output, args.overrides, probs, **options)))
-        return
-    if output or probs:
-        raise UserError("--output and --save-probs name one file, so they score one run: pass a run folder, not a "
-                        "sweep folder")
-    for result in evaluate_sweep(runs, args.checkpoint, args.split, args.overrides,
-                                 lambda line: print(line, file=sys.stderr), **options):
+    for result in evaluate(target, request, lambda line: print(line, file=sys.stderr)):
         print(json.dumps(result), flush=True)
 
 
 def export(argv: list[str]) -> None:
     """`regbench export`: a run's model for inference."""
-    from regbench.inference import CHECKPOINTS, FORMATS, SPREAD_FACTOR, TOLERANCE_FLOOR
+    from regbench.inference import FORMATS, SPREAD_FACTOR, TOLERANCE_FLOOR
+    from regbench.run_dir import BEST, CHECKPOINTS, EXPORT_DIR
 
     parser = argparse.ArgumentParser(prog="regbench export", description="Export a run's model for inference: a "
                                      "Paddle inference model (paddle.jit.save) or an ONNX file (paddle2onnx).")
     parser.add_argument("run", help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of a sweep)")
     parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
-    parser.add_argument("--output", help="folder for the files (default: RUN/export/<checkpoint>/)")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=BEST)
+    parser.add_argument("--output", help=f"folder for the files (default: RUN/{EXPORT_DIR}/<checkpoint>/)")
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset version")
     parser.add_argument("--check", type=int, default=32, metavar="N", help="compare the exported model's logits "
                         "with the eager model's on the first N val images (0: no check)")

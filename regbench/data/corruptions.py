@@ -12,9 +12,9 @@ import numpy as np
 
 from regbench.data.splits import Split
 from regbench.errors import UserError
+from regbench.metrics.corruption import SEVERITIES
 
 LABELS = "labels.npy"
-SEVERITIES = 5
 LAYOUT = "uint8 [5n, H, W, 3] with severities 1-5 stacked in that order"
 # the official files' names: the 15 corruptions of Hendrycks & Dietterich's benchmark (its mCE averages these), and
 # the 4 the official folders add, meant for validation (speckle noise, Gaussian blur, spatter, saturate)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from regbench.data.splits import Split
 from regbench.errors import UserError
-from regbench.evaluation import eval_loader, score
+from regbench.scoring import eval_loader, score
 from regbench.files import copy_file, staged_files
 from regbench.inference import FORMATS, SPREAD_FACTOR, TOLERANCE_FLOOR
 from regbench.inference.run_folder import load_model, saved_config
@@ -182,12 +182,12 @@ def export_run(run: Path, fmt: str, checkpoint: str, output: Path | None, overri
     with check > 0, first compare the exported model's logits with the eager model's on that many val images: an
     export further than `tolerance` (default: default_tolerance) is not written (ExportMismatch)."""
     from regbench.data import in_memory, load_splits
-    from regbench.run_dir import write_json
+    from regbench.run_dir import EXPORT_INFO, export_folder, write_json
 
     cfg = saved_config(run, overrides)
     paddle.set_device("cpu")  # the check runs the export on the CPU: its eager reference too
     model = load_model(cfg, run, checkpoint)
-    folder = output or run / "export" / checkpoint
+    folder = output or export_folder(run, checkpoint)
     checked: dict[str, Any] = {}
     split = in_memory(load_splits(cfg.dataset).val.head(check)) if check > 0 else None
 
@@ -203,5 +203,5 @@ def export_run(run: Path, fmt: str, checkpoint: str, output: Path | None, overri
     files = export_model(model, [cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size], folder, fmt,
                          opset, verify if split is not None else None)
     info = dict(run=str(run), checkpoint=checkpoint, **input_description(cfg))
-    write_json(folder / "export.json", info)
+    write_json(folder / EXPORT_INFO, info)
     return dict(format=fmt, files=[str(f) for f in files], **checked, **info)

@@ -1,33 +1,23 @@
-"""Out-of-distribution detection by maximum softmax probability (Hendrycks & Gimpel 2017): the OOD dataset's split
-as `regbench train` overrides compose it, and the detection figures, whose curves scikit-learn computes."""
+"""`regbench eval --ood`: out-of-distribution detection by maximum softmax probability (Hendrycks & Gimpel 2017) of
+another dataset's split, as `regbench train` overrides compose it (the figures: regbench.metrics.detection)."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from regbench import metrics
 from regbench.data.splits import Split
 from regbench.errors import UserError
-from regbench.metrics import log_softmax
+from regbench.inference.analysis import Analysis, Context, Families, Step
+from regbench.inference.request import EvalRequest
+from regbench.inference.scorer import Scorer
 
-TPR = 0.95  # FPR at 95% TPR: the usual operating point
-
-
-def detection(in_logits: np.ndarray, out_logits: np.ndarray) -> dict[str, float]:
-    """AUROC, AUPR-In, AUPR-Out and FPR at 95% TPR of the maximum softmax probability as the score that a sample
-    is in-distribution, in-distribution samples the positives (OOD the positives for AUPR-Out, score negated).
-
-    The score is its log, the maximum float64 log-softmax of the logits: the same order, without the ties of float32
-    probabilities, which are exactly 1 once the top logit leads by about 17 (float64 keeps leads apart up to ~745)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
-
-    scores = np.concatenate([log_softmax(in_logits).max(axis=1), log_softmax(out_logits).max(axis=1)])
-    is_in = np.concatenate([np.ones(len(in_logits), int), np.zeros(len(out_logits), int)])
-    fpr, tpr, _ = roc_curve(is_in, scores, drop_intermediate=False)
-    return dict(auroc=float(roc_auc_score(is_in, scores)), aupr_in=float(average_precision_score(is_in, scores)),
-                aupr_out=float(average_precision_score(1 - is_in, -scores)),
-                fpr95=float(fpr[np.searchsorted(tpr, TPR, side="left")]))
+if TYPE_CHECKING:
+    from regbench.scoring import Scores
 
 
 def ood_split(run_dataset: DictConfig, overrides: str) -> tuple[str, Split]:
@@ -53,3 +43,28 @@ def ood_split(run_dataset: DictConfig, overrides: str) -> tuple[str, Split]:
     split = in_memory(splits.test if splits.test is not None else splits.val)
     # the OOD labels name classes the run never learned: scoring needs only the images
     return cfg.hydra.runtime.choices.dataset, Split(split.images, np.zeros(len(split), np.int64))
+
+
+def _arguments(run: Path, request: EvalRequest) -> dict[str, Any]:
+    return dict(ood=request.ood)
+
+
+def _prepare(ctx: Context) -> Step | None:
+    overrides = ctx.request.ood
+    if overrides is None:
+        return None
+    name, images = ood_split(ctx.cfg.dataset, overrides)
+
+    def step(scores: Scores, scored: Scorer) -> tuple[dict[str, Any], Families]:
+        """Score the OOD split; detect it against the scored split."""
+        out = scored(images)
+        detected = metrics.detection(scores.logits, out.logits)
+        part = dict(dataset=name, overrides=overrides, n_in=scores.n, n_out=out.n, in_distribution=ctx.split_name,
+                    positive="in-distribution (aupr_out: OOD)", **detected)
+        family = metrics.prefix(ctx.start, "ood")
+        return part, {family: dict(ctx.source, ood=overrides, figures=metrics.named(family, "ood", detected))}
+
+    return step
+
+
+OOD = Analysis("ood", _arguments, _prepare)

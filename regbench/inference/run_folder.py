@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regbench.errors import UserError
-from regbench.run_dir import CONFIG, HYDRA_DIR
+from regbench.run_dir import CONFIG, HYDRA_DIR, checkpoint, checkpoint_file
 from regbench.saved_config import read_saved_config
 from regbench.schema import check
 
@@ -52,15 +52,15 @@ def saved_config(run: Path, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def load_model(cfg: DictConfig, run: Path, checkpoint: str) -> paddle.nn.Layer:
-    """The run's model with the weights of checkpoints/<checkpoint>.npz, in eval mode."""
+def load_model(cfg: DictConfig, run: Path, name: str) -> paddle.nn.Layer:
+    """The run's model with the weights of checkpoints/<name>.npz, in eval mode."""
     from regbench.models import build_model
     from regbench.train.checkpoint import load_checkpoint
 
     model = build_model(cfg.model, cfg.act, cfg.reg)
-    path = run / "checkpoints" / f"{checkpoint}.npz"
+    path = checkpoint(run, name)
     if not path.is_file():
-        raise UserError(f"{run} has no checkpoints/{checkpoint}.npz (a run writes its checkpoints at its first "
+        raise UserError(f"{run} has no {checkpoint_file(name)} (a run writes its checkpoints at its first "
                         "evaluation): pass another run or --checkpoint")
     try:
         state = load_checkpoint(path)[0]

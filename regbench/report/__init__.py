@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regbench.report.plot import PLOT_PNG, plot_runs, write_plot
+from regbench.report.plot import plot_runs, write_plot
 from regbench.report.runs import PathLike, find_runs
 from regbench.report.table import save_table, write_table
+from regbench.run_dir import PLOT_PNG
 
 __all__ = ["write_report", "write_table", "write_plot"]
 

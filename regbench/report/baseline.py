@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Sequence
 
 from regbench.errors import UserError
-from regbench.report.metrics import LOWER_IS_BETTER, metric_values
+from regbench.report.aggregate import LOWER_IS_BETTER, metric_values
 from regbench.report.pairing import paired_values
 from regbench.report.runs import ABSENT, DEFAULT_BASELINES, Group, Run
 from regbench.report.stats import LEVEL, TESTS, UNDEFINED, Difference, paired, welch

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from regbench.report.metrics import Stat
+from regbench.report.aggregate import Stat
 from regbench.report.runs import Run
 from regbench.report.sections import NONE, NOT_APPLICABLE, Row, Section
 from regbench.report.stats import PAIRED, Difference
+from regbench.run_dir import SUMMARY
 
 
 def _fmt(value: float, integer: bool, sign: bool = False) -> str:
@@ -118,7 +119,7 @@ def render_markdown(sections: Sequence[Section], root: Path | None = None) -> st
         if unfinished:
             out += ["", "Not completed (never averaged with the completed runs):"]
             for status, run in unfinished:
-                error = run.summary.get("error") or ("no summary.json" if status == "missing" else "")
+                error = run.summary.get("error") or (f"no {SUMMARY}" if status == "missing" else "")
                 seed = run.summary.get("seed", run.config.get("seed") if run.config is not None else None)
                 out.append(f"- {status}: {_run_name(run, root)} (seed {seed})" + (f": {error}" if error else ""))
         out.append("")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from regbench.identity import REPLICATES
-from regbench.report.metrics import metric_value
+from regbench.report.aggregate import metric_value
 from regbench.report.runs import MISSING, Run, format_value
 
 

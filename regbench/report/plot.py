@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import matplotlib
+from regbench.articles import Article, articles_by_experiment
+from regbench.report.matching import row_label
+from regbench.report.runs import ABSENT, Group, PathLike, Run, find_runs, group_runs
+from regbench.run_dir import PLOT_PNG, pyplot, save_figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-from regbench.articles import Article, articles_by_experiment  # noqa: E402
-from regbench.files import atomic_write  # noqa: E402
-from regbench.report.matching import row_label  # noqa: E402
-from regbench.report.runs import ABSENT, Group, PathLike, Run, find_runs, group_runs  # noqa: E402
-
-PLOT_PNG = "plot.png"
 PANELS = (("val_acc", "val accuracy"), ("train_loss", "train loss"))
 LEGEND_TITLE = "line: mean over runs\nshaded: min–max over runs"
 
@@ -58,6 +53,8 @@ def group_label(group: Group, keys: Sequence[str], articles: dict[str, Article])
 
 def _whole_epochs(ax: Axes) -> None:
     """Ticks at whole epochs only, the view widened to two of them when it holds fewer (e.g. one evaluation)."""
+    from matplotlib.ticker import MaxNLocator
+
     low, high = ax.get_xlim()
     if math.floor(high) - math.ceil(low) < 1:
         ax.set_xlim(min(low, math.floor(low)), max(high, math.floor(low) + 1))
@@ -68,7 +65,7 @@ def draw(runs: Sequence[Run], articles: dict[str, Article] | None = None) -> Fig
     """The figure of every group of `runs` (groups without evaluations are left out), the legend beside the panels."""
     articles = articles_by_experiment() if articles is None else articles
     groups, keys = group_runs(runs)
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(12, 4.5))
+    fig, axes = pyplot().subplots(1, len(PANELS), figsize=(12, 4.5))
     handles, labels = [], []
     for i, group in enumerate(groups):
         color = f"C{i % 10}"
@@ -101,14 +98,7 @@ def draw(runs: Sequence[Run], articles: dict[str, Article] | None = None) -> Fig
 
 def plot_runs(runs: Sequence[Run], path: PathLike) -> Path:
     """Draw every group of `runs` into one PNG at `path`."""
-    fig = draw(runs)
-    out = Path(path)
-    try:
-        with atomic_write(out, "wb") as f:
-            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")  # "tight" takes the legend in
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(draw(runs), Path(path), bbox_inches="tight")  # "tight" takes the legend in
 
 
 def write_plot(dirs: Sequence[PathLike]) -> Path:

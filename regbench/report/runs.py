@@ -1,21 +1,19 @@
 """Run folders: finding them at any depth, reading them, and grouping runs by the config choices that differ."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Sequence, Union
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from regbench import run_dir
 from regbench.reg import combination
-from regbench.run_dir import EVALUATED, HYDRA_CONFIG, HYDRA_DIR, METRICS, OVERRIDES, SUMMARY
 from regbench.config import group_options
 from regbench.run_dir.evaluated import figures as evaluated_figures
 from regbench.errors import UserError
@@ -149,37 +147,16 @@ def _nested(data: Any, *keys: str) -> Any:
     return data
 
 
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Complete lines only: a line cut short by a crash is skipped."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
-def _read_object(path: Path) -> dict[str, Any] | None:
-    """A JSON file's object; None when it is absent, unreadable or not an object."""
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 def load_run(path: PathLike) -> Run:
     """Read one run folder; anything unreadable or absent is reported through status "missing", never raised."""
     path = Path(path)
-    summary = _read_object(path / SUMMARY)
-    choices = _nested(_read_yaml(path / HYDRA_DIR / HYDRA_CONFIG), "hydra", "runtime", "choices")
+    summary = run_dir.read_json(path / run_dir.SUMMARY)
+    choices = _nested(_read_yaml(path / run_dir.HYDRA_DIR / run_dir.HYDRA_CONFIG), "hydra", "runtime", "choices")
     if isinstance(choices, dict):
         choices = {k: v for k, v in choices.items() if separates_rows(k)}
     else:
         choices = {k: summary[k] for k in SUMMARY_CHOICES if summary and k in summary}
-    lines = _read_yaml(path / HYDRA_DIR / OVERRIDES)
+    lines = _read_yaml(path / run_dir.HYDRA_DIR / run_dir.OVERRIDES)
     try:
         config = read_saved_config(path)
     except (OSError, yaml.YAMLError, OmegaConfBaseException):
@@ -187,28 +164,10 @@ def load_run(path: PathLike) -> Run:
     if "reg" not in choices and isinstance(config, DictConfig) and isinstance(config.get("reg"), DictConfig):
         choices["reg"] = combination.label(config.reg)  # Hydra records no choice for a list: reg=[dropblock,cutmix]
     return Run(path=path, status=(summary or {}).get("status") or "missing", summary=summary or {},
-               metrics=_read_metrics(path / METRICS), choices=choices,
+               metrics=run_dir.read_metrics(path / run_dir.METRICS), choices=choices,
                overrides=parse_overrides(lines) if isinstance(lines, list) else {},
                config=config if isinstance(config, DictConfig) else None,
                evaluated=evaluated_figures(path))
-
-
-def is_run_folder(path: Path) -> bool:
-    """A folder the trainer wrote (summary.json) or a job Hydra started (.hydra/) that may have died before it."""
-    return (path / SUMMARY).is_file() or (path / HYDRA_DIR).is_dir()
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    if is_run_folder(folder):
-        yield folder
-        return
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path))
 
 
 def find_runs(dirs: Sequence[PathLike]) -> list[Run]:
@@ -218,10 +177,10 @@ def find_runs(dirs: Sequence[PathLike]) -> list[Run]:
         root = Path(d)
         if not root.is_dir():
             raise UserError(f"{d} is not a folder: pass run or sweep folders (e.g. outputs/multirun/DATE/TIME)")
-        for folder in _walk(root.resolve()):
+        for folder in run_dir.run_folders(root.resolve()):
             found.setdefault(folder, load_run(folder))
     if not found:
-        raise UserError(f"no run folders (with summary.json or .hydra/) under {', '.join(map(str, dirs))}: "
+        raise UserError(f"no run folders (with {run_dir.SUMMARY} or {run_dir.HYDRA_DIR}/) under {', '.join(map(str, dirs))}: "
                         "pass the folder of a run or a sweep")
     return list(found.values())
 

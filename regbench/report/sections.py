@@ -10,7 +10,7 @@ from regbench.errors import UserError
 from regbench.report.baseline import (MIN_PAIRS, Baseline, Comparison, baseline_of, by_value, compare,
                                       default_baseline, summary_line, undefined_reasons)
 from regbench.report.matching import budget_of, by_table, grid_keys, match_row, off_grid
-from regbench.report.metrics import (LOWER_IS_BETTER, Stat, aggregate, direction, metric_value, metric_values,
+from regbench.report.aggregate import (LOWER_IS_BETTER, Stat, aggregate, direction, metric_value, metric_values,
                                      require_metric)
 from regbench.report.runs import Group, Run, format_value, group_runs
 from regbench.report.stats import FEW_RUNS, LEVEL, Difference

@@ -9,6 +9,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from regbench.run_dir import PLOT_PNG, TABLE_CSV, TABLE_MD
+
 log = logging.getLogger("regbench")
 
 
@@ -42,6 +44,6 @@ class WriteSweepReport(Callback):
         except Exception as err:  # a report problem must not hide the sweep's own outcome
             log.error("could not write the sweep report in %s: %s", sweep_dir, err)
         else:
-            log.info("table.md, table.csv and plot.png written to %s", sweep_dir)
+            log.info("%s, %s and %s written to %s", TABLE_MD, TABLE_CSV, PLOT_PNG, sweep_dir)
         if not_completed:
             raise JobsNotCompleted(not_completed)

@@ -10,9 +10,7 @@ from regbench.report.csvtable import render_csv
 from regbench.report.markdown import render_markdown
 from regbench.report.runs import PathLike, Run, find_runs
 from regbench.report.sections import build_sections
-
-TABLE_MD = "table.md"
-TABLE_CSV = "table.csv"
+from regbench.run_dir import TABLE_CSV, TABLE_MD
 
 
 def save_table(runs: Sequence[Run], out_dir: PathLike, baseline: tuple[str, str] | None = None,

@@ -9,31 +9,20 @@ threads, evaluation batch size, ...) names its families and figures with them, `
 beside the plain names of the evaluation without them."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from regbench.files import locked, write_text
+from regbench.files import locked
 from regbench.identity import Kind, kind
-from regbench.run_dir import EVALUATED, EVALUATED_LOCK
+from regbench.run_dir import EVALUATED, EVALUATED_ARGUMENTS, EVALUATED_LOCK, checkpoint, read_json, write_json
 
-FIGURES = EVALUATED
-ARGUMENTS = "eval_args.json"
 # what a family's provenance keys mean, for the line that says why its figures were replaced
 CHANGES = {"stamp": "checkpoint file (the run was trained further or again)", "corruptions": "corruption folder",
            "files": "corruption files", "baseline": "baseline run", "baseline_stamp": "baseline checkpoint file",
            "ood": "OOD dataset"}
 
 log = logging.getLogger(__name__)
-
-
-def _read(path: Path, empty: Any) -> Any:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return empty
-    return value if isinstance(value, type(empty)) else empty
 
 
 def qualifying(overrides: Sequence[str]) -> list[str]:
@@ -55,7 +44,7 @@ def plain(name: str) -> str:
 
 def _contents(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(figures, families) of the run's eval.json; an older regbench's flat file is all figures, no families."""
-    data = _read(run / FIGURES, {})
+    data = read_json(run / EVALUATED) or {}
     if isinstance(data.get("figures"), dict) and isinstance(data.get("families"), dict):
         return data["figures"], data["families"]
     return data, {}
@@ -86,14 +75,14 @@ def store_evaluation(run: Path, families: Mapping[str, dict[str, Any]],
                 claimed = {n for f in known.values() for n in f.get("figures", [])}
                 unknown = sorted(set(values) & set(stored) - claimed)
                 if unknown:
-                    log.warning(f"{run / FIGURES}: {', '.join(unknown)} replaced; they were stored by an older "
+                    log.warning(f"{run / EVALUATED}: {', '.join(unknown)} replaced; they were stored by an older "
                                 f"regbench, which did not record what it computed them from")
             stored.update(values)
             known[name] = {**provenance, "figures": sorted(values)}
-        write_text(run / FIGURES, json.dumps(dict(figures=stored, families=known), indent=1, sort_keys=True))
-        done = _read(run / ARGUMENTS, [])
+        write_json(run / EVALUATED, dict(figures=stored, families=known), indent=1, sort_keys=True, newline=False)
+        done = read_json(run / EVALUATED_ARGUMENTS, list) or []
         if arguments is not None and arguments not in done:
-            write_text(run / ARGUMENTS, json.dumps([*done, arguments], indent=1))
+            write_json(run / EVALUATED_ARGUMENTS, [*done, arguments], indent=1, newline=False)
 
 
 def _say_replaced(run: Path, family: str, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -101,14 +90,14 @@ def _say_replaced(run: Path, family: str, old: dict[str, Any], new: dict[str, An
     qualify names, e.g. threads, may differ silently)."""
     changed = [CHANGES.get(k, k) for k in sorted({*old, *new} - {"figures", "overrides"}) if old.get(k) != new.get(k)]
     if changed:
-        log.warning(f"{run / FIGURES}: the {family} figures replace those computed with another {', '.join(changed)}")
+        log.warning(f"{run / EVALUATED}: the {family} figures replace those computed with another {', '.join(changed)}")
 
 
-def checkpoint_stamp(run: Path, checkpoint: str) -> list[int] | None:
+def checkpoint_stamp(run: Path, name: str) -> list[int] | None:
     """[size, modification time in ns] of the checkpoint file (a run resumed and trained further has another), None
     when there is none."""
     try:
-        stat = (run / "checkpoints" / f"{checkpoint}.npz").stat()
+        stat = checkpoint(run, name).stat()
     except OSError:
         return None
     return [stat.st_size, stat.st_mtime_ns]
@@ -116,4 +105,4 @@ def checkpoint_stamp(run: Path, checkpoint: str) -> list[int] | None:
 
 def scored_before(run: Path, arguments: dict[str, Any]) -> bool:
     """Whether the run was evaluated with exactly these arguments."""
-    return arguments in _read(run / ARGUMENTS, [])
+    return arguments in (read_json(run / EVALUATED_ARGUMENTS, list) or [])

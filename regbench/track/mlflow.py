@@ -11,7 +11,6 @@ from typing import Any
 from regbench.track import RunInfo, scalars
 from regbench import run_dir
 
-RUN_FILE = "mlflow.json"  # in the run folder: which MLflow run mirrors it (read back on resume)
 STATUS = {"completed": "FINISHED", "diverged": "FAILED", "failed": "FAILED", "interrupted": "KILLED"}
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
@@ -60,7 +59,7 @@ class MLflowTracker:
         # each retry of a request to a server that went away is a warning; the tracker's own warning says it once
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
-        saved = run_dir.read_json(run.folder / RUN_FILE) if run.resume else None
+        saved = run_dir.read_json(run.folder / run_dir.MLFLOW_RUN) if run.resume else None
         self.run, self.uri = run, resumed_uri(tracking_uri, saved) if saved else store_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         if saved and saved.get("tracking_uri") == self.uri:
@@ -74,7 +73,7 @@ class MLflowTracker:
         tags = dict(status="running", config_hash=run.config_hash, run_dir=str(run.folder),
                     sweep_dir=run.sweep_dir or "", job_num="" if run.job_num is None else str(run.job_num))
         self.run_id = self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
-        run_dir.write_json(run.folder / RUN_FILE, dict(tracking_uri=self.uri, configured_uri=tracking_uri,
+        run_dir.write_json(run.folder / run_dir.MLFLOW_RUN, dict(tracking_uri=self.uri, configured_uri=tracking_uri,
                                                        experiment_id=experiment_id, run_id=self.run_id))
         from mlflow.entities import Param
 
@@ -121,6 +120,6 @@ class MLflowTracker:
             self.client.set_terminated(self.run_id, STATUS.get(summary["status"], "FAILED"))
         folder = self.run.folder
         for path, artifact_dir in ((folder / run_dir.SUMMARY, None), (folder / run_dir.CURVES, None),
-                                   (folder / ".hydra" / "config.yaml", "config")):
+                                   (folder / run_dir.HYDRA_DIR / run_dir.CONFIG, "config")):
             if path.is_file():
                 self.client.log_artifact(self.run_id, str(path), artifact_dir)

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from regbench.run_dir import VISUALDL_LOG
 from regbench.track import RunInfo, WriterTracker
 from regbench.track.tensorboard import config_markdown
-
-LOG_FILE = "vdlrecords.regbench.log"  # one file per run: a resumed run appends to it
 
 
 def logged_steps(path: Path, tag: str = "val/acc") -> list[int]:
@@ -22,9 +21,9 @@ class VisualDLTracker(WriterTracker):
     def __init__(self, run: RunInfo, subdir: str) -> None:
         from visualdl import LogWriter
 
-        path = run.folder / subdir / LOG_FILE
+        path = run.folder / subdir / VISUALDL_LOG
         self.logged_step = max(logged_steps(path), default=-1) if run.resume and path.is_file() else -1
-        self.writer = LogWriter(logdir=str(path.parent), file_name=LOG_FILE)
+        self.writer = LogWriter(logdir=str(path.parent), file_name=VISUALDL_LOG)
         if self.logged_step < 0:
             self.writer.add_text("config", config_markdown(run.config), 0)
             self.writer.flush()

@@ -15,7 +15,7 @@ from regbench.reg.batch import build_batch_regs
 from regbench.data import load_splits
 from regbench.data.batches import BatchLoader, keep_on_device
 from regbench.data.splits import Split
-from regbench.evaluation import eval_loader
+from regbench.scoring import eval_loader
 from regbench.models import build_model
 from regbench.train import speed, threads
 from regbench.train.compute import Compute, set_up

@@ -12,10 +12,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import paddle
 
+from regbench import metrics, run_dir
 from regbench.data.batches import BatchLoader
 from regbench.device import AMP_DTYPES, broadcast_unsynced_state, sum_over_ranks
-from regbench.evaluation import Scores, score
 from regbench.files import copy_file
+from regbench.scoring import Scores, score
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.stop import StopAgreement
 from regbench.reg.batch import BatchRegs
@@ -108,11 +109,11 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
     @property
     def last_path(self) -> Path:
-        return self.folder / "checkpoints" / "last.npz"
+        return run_dir.checkpoint(self.folder, run_dir.LAST)
 
     @property
     def best_path(self) -> Path:
-        return self.folder / "checkpoints" / "best.npz"
+        return run_dir.checkpoint(self.folder, run_dir.BEST)
 
     def resume(self) -> bool:
         """Load the last checkpoint if there is one; True when training continues from it."""
@@ -218,12 +219,11 @@ class Trainer:
         eval_time_s = time.perf_counter() - start
         self.model.train()
         row = dict(epoch=self.epoch_of(p.step), step=p.step, lr=self.step_lr,
-                   train_loss=train_loss, train_acc=p.correct / max(p.seen, 1), val_loss=val_loss, val_acc=val_acc,
-                   val_ece=val.ece, val_nll=val.nll, val_brier=val.brier,
-                   train_time_s=round(p.train_time_s, 3), train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1),
-                   eval_time_s=round(eval_time_s, 3))
+                   train_loss=train_loss, train_acc=p.correct / max(p.seen, 1),
+                   **metrics.named("val", "evaluation", val.figures), train_time_s=round(p.train_time_s, 3),
+                   train_img_per_s=round(p.seen / max(p.train_time_s, 1e-9), 1), eval_time_s=round(eval_time_s, 3))
         if self.train_eval_loader is not None:
-            row.update(train_eval_loss=train_eval.loss, train_eval_acc=train_eval.accuracy)
+            row.update(metrics.named("train_eval", "train_eval", train_eval.figures))
         if self.mixes:  # train_acc is the λ-weighted agreement with both labels of mixed samples
             row["train_targets"] = "mixed"
         p.history.append(row)

@@ -21,7 +21,7 @@ SHOWN = 4
 
 def check_resume(cfg: DictConfig, folder: Path) -> None:
     """A UserError naming what differs when `cfg` resumes (trainer.resume=true) a checkpoint of another run."""
-    if not cfg.trainer.resume or not (folder / "checkpoints" / "last.npz").exists():
+    if not cfg.trainer.resume or not run_dir.checkpoint(folder, run_dir.LAST).exists():
         return
     subdir = cfg.hydra.output_subdir or run_dir.HYDRA_DIR
     try:

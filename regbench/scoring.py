@@ -1,4 +1,5 @@
-"""One evaluation: the loader that batches a split for scoring, and the one pass that scores a model over it.
+"""Scoring a model on a split: the loader that batches a split for scoring, and the one pass that scores a model over
+it.
 
 The trainer's evaluations, `regbench eval` and `regbench export`'s check all build their loaders and score here, so
 that each figure is computed one way.
@@ -23,17 +24,24 @@ from regbench.reg.mixed_targets import loss_fn
 @dataclass(frozen=True)
 class Scores:
     """What one pass over a split measured (summed over the data-parallel ranks)."""
-    loss: float      # mean loss, label smoothing included, as training minimizes it
-    accuracy: float
-    ece: float       # the metrics of regbench.metrics, of the softmax of the logits in float32
-    nll: float       # of the logits' float64 log-softmax, never label-smoothed
-    brier: float
+    # by metric: `loss`, the mean loss, label smoothing included, as training minimizes it; then every metric of
+    # regbench.metrics that a scoring computes (accuracy, ece, nll, brier, ...), of the softmax of the logits in
+    # float32 (the NLL of the logits' float64 log-softmax, never label-smoothed)
+    figures: dict[str, float]
     bins: np.ndarray  # [3, ECE_BINS]: sample count, confidence sum and hit sum per confidence bin
     n: int           # the samples scored: the split's, less those unreadable (dataset.on_bad_image=skip)
     seconds: float   # wall time of the pass: batches, forward passes, loss and metrics
     logits: np.ndarray | None = None  # float32 [n, classes] of this rank's samples scored, in split order, when asked
     probs: np.ndarray | None = None   # float32 [n, classes]: their softmax, from which the metrics were computed
     labels: np.ndarray | None = None  # int64 [n]: their labels
+
+    @property
+    def loss(self) -> float:
+        return self.figures["loss"]
+
+    @property
+    def accuracy(self) -> float:
+        return self.figures["accuracy"]
 
 
 def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: tuple[int, int] = (0, 1),
@@ -54,7 +62,7 @@ def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: st
     model.eval()
     start = time.perf_counter()
     loss_sum = paddle.zeros([], dtype="float64")  # on the device: no copy per batch
-    sums = np.zeros(metrics.TALLY_SIZE)
+    sums = np.zeros(metrics.tally_size())
     kept: list[tuple[np.ndarray, ...]] = []
     with paddle.no_grad():
         for images, labels in loader.epoch(seed=None):
@@ -69,5 +77,5 @@ def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: st
     totals = np.array(totals)
     n = int(totals[0])
     logits, probs, labels = (np.concatenate(column) for column in zip(*kept)) if per_sample else (None,) * 3
-    return Scores(loss=loss / n, **metrics.from_tally(totals), bins=totals[4:].reshape(3, -1), n=n,
+    return Scores(figures=dict(loss=loss / n, **metrics.from_tally(totals)), bins=metrics.tally_bins(totals), n=n,
                   seconds=time.perf_counter() - start, logits=logits, probs=probs, labels=labels)

@@ -1,26 +1,18 @@
-"""Classification metrics of predicted probabilities [N, C] against labels [N], each with the direction in which it
-is better, so that tables know which way "better" points.
-
-Every metric is a mean of per-sample terms or, for ECE, a function of per-bin sums; `tally` gives those sums, which
-add over batches and over data-parallel ranks, and `from_tally` turns them into the metrics. ECE, NLL and the Brier
-score follow google/uncertainty-baselines (its `robustness_metrics` library). Where the logits exist, the NLL is of
-their float64 log-softmax, not of the rounded probabilities.
+"""Classification metrics of predicted probabilities [N, C] against labels [N]: accuracy, ECE, NLL and the Brier
+score, each a mean of per-sample terms or, for ECE, a function of per-bin sums (so that they add over batches and
+data-parallel ranks), and the confusion matrix. ECE, NLL and the Brier score follow google/uncertainty-baselines (its
+`robustness_metrics` library). Where the logits exist, the NLL is of their float64 log-softmax, not of the rounded
+probabilities.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
-
-from regbench.errors import UserError
 
 # ECE bins (Guo et al. 2017; uncertainty-baselines' CIFAR metrics): part of the metric's definition, so that the ECE
 # of every run means the same, not a setting
 ECE_BINS = 15
 # -log of a true-class probability that underflowed to 0 in float32: that of float32's smallest normal number (87.3)
 _TINY = float(np.finfo(np.float32).tiny)
-TALLY_SIZE = 4 + 3 * ECE_BINS  # the length of a `tally`
 
 
 def hits(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -99,53 +91,11 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(squared_errors(probs, labels).mean())
 
 
-def tally(probs: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
-    """Every sum the metrics need, flat: [N, Σ hits, Σ −log p(true), Σ squared errors, then calibration_bins]; the
-    log-likelihoods of `logits` (whose softmax `probs` is) when given."""
-    log_loss = log_losses(probs, labels) if logits is None else logit_log_losses(logits, labels)
-    sums = [len(labels), hits(probs, labels).sum(), log_loss.sum(), squared_errors(probs, labels).sum()]
-    return np.concatenate([sums, calibration_bins(probs, labels).ravel()])
+def nll_terms(probs: np.ndarray, labels: np.ndarray, logits: np.ndarray | None) -> np.ndarray:
+    """-log p(true class) per sample: of the logits when given (whose softmax `probs` is), else of `probs`."""
+    return log_losses(probs, labels) if logits is None else logit_log_losses(logits, labels)
 
 
-def from_tally(sums: np.ndarray) -> dict[str, float]:
-    """accuracy, ece, nll and brier from a tally (or the sum of several)."""
-    n, hit_sum, log_loss_sum, squared_sum = sums[:4]
-    return dict(accuracy=float(hit_sum / n), ece=ece_of_bins(np.reshape(sums[4:], (3, -1))),
-                nll=float(log_loss_sum / n), brier=float(squared_sum / n))
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric and its direction: `function(probs, labels)`, None for a figure probabilities alone do not give."""
-    function: Callable[[np.ndarray, np.ndarray], float] | None
-    higher_is_better: bool
-
-
-METRICS: dict[str, Metric] = {
-    "accuracy": Metric(accuracy, True),
-    "ece": Metric(ece, False),
-    "nll": Metric(nll, False),
-    "brier": Metric(brier, False),
-    "loss": Metric(None, False),  # the training objective: label smoothing included when the run trained with it
-    # figures of `regbench eval` that probabilities of one split alone do not give (docs/robustness.md)
-    "error": Metric(None, False),     # corruption_error: the mean error under corruption
-    "mce": Metric(None, False),       # mce: Hendrycks & Dietterich's mCE against a baseline run (rel_mce before)
-    "relative_mce": Metric(None, False),  # relative_mce: their relative mCE, the errors less the clean error
-    "auroc": Metric(None, True),      # ood_auroc: in-distribution against OOD by maximum softmax probability
-    "aupr_in": Metric(None, True),    # ood_aupr_in: area under precision-recall, in-distribution as positive
-    "aupr_out": Metric(None, True),   # ood_aupr_out: OOD as positive
-    "fpr95": Metric(None, False),     # ood_fpr95: the OOD fraction taken as in-distribution at 95% TPR
-}
-ALIASES = {"acc": "accuracy"}  # how stored figures spell them: test_acc, val_acc, best_val_acc
-
-
-def metric_of(figure: str) -> Metric:
-    """The metric a stored figure measures, by its ending: `test_ece`, `best_val_acc`, `final_test_nll`,
-    `val_loss`, `accuracy`, `ood_aupr_in`; a `max:`/`last:` prefix or an `@EPOCH` suffix (report's syntax) is
-    ignored."""
-    stem = figure.rpartition(":")[2].partition("@")[0]
-    for word in sorted({*METRICS, *ALIASES}, key=len, reverse=True):  # aupr_in before a shorter name it ends with
-        if stem == word or stem.endswith(f"_{word}"):
-            return METRICS[ALIASES.get(word, word)]
-    raise UserError(f"{figure!r} names no known metric: it must end with one of "
-                    f"{', '.join(sorted({*METRICS, *ALIASES}))} (e.g. test_acc, test_ece, val_nll, ood_auroc)")
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """counts[true class, predicted class]."""
+    return np.bincount(labels * classes + predictions, minlength=classes * classes).reshape(classes, classes)

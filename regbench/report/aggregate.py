@@ -1,5 +1,5 @@
-"""One metric of a run (a summary.json or eval.json field, or a point of its curve), its aggregate over the runs of a
-row, and which way it is better."""
+"""A run's value of a metric (a summary.json or eval.json field, or a point of its curve), its aggregate over the
+runs of a row, and which way it is better."""
 from __future__ import annotations
 
 import math
@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from regbench.errors import UserError
-from regbench.run_dir.evaluated import plain
 from regbench.metrics import metric_of
-from regbench.report.runs import EVALUATED, METRICS, SUMMARY, Run
+from regbench.report.runs import Run
+from regbench.run_dir import EVALUATED, METRICS, SUMMARY
+from regbench.run_dir.evaluated import plain
 
 FORMS = "max:KEY, last:KEY or KEY@EPOCH"  # how a metrics.jsonl KEY is named
 LOWER_IS_BETTER = "lower is better"
