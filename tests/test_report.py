@@ -20,7 +20,9 @@ from scipy import stats
 
 from conftest import regbench
 from regbench.errors import UserError
-from regbench.report import write_plot, write_report, write_table
+from regbench.report.plot import write_plot
+from regbench.report.sweep import write_report
+from regbench.report.table import write_table
 from regbench.report.runs import find_runs, load_run
 from regbench.articles import load_article
 from regbench.report.matching import match_row

@@ -100,3 +100,27 @@ def test_a_stop_on_a_signal_exits_128_plus_the_signal_in_a_sweep_too(tmp_path: P
     assert exit_.value.code == 143
     written = read_json(tmp_path / "summary.json")
     assert written["status"] == "interrupted" and "stopped by signal 15 at a checkpoint at step 7" in written["error"]
+
+
+def test_curves_are_redrawn_at_most_as_often_as_they_pay_for_and_in_full_at_the_end(tmp_path: Path,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from regbench import run_dir
+    from regbench.run import _Curves
+
+    drawn: list[int] = []
+    plot = run_dir.plot_curves
+    monkeypatch.setattr(run_dir, "plot_curves", lambda path, rows, title: (drawn.append(len(rows)),
+                                                                           plot(path, rows, title)))
+    row = dict(epoch=1.0, train_loss=1.0, val_loss=1.0, train_acc=0.5, val_acc=0.5)
+    curves = _Curves(tmp_path / "curves.png", "title")
+    history: list[dict] = []
+    for _ in range(5):  # evaluations a few milliseconds apart: only the first is drawn at once
+        history = [*history, row]
+        curves.update(history)
+    assert drawn == [1] and (tmp_path / "curves.png").is_file()
+    curves.close()  # training ended: everything evaluated is drawn
+    curves.close()  # nothing new
+    assert drawn == [1, 5]
+    curves.drawn_at -= curves.cost / curves.SHARE  # as long after the last drawing as it took 20 times over
+    curves.update([*history, row])
+    assert drawn == [1, 5, 6]

@@ -43,16 +43,17 @@ def _report(kind: str, argv: list[str]) -> None:
         direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_false", default=None,
                                help="for a --metric whose direction regbench does not know (e.g. wall_time_s)")
     args = parser.parse_args(argv)
-    from regbench import report
     from regbench.report.baseline import parse_baseline
+    from regbench.report.plot import write_plot
+    from regbench.report.table import write_table
 
     if kind == "table":
         if args.higher_is_better is not None and args.metric is None:
             raise UserError("--higher-is-better and --lower-is-better say the direction of --metric NAME: add --metric")
-        print(report.write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None, args.metric,
-                                 args.higher_is_better))
+        print(write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None, args.metric,
+                          args.higher_is_better))
     else:
-        print(report.write_plot(args.dirs))
+        print(write_plot(args.dirs))
 
 
 def evaluate(argv: list[str]) -> None:

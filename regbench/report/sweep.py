@@ -26,10 +26,21 @@ class JobsNotCompleted(BaseException):
         self.jobs = jobs
 
 
+def write_report(sweep_dir: str | Path) -> str:
+    """table.md, table.csv and plot.png of every run under `sweep_dir` (failed jobs included); returns the Markdown."""
+    from regbench.report.plot import plot_runs
+    from regbench.report.runs import find_runs
+    from regbench.report.table import save_table
+
+    runs = find_runs([sweep_dir])
+    markdown = save_table(runs, sweep_dir)
+    plot_runs(runs, Path(sweep_dir) / PLOT_PNG)
+    return markdown
+
+
 class WriteSweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from regbench.hparams_search import best_trial
-        from regbench.report import write_report
         from regbench.report.runs import find_runs
 
         sweep_dir = config.hydra.sweep.dir
