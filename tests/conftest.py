@@ -25,6 +25,18 @@ def pytest_configure(config: pytest.Config) -> None:
         os.sched_setaffinity(0, ALL_CORES[int(worker.removeprefix("gw")) % workers::workers])
 
 
+# the modules that take longest (python -m pytest --durations=0), started first: under pytest-xdist's file-by-file
+# distribution (pyproject.toml's addopts) the workers then end together. The order changes no result.
+LONGEST_FIRST = ("test_eval_export", "test_track", "test_faults", "test_readme", "test_multinode", "test_combine",
+                 "test_distributed", "test_eval_robustness", "test_cli", "test_reproduce", "test_launchers",
+                 "test_resume_config", "test_models_imagenet", "test_selftest", "test_league")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each module's tests keep their order
+
+
 @pytest.fixture(autouse=True)
 def _all_cores_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every core of the session for a test marked all_cores, its worker's share again after it."""

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "regbench"
 # Lowest first. A unit is a top-level module or package of regbench.
 FLOORS = (
     {"errors"},
-    {"files", "identity", "device", "metrics"},  # atomic writes, a run's identity, where it computes, metrics of
+    {"atomic_files", "identity", "device", "metrics"},  # atomic writes, a run's identity, where it computes, metrics of
     # predicted probabilities
     # the run folder's layout; what a run is made of, each on its own: data, activations, regularizers, articles
     {"run_dir", "data", "layers", "reg", "articles"},

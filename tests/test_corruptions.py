@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from regbench.data.corruptions import COMMON, EXTRA, corruption_names, fingerprint, read_corruptions
+from regbench.data.cifar_c import COMMON, EXTRA, corruption_names, fingerprint, read_corruptions
 from regbench.errors import UserError
 from regbench.inference.figures import plot_heatmap
 from regbench.inference.robustness import corruption_sets, default_set
@@ -113,7 +113,7 @@ def test_reader_never_unpickles(tmp_path: Path) -> None:
 
 def test_reader_memory_maps(tmp_path: Path) -> None:
     write_layout(tmp_path)
-    from regbench.data.corruptions import _images
+    from regbench.data.cifar_c import _images
 
     assert isinstance(_images(tmp_path / "fog.npy", 5 * N, 32, 3), np.memmap)
 
@@ -170,7 +170,7 @@ def test_the_official_names_split_into_the_15_and_the_4_extra_ones() -> None:
 
 
 def test_regbench_corrupt_writes_the_official_names() -> None:
-    from regbench.data.corrupt import choose, library
+    from regbench.data.corrupt_split import choose, library
 
     assert tuple(choose(None)) == HD_CORRUPTIONS  # its default: the 15
     assert tuple(library().get_corruption_names("validation")) == HD_EXTRA

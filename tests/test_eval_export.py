@@ -203,7 +203,7 @@ def test_export_command_checks_itself_and_fails_beyond_its_tolerance(run: Path, 
     assert out["max_abs_diff"] <= out["tolerance"]
     from regbench.data import load_splits
     from regbench.scoring import eval_loader
-    from regbench.inference.run_folder import load_model, saved_config
+    from regbench.inference.trained_run import load_model, saved_config
 
     cfg = saved_config(run, [])
     model = load_model(cfg, run, "best")

@@ -310,14 +310,14 @@ def test_report_that_cannot_be_written_keeps_the_previous_one(tmp_path: Path, un
 
 
 def test_every_file_regbench_writes_goes_through_the_atomic_helper() -> None:
-    """Outside regbench/files.py, a write names a file object of atomic_write, never a path of its own."""
+    """Outside regbench/atomic_files.py, a write names a file object of atomic_write, never a path of its own."""
     savers = {"savefig", "save", "savez", "savez_compressed", "dump", "write", "writelines"}  # given a file object
     forbidden = {"os.replace", "os.rename", "shutil.copy", "shutil.copyfile", "shutil.copy2", "shutil.move"}
     # writers that only take a path, which regbench points at a scratch folder (export: files.staged_files)
     by_path = {"paddle.jit.save"}
     offenders = []
     for path in sorted((Path(__file__).resolve().parents[1] / "regbench").rglob("*.py")):
-        if path.name == "files.py":
+        if path.name == "atomic_files.py":
             continue
         tree = ast.parse(path.read_text())
         atomic = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.With)

@@ -12,7 +12,7 @@ import pytest
 from conftest import read_json
 from regbench.config import compose
 from regbench.errors import UserError
-from regbench.files import WriteFailed
+from regbench.atomic_files import WriteFailed
 from regbench.models import build_model
 from regbench.track import Trackers
 from regbench.train.build import loop_config

@@ -21,7 +21,7 @@ def corrupt(argv: list[str]) -> str | None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides as for regbench train, e.g. dataset=cifar10 "
                         "dataset.data_file=PATH; seed=S seeds the corruptions")
     args = parser.parse_intermixed_args(argv)
-    from regbench.data.corrupt import choose, corrupt_test_split
+    from regbench.data.corrupt_split import choose, corrupt_test_split
 
     names = choose(args.corruptions)
     require_paddle()

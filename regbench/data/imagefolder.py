@@ -22,7 +22,7 @@ from regbench.data.decode import Decode
 from regbench.data.splits import Split, Splits
 from regbench.data.stream import BAD_IMAGE, FileSplit, decode_all, warn_skipped
 from regbench.errors import UserError
-from regbench.files import WriteFailed, atomic_write
+from regbench.atomic_files import WriteFailed, atomic_write
 
 log = logging.getLogger("regbench")
 

@@ -13,13 +13,13 @@ import numpy as np
 
 from regbench import metrics
 from regbench.errors import UserError
-from regbench.files import atomic_write
+from regbench.atomic_files import atomic_write
 from regbench.inference.analysis import Analysis, Context, Families
 from regbench.inference.figures import calibration_line, plot_confusion, plot_reliability
 from regbench.inference.ood import OOD
 from regbench.inference.request import EvalRequest
 from regbench.inference.robustness import CORRUPTION
-from regbench.inference.run_folder import saved_config
+from regbench.inference.trained_run import saved_config
 from regbench.inference.scorer import scorer, split_of
 from regbench.inference.temperature import TEMPERATURE
 from regbench.run_dir import EVALUATED, SUMMARY, confusion_png, read_json, reliability_png, sweep_runs

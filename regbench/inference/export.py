@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 from regbench.data.splits import Split
 from regbench.errors import UserError
 from regbench.scoring import eval_loader, score
-from regbench.files import copy_file, staged_files
+from regbench.atomic_files import copy_file, staged_files
 from regbench.inference import FORMATS, SPREAD_FACTOR, TOLERANCE_FLOOR
-from regbench.inference.run_folder import load_model, saved_config
+from regbench.inference.trained_run import load_model, saved_config
 from regbench.train.tf32 import tf32_off
 
 INPUT_NAME = "image"

@@ -12,12 +12,12 @@ import numpy as np
 from omegaconf import DictConfig
 
 from regbench import metrics
-from regbench.data.corruptions import COMMON, EXTRA, corruption_names, fingerprint, read_corruptions
+from regbench.data.cifar_c import COMMON, EXTRA, corruption_names, fingerprint, read_corruptions
 from regbench.errors import UserError
 from regbench.inference.analysis import Analysis, Context, Families, Step
 from regbench.inference.figures import plot_heatmap
 from regbench.inference.request import SETS, EvalRequest
-from regbench.inference.run_folder import saved_config
+from regbench.inference.trained_run import saved_config
 from regbench.inference.scorer import Scorer, scorer, split_of
 from regbench.metrics.corruption import corruption_errors, mean_corruption_error, relative_corruption_errors
 from regbench.run_dir import CORRUPTIONS, checkpoint_file, heatmap_png, read_json, write_json

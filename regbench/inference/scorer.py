@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from regbench.data.splits import Split
 from regbench.errors import UserError
-from regbench.inference.run_folder import load_model
+from regbench.inference.trained_run import load_model
 
 if TYPE_CHECKING:
     from regbench.scoring import Scores

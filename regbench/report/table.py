@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from regbench.files import write_text
+from regbench.atomic_files import write_text
 from regbench.report.csvtable import render_csv
 from regbench.report.markdown import render_markdown
 from regbench.report.runs import PathLike, Run, find_runs

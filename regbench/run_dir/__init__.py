@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 from regbench.errors import UserError
-from regbench.files import atomic_write, write_text
+from regbench.atomic_files import atomic_write, write_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from regbench.files import locked
+from regbench.atomic_files import locked
 from regbench.identity import Kind, kind
 from regbench.run_dir import EVALUATED, EVALUATED_ARGUMENTS, EVALUATED_LOCK, checkpoint, read_json, write_json
 

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 
 from regbench.errors import UserError
-from regbench.files import atomic_write
+from regbench.atomic_files import atomic_write
 
 _META = "__meta__"
 _INDEX = re.compile(r"_\d+$")  # the counter unique_name.generate appends to an accumulator's name

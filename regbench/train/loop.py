@@ -15,7 +15,7 @@ import paddle
 from regbench import metrics, run_dir
 from regbench.data.batches import BatchLoader
 from regbench.device import AMP_DTYPES, broadcast_unsynced_state, sum_over_ranks
-from regbench.files import copy_file
+from regbench.atomic_files import copy_file
 from regbench.scoring import Scores, score
 from regbench.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from regbench.train.stop import StopAgreement

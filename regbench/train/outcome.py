@@ -12,7 +12,7 @@ import paddle
 
 from regbench import run_dir
 from regbench.errors import UserError
-from regbench.files import WriteFailed, remove_temporaries
+from regbench.atomic_files import WriteFailed, remove_temporaries
 from regbench.track import Trackers
 from regbench.train.loop import Diverged, Interrupted
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import paddle
 
 from regbench.errors import UserError
-from regbench.files import atomic_write
+from regbench.atomic_files import atomic_write
 
 
 def require_shared_folder(folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""Corrupted copies of a split in the CIFAR-10-C layout (corruptions.py), made by imagecorruptions (the ImageNet-C
+"""Corrupted copies of a split in the CIFAR-10-C layout (cifar_c.py), made by imagecorruptions (the ImageNet-C
 corruptions of Hendrycks & Dietterich at severities 1-5), seeded so that the same seed writes the same files."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from regbench.data import in_memory, load_splits
-from regbench.data.corruptions import LABELS, SEVERITIES
+from regbench.data.cifar_c import LABELS, SEVERITIES
 from regbench.data.splits import Split
 from regbench.errors import UserError
-from regbench.files import atomic_write, write_text
+from regbench.atomic_files import atomic_write, write_text
 
 MIN_SIZE = 32  # imagecorruptions refuses smaller images
 SOURCE = "source.json"  # what the files were made from, beside them
