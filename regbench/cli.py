@@ -47,6 +47,14 @@ def _fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _paddle_imports() -> bool:
+    try:
+        import paddle  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _full_disk_as_errors() -> None:
     """A write past a file-size limit (ulimit -f) fails with EFBIG, reported like a full disk, instead of killing the
     process (SIGXFSZ); a log line that cannot reach train.log is dropped, not reported with a traceback each time."""
@@ -101,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
         failure = COMMANDS[command](rest)
     except UserError as err:
         _fail(str(err), code=err.exit_code)
+    except ImportError:  # Paddle is imported where a command first needs it, after the command's own checks
+        if _paddle_imports():
+            raise
+        _fail("PaddlePaddle is not installed: pip install 'regbench[cpu]' (paddlepaddle) on CPU machines or "
+              "'regbench[gpu]' (paddlepaddle-gpu) on CUDA machines, never both")
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
     if failure:

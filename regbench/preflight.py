@@ -54,7 +54,6 @@ def preflight(argv: list[str]) -> None:
         check_resume(job.cfg, job.folder)
         require(job.cfg.logger)  # a chosen tracker's package is installed
     process_env.prepare(jobs[0].cfg.trainer)
-    require_paddle()
     for job in jobs:  # a search's trials never select on the test split
         if job.search:
             require_held_out(job.cfg)
@@ -66,15 +65,6 @@ def preflight(argv: list[str]) -> None:
         if key not in built:
             built.add(key)
             build_model(job.cfg.model, job.cfg.act, job.cfg.reg)
-
-
-def require_paddle() -> None:
-    """A UserError naming the package to install when Paddle cannot be imported."""
-    try:
-        import paddle  # noqa: F401
-    except ImportError:
-        raise UserError("PaddlePaddle is not installed: pip install 'regbench[cpu]' (paddlepaddle) on CPU machines "
-                        "or 'regbench[gpu]' (paddlepaddle-gpu) on CUDA machines, never both") from None
 
 
 @dataclass

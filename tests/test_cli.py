@@ -163,13 +163,14 @@ def test_missing_data_file_is_one_line_and_says_how_to_fix(tmp_path: Path) -> No
     assert read_json(run / "summary.json")["status"] == "failed"
 
 
-def test_missing_paddle_is_named_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["summary"], ["train", "trainer.max_steps=1"], ["bench"]])
+def test_missing_paddle_is_named_in_one_line(tmp_path: Path, command: list[str]) -> None:
     blocker = tmp_path / "nopaddle"
     (blocker / "paddle").mkdir(parents=True)
     (blocker / "paddle" / "__init__.py").write_text("raise ImportError('no paddle here')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
-    proc = regbench("summary", cwd=tmp_path, check=False, env=env)
-    assert proc.returncode == 2
+    proc = regbench(*command, cwd=tmp_path, check=False, env=env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and not (tmp_path / "outputs").exists()
     assert "paddlepaddle" in proc.stderr and "paddlepaddle-gpu" in proc.stderr and "Traceback" not in proc.stderr
 
 

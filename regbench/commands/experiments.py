@@ -80,9 +80,6 @@ def summary(argv: list[str]) -> str | None:
                                      "multiply-accumulates of convs, fcs and DY-ReLU (the papers' MAdds).")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=resnet18 dataset=cifar10")
     overrides = parser.parse_args(argv).overrides
-    from regbench.preflight import require_paddle
-
-    require_paddle()
     from regbench.config import compose
     from regbench.models.summary import describe
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from regbench.errors import UserError
-from regbench.preflight import require_paddle
 
 
 def table(argv: list[str]) -> None:
@@ -95,7 +94,6 @@ def evaluate(argv: list[str]) -> None:
     options = vars(parser.parse_intermixed_args(argv))
     target = options.pop("run")
     request = EvalRequest(**{**options, "overrides": tuple(options["overrides"])})
-    require_paddle()
     from regbench.inference.evaluate import evaluate
 
     for result in evaluate(target, request, lambda line: print(line, file=sys.stderr)):
@@ -123,7 +121,6 @@ def export(argv: list[str]) -> None:
     args = parser.parse_intermixed_args(argv)
     if args.tolerance is not None and not args.tolerance >= 0:
         raise UserError(f"--tolerance {args.tolerance} is invalid: give a difference >= 0")
-    require_paddle()
     from regbench.inference.export import export_run
 
     output = Path(args.output) if args.output else None

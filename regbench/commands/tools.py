@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from regbench.errors import UserError
-from regbench.preflight import require_paddle
 
 
 def corrupt(argv: list[str]) -> str | None:
@@ -24,7 +23,6 @@ def corrupt(argv: list[str]) -> str | None:
     from regbench.data.corrupt_split import choose, corrupt_test_split
 
     names = choose(args.corruptions)
-    require_paddle()
     from regbench.config import compose
 
     written, failed = corrupt_test_split(compose(args.overrides), Path(args.out), names, args.overrides)
@@ -49,7 +47,6 @@ def selftest(argv: list[str]) -> str | None:
     args = parser.parse_args(argv)
     if args.export_tolerance is not None and not args.export_tolerance >= 0:
         raise UserError(f"--export-tolerance {args.export_tolerance} is invalid: give a difference >= 0")
-    require_paddle()
     from regbench.selftest import selftest as check_all
 
     checks = check_all(args.only, Path(args.keep) if args.keep else None, args.export_tolerance)

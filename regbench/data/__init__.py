@@ -5,16 +5,18 @@ from __future__ import annotations
 import importlib
 import logging
 
+from typing import TYPE_CHECKING
+
 import hydra.utils
 import numpy as np
-import paddle
-import paddle.nn.functional as F
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.data.splits import Split, Splits, carve_val
-from regbench.data.stream import FileSplit, decode_all, warn_skipped
 from regbench.errors import UserError
+
+if TYPE_CHECKING:  # Paddle loads where data is first batched or resized, not on import: a command's checks come first
+    from regbench.data.stream import FileSplit
 
 log = logging.getLogger("regbench")
 RESIZE_CHUNK = 1024  # images resized per call, to bound memory
@@ -81,6 +83,8 @@ def val_is_test(dataset_cfg: DictConfig) -> bool:
 
 def in_memory(split: Split | FileSplit) -> Split:
     """The split as uint8 arrays: itself, or a streamed split's files decoded (for tools that need every image)."""
+    from regbench.data.stream import decode_all, warn_skipped
+
     if isinstance(split, Split):
         return split
     decoded, skipped = decode_all(split)
@@ -91,6 +95,9 @@ def in_memory(split: Split | FileSplit) -> Split:
 def resize(split: Split | FileSplit, size: int) -> Split | FileSplit:
     """Images resized to size×size (bilinear, half-pixel centres, rounded back to uint8); unchanged if already so
     (a FileSplit's files are decoded at that size)."""
+    import paddle
+    import paddle.nn.functional as F
+
     if split.image_shape[1:] == (size, size) or len(split) == 0:
         return split
     out = np.empty((len(split), split.images.shape[1], size, size), np.uint8)

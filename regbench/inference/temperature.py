@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 from regbench import metrics
@@ -36,6 +35,8 @@ def scaled_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T > 0 whose softmax(logits / T) has the least mean NLL of `labels`: a bounded scalar search
     over log T (the NLL is smooth and unimodal in it), in float64."""
+    from scipy.optimize import minimize_scalar
+
     logits, rows = logits.astype(np.float64), np.arange(len(labels))
 
     def nll(log_t: float) -> float:
