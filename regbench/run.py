@@ -3,7 +3,6 @@ records the outcome (regbench/train/outcome.py)."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,13 @@ class _Curves:
     15) would otherwise spend more time drawing than training."""
 
     SHARE = 0.05  # at most this share of the wall time goes to redrawing
+    FIRST_COST_S = 0.5  # what the first drawing is taken to cost (matplotlib's import included): a run shorter than
+    # 10 s draws its curves once, when it ends
 
     def __init__(self, path: Path, title: str) -> None:
         self.path, self.title = path, title
         self.pending: list[dict[str, Any]] | None = None
-        self.drawn_at, self.cost = -math.inf, 0.0
+        self.drawn_at, self.cost = time.perf_counter(), self.FIRST_COST_S
 
     def update(self, history: list[dict[str, Any]]) -> None:
         self.pending = history

@@ -114,13 +114,14 @@ def test_curves_are_redrawn_at_most_as_often_as_they_pay_for_and_in_full_at_the_
     row = dict(epoch=1.0, train_loss=1.0, val_loss=1.0, train_acc=0.5, val_acc=0.5)
     curves = _Curves(tmp_path / "curves.png", "title")
     history: list[dict] = []
-    for _ in range(5):  # evaluations a few milliseconds apart: only the first is drawn at once
+    for _ in range(5):  # evaluations a few milliseconds apart, early in training: none is drawn yet
         history = [*history, row]
         curves.update(history)
-    assert drawn == [1] and (tmp_path / "curves.png").is_file()
+    assert drawn == [] and not (tmp_path / "curves.png").exists()
+    curves.drawn_at -= curves.cost / curves.SHARE  # as long after the start as a drawing takes 20 times over
+    curves.update([*history, row])
+    assert drawn == [6] and (tmp_path / "curves.png").is_file()
+    curves.update([*history, row, row])  # right after a drawing: not drawn again
     curves.close()  # training ended: everything evaluated is drawn
     curves.close()  # nothing new
-    assert drawn == [1, 5]
-    curves.drawn_at -= curves.cost / curves.SHARE  # as long after the last drawing as it took 20 times over
-    curves.update([*history, row])
-    assert drawn == [1, 5, 6]
+    assert drawn == [6, 7]
