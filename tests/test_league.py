@@ -130,7 +130,7 @@ def test_reproduce_league_quick_runs_every_row_of_both_tables(tmp_path: Path) ->
         header, *rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in part.splitlines()
                          if line.startswith("| ")]
         assert [row[header.index("row")] for row in rows] == [f"{label} †" for label in labels]  # † model=mynet
-        assert header[-6:-3] == ["Δ vs none", "95% CI", "p"] and rows[0][-6] == "baseline"
+        assert header[-8:-4] == ["Δ vs none", "95% CI", "p", "p (Holm)"] and rows[0][-8] == "baseline"
 
 
 def test_the_cpu_league_is_mynet_on_held_out_val_with_every_regularizer_but_droppath() -> None:

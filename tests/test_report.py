@@ -17,6 +17,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from conftest import regbench
 from regbench.errors import UserError
@@ -132,36 +133,43 @@ trainer=default
 | reg | reg.dropblock.seed_region | trainer.epochs | row | selected on | status | n | val acc ep1 | val acc ep1 \
 (article) | val acc ep1 − article | val acc ep2 | val acc ep2 (article) | val acc ep2 − article | val acc ep3 | val \
 acc ep3 (article) | val acc ep3 − article | train acc ep3 | train acc ep3 (article) | train acc ep3 − article | Δ \
-vs no DropBlock | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+vs no DropBlock | 95% CI | p | p (Holm) | test | P(A>B) | P(A>B) 95% CI | seeds for 80% power |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 | dropblock | full | 3 | DropBlock (article's) | test set (as the article) | completed | 2 | 0.5100 ± 0.0141 | \
 0.5404 | -0.0304 | 0.6100 ± 0.0141 | 0.6277 | -0.0177 | 0.6550 ± 0.0071 | 0.6558 | -0.0008 | 0.6300 ± 0.0141 | \
-0.6297 | +0.0003 | +0.0050 | [-0.0585, +0.0685] | 0.500 | paired | 0.62 | [0.00, 1.00] |
+0.6297 | +0.0003 | +0.0050 | [-0.0585, +0.0685] | 0.500 | 0.500 | paired | 0.62 | [0.11, 0.97] | 18 |
 | dropblock | full | 1 | DropBlock (article's) † | test set (as the article) | completed | 1 | 0.4500 | — |  | — | \
-— |  | — | — |  | — | — |  |  |  |  |  |  |  |
+— |  | — | — |  | — | — |  |  |  |  |  |  |  |  |  |
 | none | — | 3 | no DropBlock | test set (as the article) | completed | 2 | 0.5550 ± 0.0071 | 0.5512 | +0.0038 | \
 0.6250 ± 0.0071 | 0.6223 | +0.0027 | 0.6500 ± 0.0141 | 0.6442 | +0.0058 | 0.6800 ± 0.0141 | 0.6757 | +0.0043 | \
-baseline |  |  |  |  |  |
-| none | — | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | \
-— | 0.6442 |  | — | 0.6757 |  |  |  |  |  |  |  |
+baseline |  |  |  |  |  |  |  |
+| none | — | 3 | no DropBlock | test set (as the article) | diverged | 1 | 0.1000 | 0.5512 |  | — | 0.6223 |  | — | \
+0.6442 |  | — | 0.6757 |  |  |  |  |  |  |  |  |  |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | test set (as the article) | completed | 1 | 0.5300 | — \
-|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0200 | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) |
+|  | 0.6300 | — |  | 0.6700 | — |  | 0.6100 | — |  | +0.0200 | n/a (n<2) | n/a (n<2) | n/a (n<2) | Welch | 1.00 | \
+n/a (n<2) | n/a |
 | dropblock | valid | 3 | DropBlock (paper's valid seeds) | — | missing | 1 | — | — |  | — | — |  | — | — |  | — | \
-— |  |  |  |  |  |  |  |
+— |  |  |  |  |  |  |  |  |  |
 
 † not the article's setup (trainer.epochs changed): its numbers are left out
 
 The article's numbers: article 1's printed val accuracy after epochs 1-3 and train accuracy at epoch 3 (one run, \
 val = test set).
 
-Δ vs no DropBlock: val acc ep3 minus that of the no DropBlock row with the same other settings, with its 95% CI and p \
-by the test the `test` column names: paired when at least 2 seeds have a run in both rows (over those seeds only: Δ \
-is then the mean of the per-seed differences; paired t-test), else Welch over all runs (Welch–Satterthwaite \
+Δ vs no DropBlock: val acc ep3 minus that of the no DropBlock row with the same other settings, with its 95% CI and \
+p by the test the `test` column names: paired when at least 2 seeds have a run in both rows (over those seeds only: \
+Δ is then the mean of the per-seed differences; paired t-test), else Welch over all runs (Welch–Satterthwaite \
 interval, Welch's t-test); n/a (n<2): fewer than 2 runs on a side.
 
 P(A>B): the probability that a run of the row beats a run of the no DropBlock row in val acc ep3 (higher is better; \
-0.5: neither tends to win), the Mann–Whitney estimate over all their runs (ties count ½), with a bootstrap 95% \
-interval (10,000 resamples of the runs within each side, a fixed seed; n/a (n<2) with fewer than 2 runs on a side).
+0.5: neither tends to win), the Mann–Whitney estimate over all their runs (ties count ½), with Newcombe's (2006) \
+Method 5 score 95% interval, continuity-corrected (n/a (n<2) with fewer than 2 runs on a side).
+
+seeds for 80% power: the runs per row (paired: seeds) at which the same test would detect the observed Δ at the 5% \
+level, given the observed spread; > 50 when not within that.
+
+p (Holm): p adjusted by Holm's step-down procedure over the 1 comparison of this table; the line below reads it \
+(--correction holm|bh|none).
 
 DropBlock (article's) does not differ from no DropBlock in val acc ep3 at the 5% level (paired t-test). With n=2 \
 runs per row only large effects are detectable: no significant difference is not evidence of no effect.
@@ -246,27 +254,30 @@ sched=cosine, trainer=default
 
 | act | act.attention_softmax | row | selected on | status | n | train acc | train acc (article) | train acc − \
 article | val acc (best) | val acc (best) (article) | val acc (best) − article | params | params (article) | params \
-− article | Δ vs ReLU | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+− article | Δ vs ReLU | 95% CI | p | p (Holm) | test | P(A>B) | P(A>B) 95% CI | seeds for 80% power |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 | relu | — | ReLU | test set (as the article) | completed | 1 | 0.9500 | 0.8978 | +0.0522 | 0.9000 | 0.9213 | \
--0.0213 | 11,183,562 | 11,183,562 | +0 | baseline |  |  |  |  |  |
+-0.0213 | 11,183,562 | 11,183,562 | +0 | baseline |  |  |  |  |  |  |  |
 | dyrelu_c | width | DY-ReLU-C (article's code) | test set (as the article) | completed | 1 | 0.9600 | 0.9054 | \
-+0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a (n<2) | n/a (n<2) | Welch | \
-1.00 | n/a (n<2) |
++0.0546 | 0.9100 | 0.9245 | -0.0145 | 12,076,547 | 12,076,547 | +0 | +0.0100 | n/a (n<2) | n/a (n<2) | n/a (n<2) | \
+Welch | 1.00 | n/a (n<2) | n/a |
 | dyrelu_c | positions | DY-ReLU-C (paper's) | test set (as the article) | completed | 1 | 0.9800 | — |  | 0.9300 | \
-— |  | 12,076,547 | — |  | +0.0300 | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) |
+— |  | 12,076,547 | — |  | +0.0300 | n/a (n<2) | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) | n/a |
 
 The article's numbers: article 3's train accuracy, best val accuracy (val = test set) and paddle.summary parameter \
 count (seed 42).
 
 Δ vs ReLU: val acc (best) minus that of the ReLU row with the same other settings, with its 95% CI and p by the \
-test the `test` column names: paired when at least 2 seeds have a run in both rows (over those seeds only: Δ is then \
-the mean of the per-seed differences; paired t-test), else Welch over all runs (Welch–Satterthwaite interval, \
+test the `test` column names: paired when at least 2 seeds have a run in both rows (over those seeds only: Δ is \
+then the mean of the per-seed differences; paired t-test), else Welch over all runs (Welch–Satterthwaite interval, \
 Welch's t-test); n/a (n<2): fewer than 2 runs on a side.
 
 P(A>B): the probability that a run of the row beats a run of the ReLU row in val acc (best) (higher is better; 0.5: \
-neither tends to win), the Mann–Whitney estimate over all their runs (ties count ½), with a bootstrap 95% interval \
-(10,000 resamples of the runs within each side, a fixed seed; n/a (n<2) with fewer than 2 runs on a side).
+neither tends to win), the Mann–Whitney estimate over all their runs (ties count ½), with Newcombe's (2006) Method \
+5 score 95% interval, continuity-corrected (n/a (n<2) with fewer than 2 runs on a side).
+
+seeds for 80% power: the runs per row (paired: seeds) at which the same test would detect the observed Δ at the 5% \
+level, given the observed spread; > 50 when not within that.
 
 No row can be tested against ReLU (fewer than 2 runs on a side): no val acc (best) difference can be tested (n/a).
 
@@ -277,8 +288,7 @@ sched=cosine, trainer=default
 
 | selected on | status | n | final val acc | best val acc | test acc | final test acc | params | epochs |
 |---|---|---|---|---|---|---|---|---|
-| held-out val | completed | 2 | 0.4500 ± 0.0707 | 0.4500 ± 0.0707 | 0.4000 ± 0.0283 | 0.4000 ± 0.0283 | 62,006 | 2 \
-|
+| held-out val | completed | 2 | 0.4500 ± 0.0707 | 0.4500 ± 0.0707 | 0.4000 ± 0.0283 | 0.4000 ± 0.0283 | 62,006 | 2 |
 | held-out val | running | 1 | 0.3500 | 0.3500 | — | — | 62,006 | 1 |
 
 Not completed (never averaged with the completed runs):
@@ -319,10 +329,14 @@ def test_not_applicable_says_why_fewer_than_two_runs_or_no_spread(tmp_path: Path
     dyrelu_run(tmp_path / "a" / "0", act="dyrelu_a", seed=0, params=10, val=[0.5], experiment=None, test_acc=0.55)
     markdown = write_table([tmp_path])
     lines = {line.split(" | ")[0]: line for line in markdown.splitlines() if line.startswith("| ")}
-    assert lines["| relu"].endswith("| baseline |  |  |  |  |  |")
-    assert lines["| dyrelu_a"].endswith("| +0.0500 | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) |")
-    assert lines["| dyrelu_b"].endswith("| +0.1000 | n/a (no spread) | n/a (no spread) | Welch | 1.00 | [1.00, 1.00] |")
-    assert lines["| dyrelu_c"].endswith("| +0.2000 | n/a (no spread) | n/a (no spread) | paired | 1.00 | [1.00, 1.00] |")
+    assert lines["| relu"].endswith("| baseline |  |  |  |  |  |  |  |")
+    assert lines["| dyrelu_a"].endswith(
+        "| +0.0500 | n/a (n<2) | n/a (n<2) | n/a (n<2) | Welch | 1.00 | n/a (n<2) | n/a |")
+    # 2 runs against 2, every one beating: the interval keeps room below 1 (Newcombe's score interval)
+    assert lines["| dyrelu_b"].endswith(
+        "| +0.1000 | n/a (no spread) | n/a (no spread) | n/a (no spread) | Welch | 1.00 | [0.30, 1.00] | n/a |")
+    assert lines["| dyrelu_c"].endswith(
+        "| +0.2000 | n/a (no spread) | n/a (no spread) | n/a (no spread) | paired | 1.00 | [0.30, 1.00] | n/a |")
     assert ("Welch's t-test); n/a (n<2): fewer than 2 runs on a side; n/a (no spread): every run on both sides has the "
             "same value, where Welch's test is undefined, or every seed's difference is the same, where the paired "
             "t-test is undefined.") in markdown
@@ -509,15 +523,17 @@ def test_baseline_defaults_to_reg_none_and_any_row_can_be_chosen(tmp_path: Path)
                        val=[acc], experiment=None, test_acc=acc)
     table = regbench("table", str(tmp_path / "sweep"), cwd=tmp_path).stdout
     lines = [line for line in table.splitlines() if line.startswith("| ")]
-    assert lines[0].endswith("| Δ vs reg=none | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |")
+    assert lines[0].endswith("| Δ vs reg=none | 95% CI | p | p (Holm) | test | P(A>B) | P(A>B) 95% CI | seeds for "
+                             "80% power |")
     assert [line.split(" | ")[0] for line in lines[1:]] == [
         "| none", "| cutout", "| dropblock", "| dropout", "| dropout2d"]  # baseline first
-    assert lines[1].endswith("| baseline |  |  |  |  |  |")
-    # dropout: differences 0.10, 0.09, 0.11: mean 0.1, sd 0.01, t(2) 97.5% = 4.30265 -> ± 0.024841
-    assert lines[4].endswith("| +0.1000 | [+0.0752, +0.1248] | 0.003 | paired | 1.00 | [1.00, 1.00] |")
+    assert lines[1].endswith("| baseline |  |  |  |  |  |  |  |")
+    # dropout: differences 0.10, 0.09, 0.11: mean 0.1, sd 0.01, t(2) 97.5% = 4.30265 -> ± 0.024841; p 0.0033, the
+    # smallest of 4, times 4 by Holm; an effect of 10 sds: 2 seeds (t with 1 df) have 0.73 power, 3 more than 0.8
+    assert lines[4].endswith("| +0.1000 | [+0.0752, +0.1248] | 0.003 | 0.013 | paired | 1.00 | [0.45, 1.00] | 3 |")
     # cutout's 0.63 and 0.64 beat all three, its 0.60 ties one: (3 + 0.5 + 3) / 9
-    assert lines[2].split(" | ")[-3:-1] == ["paired (2 seeds)", "0.72"]
-    assert lines[3].split(" | ")[-3] == "Welch"
+    assert lines[2].split(" | ")[-4:-2] == ["paired (2 seeds)", "0.72"]
+    assert lines[3].split(" | ")[-4] == "Welch"
     rows = {r["reg"]: r for r in csv.DictReader(io.StringIO((tmp_path / "sweep" / "table.csv").read_text()))}
     base = tests["none"]
     for reg, accs in tests.items():
@@ -545,14 +561,19 @@ def test_baseline_defaults_to_reg_none_and_any_row_can_be_chosen(tmp_path: Path)
         u = stats.mannwhitneyu(list(accs.values()), list(base.values())).statistic
         assert float(row["prob_better"]) == pytest.approx(u / 9, abs=1e-12)
         assert 0 <= float(row["prob_better_low"]) <= float(row["prob_better"]) <= float(row["prob_better_high"]) <= 1
+    # Holm over the 4 comparisons, as statsmodels adjusts them; the verdicts below read the adjusted p
+    compared = [reg for reg in tests if reg != "none"]
+    holm = multipletests([float(rows[reg]["p"]) for reg in compared], method="holm")[1]
+    assert [float(rows[reg]["p_adjusted"]) for reg in compared] == pytest.approx(list(holm), rel=1e-12)
+    assert {rows[reg]["correction"] for reg in tests} == {"holm"}
     assert float(rows["dropout2d"]["p"]) < 0.05 < stats.ttest_ind(list(tests["dropout2d"].values()),
                                                                   list(base.values()), equal_var=False).pvalue
     assert ("reg=dropout (paired t-test), reg=dropout2d (paired t-test) are better than reg=none in test acc at the "
             "5% level; reg=cutout (paired t-test), reg=dropblock (Welch's t-test) do not differ. With n=2–3 runs per "
             "row only large effects are detectable") in table
     out = regbench("table", "--baseline", "reg=dropout", str(tmp_path / "sweep"), cwd=tmp_path).stdout
-    assert "| Δ vs reg=dropout | 95% CI | p | test | P(A>B) | P(A>B) 95% CI |" in out
-    assert "| -0.1000 | [-0.1248, -0.0752] | 0.003 | paired | 0.00 | [0.00, 0.00] |" in out
+    assert "| Δ vs reg=dropout | 95% CI | p | p (Holm) | test | P(A>B) | P(A>B) 95% CI | seeds for 80% power |" in out
+    assert "| -0.1000 | [-0.1248, -0.0752] | 0.003 | 0.010 | paired | 0.00 | [0.00, 0.55] | 3 |" in out
     bad = regbench("table", "--baseline", "reg=mixup", str(tmp_path / "sweep"), cwd=tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "regbench: error: --baseline reg=mixup matches no run: reg is one of cutout, dropblock, dropout, dropout2d, "

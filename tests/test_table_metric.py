@@ -61,14 +61,14 @@ def test_a_lower_is_better_metric_reads_right(sweep: Path) -> None:
     markdown = regbench("table", str(sweep), "--metric", "test_ece", cwd=sweep).stdout
     lines = table_lines(markdown)
     header = lines["reg"]
-    assert "test_ece (lower is better)" in header and header[-6:] == [
-        "Δ vs reg=none", "95% CI", "p", "test", "P(A>B)", "P(A>B) 95% CI"]
+    assert "test_ece (lower is better)" in header and header[-8:] == [
+        "Δ vs reg=none", "95% CI", "p", "p (Holm)", "test", "P(A>B)", "P(A>B) 95% CI", "seeds for 80% power"]
     ece = header.index("test_ece (lower is better)")
     assert lines["mixup"][ece] == "0.0450 ± 0.0050"  # from eval.json
     assert lines["dropout"][ece] == "0.1600 ± 0.0100"  # summary.json's, not eval.json's 0.01
     # Δ stays row minus baseline: mixup's is negative, and a run of mixup beats every run of none
-    assert lines["mixup"][-6] == "-0.0650" and lines["mixup"][-3:] == ["paired", "1.00", "[1.00, 1.00]"]
-    assert lines["dropout"][-6] == "+0.0500" and lines["dropout"][-3:] == ["paired", "0.00", "[0.00, 0.00]"]
+    assert lines["mixup"][-8] == "-0.0650" and lines["mixup"][-4:-1] == ["paired", "1.00", "[0.45, 1.00]"]
+    assert lines["dropout"][-8] == "+0.0500" and lines["dropout"][-4:-1] == ["paired", "0.00", "[0.00, 0.55]"]
     assert ("reg=mixup is better than reg=none in test_ece (lower is better) at the 5% level (paired t-test); "
             "reg=dropout is worse. With n=3 runs per row") in markdown
     assert ("Δ vs reg=none: test_ece minus that of the reg=none row with the same other settings (lower is better: a "
@@ -112,7 +112,7 @@ def test_a_metric_of_unknown_direction_takes_the_users_word(sweep: Path) -> None
     assert "| wall_time_s (lower is better) |" in out
     bad = regbench("table", str(sweep), "--lower-is-better", cwd=sweep, check=False)
     assert bad.returncode == 2 and bad.stderr == ("regbench: error: --higher-is-better and --lower-is-better say the "
-                                                  "direction of --metric NAME: add --metric\n")
+                                                  "direction of one --metric NAME: give exactly one --metric\n")
 
 
 def test_the_users_direction_overrides_a_known_one(sweep: Path) -> None:

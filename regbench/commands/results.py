@@ -25,17 +25,24 @@ def _report(kind: str, argv: list[str]) -> None:
     what = {"table": "Aggregate run folders into tables, each row against a baseline row in one metric "
                      f"({run_dir.TABLE_MD}, {run_dir.TABLE_CSV} in the first DIR).",
             "plot": f"Plot val accuracy and train loss per group of runs ({run_dir.PLOT_PNG} in the first DIR)."}
+    from regbench.report.correction import CORRECTIONS, HOLM
+
     parser = argparse.ArgumentParser(prog=f"regbench {kind}", description=what[kind])
     parser.add_argument("dirs", nargs="+", help="run folders or sweep folders (searched at any depth)")
     if kind == "table":
         parser.add_argument("--baseline", metavar="KEY=VALUE",
                             help="the row every other is compared with (Δ, 95%% CI, p), e.g. reg=none; default: the "
                                  "article's baseline row, else reg=none or act=relu when the runs vary that key")
-        parser.add_argument("--metric", metavar="NAME",
+        parser.add_argument("--metric", metavar="NAME", action="append",
                             help=f"the metric rows are compared in: a {run_dir.SUMMARY} or {run_dir.EVALUATED} "
                                  "field (test_acc, test_ece, test_nll, ood_auroc, ...) or max:KEY, last:KEY, KEY@EPOCH "
                                  f"of {run_dir.METRICS}; default: the article's, else test_acc (best_val_acc without "
-                                 "it)")
+                                 "it). Given several times: one table per metric "
+                                 f"({run_dir.metric_table_md('NAME')}, {run_dir.metric_table_csv('NAME')}), their p "
+                                 "adjusted as one family")
+        parser.add_argument("--correction", choices=CORRECTIONS, default=HOLM,
+                            help="how the p of all the comparisons tabled (rows x metrics) are adjusted for multiple "
+                                 "comparisons: Holm's step-down procedure (default), Benjamini-Hochberg, or none")
         direction = parser.add_mutually_exclusive_group()
         direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_true", default=None,
                                help="for a --metric whose direction regbench does not know")
@@ -44,13 +51,21 @@ def _report(kind: str, argv: list[str]) -> None:
     args = parser.parse_args(argv)
     from regbench.report.baseline import parse_baseline
     from regbench.report.plot import write_plot
-    from regbench.report.table import write_table
+    from regbench.report.runs import find_runs
+    from regbench.report.table import save_metric_tables, write_table
 
     if kind == "table":
-        if args.higher_is_better is not None and args.metric is None:
-            raise UserError("--higher-is-better and --lower-is-better say the direction of --metric NAME: add --metric")
-        print(write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None, args.metric,
-                          args.higher_is_better))
+        metrics = args.metric or []
+        if args.higher_is_better is not None and len(metrics) != 1:
+            raise UserError("--higher-is-better and --lower-is-better say the direction of one --metric NAME: give "
+                            "exactly one --metric")
+        baseline = parse_baseline(args.baseline) if args.baseline else None
+        if len(metrics) > 1:
+            tables = save_metric_tables(find_runs(args.dirs), args.dirs[0], metrics, baseline, args.correction)
+            print("\n".join(tables.values()))
+        else:
+            print(write_table(args.dirs, baseline, metrics[0] if metrics else None, args.higher_is_better,
+                              args.correction))
     else:
         print(write_plot(args.dirs))
 

@@ -7,6 +7,7 @@ from typing import Callable, Collection, Sequence
 from regbench.errors import UserError
 from regbench.report.aggregate import LOWER_IS_BETTER, metric_values
 from regbench.report.pairing import paired_values
+from regbench.report.power import paired_seeds, welch_seeds
 from regbench.report.runs import ABSENT, DEFAULT_BASELINES, Group, Run
 from regbench.report.stats import LEVEL, TESTS, UNDEFINED, Difference, paired, welch
 from regbench.report.superiority import Superiority, superiority
@@ -60,21 +61,26 @@ def baseline_of(group: Group, groups: Sequence[Group], baseline: Baseline, varyi
 @dataclass(frozen=True)
 class Comparison:
     """A row against its baseline in one metric: the difference with its interval and p (paired or Welch), and
-    P(a run of the row beats one of the baseline)."""
+    P(a run of the row beats one of the baseline), and the seeds the same test needs for 80% power."""
     difference: Difference
     beats: Superiority
     sizes: tuple[int, int]  # runs with the metric: the row's, the baseline's
+    seeds: float | None = None  # report/power.py: inf beyond its MOST_SEEDS, None when the test is undefined
 
 
 def compare(runs: Sequence[Run], base: Sequence[Run], metric: str, higher_is_better: bool = True) -> Comparison | None:
     """The row's runs against its baseline's (None when either has no value): paired over the seeds both have when
-    they have at least MIN_PAIRS, else Welch over all runs; P(A>B) over all runs."""
+    they have at least MIN_PAIRS, else Welch over all runs, with the seeds that test needs; P(A>B) over all runs."""
     values, base_values = metric_values(runs, metric), metric_values(base, metric)
     if not values or not base_values:
         return None
     mine, theirs = paired_values(runs, base, metric)
-    difference = paired(mine, theirs) if len(mine) >= MIN_PAIRS else welch(values, base_values)
-    return Comparison(difference, superiority(values, base_values, higher_is_better), (len(values), len(base_values)))
+    if len(mine) >= MIN_PAIRS:
+        difference, seeds = paired(mine, theirs), paired_seeds([x - y for x, y in zip(mine, theirs)])
+    else:
+        difference, seeds = welch(values, base_values), welch_seeds(values, base_values)
+    return Comparison(difference, superiority(values, base_values, higher_is_better), (len(values), len(base_values)),
+                      None if difference.p is None else seeds)
 
 
 def undefined_reasons(differences: Collection[Difference]) -> dict[str, str]:

@@ -1,10 +1,13 @@
 """The sections of `regbench table` as Markdown: per section a heading, the shared setup, the table and notes."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
 from regbench.report.aggregate import Stat
+from regbench.report.correction import HEADERS, UNADJUSTED
+from regbench.report.power import MOST_SEEDS, POWER
 from regbench.report.runs import Run
 from regbench.report.sections import NONE, NOT_APPLICABLE, Row, Section
 from regbench.report.stats import PAIRED, Difference
@@ -28,7 +31,20 @@ def format_stat(stat: Stat | None, rows_n: int) -> str:
     return text + (f" (n={stat.n})" if stat.n != rows_n else "")
 
 
-COMPARED = 6  # cells: Δ, 95% CI, p, test, P(A>B), its 95% CI
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def seeds_text(seeds: float | None) -> str:
+    """The seeds for 80% power as tables show them: a number, "> 50" beyond the search, n/a when undefined."""
+    if seeds is None:
+        return NOT_APPLICABLE
+    return f"> {MOST_SEEDS}" if math.isinf(seeds) else f"{seeds:.0f}"
+
+
+def _compared(section: Section) -> int:
+    """Cells of a comparison: Δ, 95% CI, p, the adjusted p (unless none), test, P(A>B), its 95% CI, seeds."""
+    return 7 + (section.correction != UNADJUSTED)
 
 
 def _test(row: Row, d: Difference) -> str:
@@ -39,23 +55,25 @@ def _test(row: Row, d: Difference) -> str:
 
 
 def _significance(section: Section, row: Row) -> list[str]:
-    """Δ, 95% CI, p, test, P(A>B) and its 95% CI: "baseline" on the baseline row, blank where nothing is compared,
-    n/a with its reason."""
+    """Δ, 95% CI, p, the adjusted p, test, P(A>B), its 95% CI and the seeds for 80% power: "baseline" on the
+    baseline row, blank where nothing is compared, n/a with its reason."""
     if row.is_baseline:
-        return ["baseline"] + (COMPARED - 1) * [""]
+        return ["baseline"] + (_compared(section) - 1) * [""]
     if row.comparison is None:
-        return COMPARED * [""]
+        return _compared(section) * [""]
     d, beats = row.comparison.difference, row.comparison.beats
     integer = all(s.integer for s in (row.stats.get(section.compare),) if s)
     cells = [_fmt(d.delta, integer, sign=True)]
+    adjusted = section.correction != UNADJUSTED
     if d.ci is None:
-        cells += 2 * [f"{NOT_APPLICABLE} ({d.undefined})"]
+        cells += (2 + adjusted) * [f"{NOT_APPLICABLE} ({d.undefined})"]
     else:
-        cells += [f"[{_fmt(d.ci[0], integer, sign=True)}, {_fmt(d.ci[1], integer, sign=True)}]",
-                  "<0.001" if d.p < 0.001 else f"{d.p:.3f}"]
+        cells += [f"[{_fmt(d.ci[0], integer, sign=True)}, {_fmt(d.ci[1], integer, sign=True)}]", _p(d.p)]
+        cells += [_p(d.p_adjusted)] if adjusted else []
     cells += [_test(row, d), f"{beats.estimate:.2f}"]
     cells.append(f"{NOT_APPLICABLE} ({beats.undefined})" if beats.ci is None else
                  f"[{beats.ci[0]:.2f}, {beats.ci[1]:.2f}]")
+    cells.append(seeds_text(row.comparison.seeds))
     return cells
 
 
@@ -86,7 +104,9 @@ def _headers(section: Section) -> list[str]:
         if m in section.published_columns:
             headers += [f"{header} (article)", f"{header} − article"]
     if section.baseline:
-        headers += [f"Δ vs {section.baseline}", "95% CI", "p", "test", "P(A>B)", "P(A>B) 95% CI"]
+        adjusted = [HEADERS[section.correction]] if section.correction in HEADERS else []
+        headers += [f"Δ vs {section.baseline}", "95% CI", "p", *adjusted, "test", "P(A>B)", "P(A>B) 95% CI",
+                    f"seeds for {POWER:.0%} power"]
     return headers
 
 

@@ -2,7 +2,7 @@
 each row beside the article's numbers and against its baseline row."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from regbench.articles import Article, articles_by_experiment
@@ -13,8 +13,9 @@ from regbench.report.matching import budget_of, by_table, grid_keys, match_row, 
 from regbench.report.aggregate import (LOWER_IS_BETTER, Stat, aggregate, direction, metric_value, metric_values,
                                      require_metric)
 from regbench.report.runs import Group, Run, format_value, group_runs
+from regbench.report.correction import CORRECTIONS, HEADERS, HOLM, UNADJUSTED, adjust, check_correction
+from regbench.report.power import MOST_SEEDS, POWER
 from regbench.report.stats import FEW_RUNS, LEVEL, Difference
-from regbench.report.superiority import RESAMPLES
 
 # runs of no known article: metric -> header
 GENERIC_COLUMNS = {"final_val_acc": "final val acc", "best_val_acc": "best val acc", "test_acc": "test acc",
@@ -65,6 +66,7 @@ class Section:
     compare: str                  # the metric of the Δ / 95% CI / p / P(A>B) columns
     higher_is_better: bool        # in `compare`
     baseline: str | None = None   # the baseline's name in the headers (None: no baseline, nothing compared)
+    correction: str = HOLM        # how the p of the report's comparisons were adjusted together (report/correction.py)
 
     def header(self, metric: str) -> str:
         """The column's header, saying so where lower is better."""
@@ -154,7 +156,7 @@ def _baseline(article: Article | None, groups: Sequence[Group], varying: Sequenc
 
 def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], baseline: Baseline | None) -> None:
     """Fill each completed row's comparison with its baseline in the section's metric, and the lines saying what
-    they mean."""
+    they mean (conclude adds the verdict once every table of the report is compared)."""
     if baseline is None:
         if section.keys:
             section.notes.append("No baseline row: `regbench table --baseline KEY=VALUE DIR` names one (e.g. "
@@ -163,8 +165,6 @@ def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], 
     metric, higher_is_better = section.compare, section.higher_is_better
     section.baseline = baseline.label
     by_runs = {id(g.runs[0]): g for g in groups}
-    differences: dict[str, Difference] = {}
-    sizes: set[int] = set()
     for row in section.rows:
         if row.status != "completed":
             continue
@@ -176,13 +176,8 @@ def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], 
         if base is None:
             continue
         row.comparison = compare(row.runs, base.runs, metric, higher_is_better)
-        if row.comparison is None:
-            continue
-        d = differences[_row_name(section, row)] = row.comparison.difference
-        if d.p is not None:
-            sizes.update((d.pairs,) if d.pairs else row.comparison.sizes)
     header = section.columns[metric]
-    reasons = undefined_reasons(differences.values())
+    reasons = undefined_reasons([r.comparison.difference for r in section.rows if r.comparison])
     level = f"{round(100 * LEVEL)}%"
     section.notes.append(
         f"Δ vs {baseline.label}: {header} minus that of the {baseline.label} row with the same other settings"
@@ -194,11 +189,50 @@ def _compare(section: Section, groups: Sequence[Group], varying: Sequence[str], 
     section.notes.append(
         f"P(A>B): the probability that a run of the row beats a run of the {baseline.label} row in {header} "
         f"({'higher' if higher_is_better else 'lower'} is better; 0.5: neither tends to win), the Mann–Whitney "
-        f"estimate over all their runs (ties count ½), with a bootstrap {level} interval ({RESAMPLES:,} resamples of "
-        f"the runs within each side, a fixed seed; {NOT_APPLICABLE} ({FEW_RUNS}) with fewer than 2 runs on a side).")
-    if differences:
-        runs = "" if not sizes else f"{min(sizes)}" if len(sizes) == 1 else f"{min(sizes)}–{max(sizes)}"
-        section.notes.append(summary_line(baseline.label, header, differences, runs, higher_is_better))
+        f"estimate over all their runs (ties count ½), with Newcombe's (2006) Method 5 score {level} interval, "
+        f"continuity-corrected ({NOT_APPLICABLE} ({FEW_RUNS}) with fewer than 2 runs on a side).")
+    section.notes.append(
+        f"seeds for {round(100 * POWER)}% power: the runs per row (paired: seeds) at which the same test would detect "
+        f"the observed Δ at the {round(100 * (1 - LEVEL))}% level, given the observed spread; > {MOST_SEEDS} when "
+        "not within that.")
+
+
+def _adjust(sections: Sequence[Section], correction: str) -> int:
+    """Adjust the p of every comparison of `sections` together (one family); the number of comparisons."""
+    compared = [r for s in sections for r in s.rows if r.comparison and r.comparison.difference.p is not None]
+    adjusted = adjust([r.comparison.difference.p for r in compared], correction)
+    for row, p in zip(compared, adjusted):
+        row.comparison = replace(row.comparison, difference=replace(row.comparison.difference, p_adjusted=p))
+    return len(compared)
+
+
+def _correction_note(correction: str, family: int, tables: int) -> str:
+    """The line saying how the p of the report's `family` comparisons (over `tables` tables) were adjusted."""
+    scope = f"{family} comparison{'s' if family > 1 else ''} of this " + (
+        f"report ({tables} tables)" if tables > 1 else "table")
+    if correction == UNADJUSTED:
+        return (f"p not adjusted for multiple comparisons (--correction none): of the {scope}, about "
+                f"{family * (1 - LEVEL):.1f} reach p < {1 - LEVEL:g} by chance when no row differs.")
+    return (f"{HEADERS[correction]}: p adjusted by {CORRECTIONS[correction]} over the {scope}; the line below reads it "
+            f"(--correction {'|'.join(CORRECTIONS)}).")
+
+
+def conclude(sections: Sequence[Section], correction: str) -> None:
+    """Adjust the p of every comparison of `sections` as one family, then add under each table how, and which rows
+    are better or worse than their baseline by the adjusted p."""
+    family = _adjust(sections, correction)
+    tables = sum(1 for s in sections if any(r.comparison and r.comparison.difference.p is not None for r in s.rows))
+    for section in sections:
+        section.correction = correction
+        differences = {_row_name(section, r): r.comparison.difference for r in section.rows if r.comparison}
+        tested = [r.comparison for r in section.rows if r.comparison and r.comparison.difference.p is not None]
+        if tested:
+            section.notes.append(_correction_note(correction, family, tables))
+        if differences:
+            sizes = {n for c in tested for n in ((c.difference.pairs,) if c.difference.pairs else c.sizes)}
+            runs = "" if not sizes else f"{min(sizes)}" if len(sizes) == 1 else f"{min(sizes)}–{max(sizes)}"
+            section.notes.append(summary_line(section.baseline, section.columns[section.compare], differences, runs,
+                                              section.higher_is_better))
 
 
 def _generic_compare(runs: Sequence[Run]) -> str:
@@ -223,10 +257,32 @@ def _row_name(section: Section, row: Row) -> str:
 
 def build_sections(runs: Sequence[Run], articles: dict[str, Article] | None = None,
                    baseline: tuple[str, str] | None = None, metric: str | None = None,
-                   higher_is_better: bool | None = None) -> list[Section]:
+                   higher_is_better: bool | None = None, correction: str = HOLM) -> list[Section]:
     """One section per experiment choice, with the article's columns when the experiment is one of the articles;
     `baseline` (KEY, VALUE) overrides every section's baseline row where some row has it, `metric` every section's
-    compared metric (with its direction from regbench.metrics unless `higher_is_better` says it)."""
+    compared metric (with its direction from regbench.metrics unless `higher_is_better` says it); the p of all
+    sections adjusted together by `correction`."""
+    check_correction(correction)
+    sections = _sections(runs, articles, baseline, metric, higher_is_better)
+    conclude(sections, correction)
+    return sections
+
+
+def metric_sections(runs: Sequence[Run], metrics: Sequence[str], baseline: tuple[str, str] | None = None,
+                    correction: str = HOLM, articles: dict[str, Article] | None = None) -> dict[str, list[Section]]:
+    """The sections of each metric (its direction from regbench.metrics), the p of all of them adjusted as one
+    family (rows × metrics)."""
+    check_correction(correction)
+    if not metrics:
+        raise UserError("no metric to table: name at least one (--metric NAME)")
+    found = {m: _sections(runs, articles, baseline, m, None) for m in dict.fromkeys(metrics)}
+    conclude([s for sections in found.values() for s in sections], correction)
+    return found
+
+
+def _sections(runs: Sequence[Run], articles: dict[str, Article] | None, baseline: tuple[str, str] | None,
+              metric: str | None, higher_is_better: bool | None) -> list[Section]:
+    """The sections before their p are adjusted and their verdicts written (conclude)."""
     articles = articles_by_experiment() if articles is None else articles
     ranked = None
     if metric is not None:

@@ -35,10 +35,13 @@ class Difference:
     undefined: str | None = None    # FEW_RUNS or NO_SPREAD when ci and p are None
     test: str = WELCH
     pairs: int = 0                  # the seeds a paired test used (0 for Welch)
+    p_adjusted: float | None = None  # p adjusted for the report's multiple comparisons (report/correction.py)
 
     @property
     def significant(self) -> bool:
-        return self.p is not None and self.p < 1 - LEVEL
+        """Whether the adjusted p (the raw one until it is adjusted) is below 1 − LEVEL."""
+        p = self.p if self.p_adjusted is None else self.p_adjusted
+        return p is not None and p < 1 - LEVEL
 
 
 def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Difference:

@@ -42,6 +42,30 @@ PLOT_PNG = "plot.png"
 OPTIMIZATION_RESULTS = "optimization_results.yaml"  # the Optuna sweeper's
 
 
+def metric_table_md(metric: str) -> str:
+    """The table of one of several metrics tabled together (`regbench table --metric A --metric B`)."""
+    return f"table_{_file_part(metric)}.md"
+
+
+def metric_table_csv(metric: str) -> str:
+    return f"table_{_file_part(metric)}.csv"
+
+
+def across_tasks_md(by: str, metric: str) -> str:
+    """Rows compared across the tasks that `by` tells apart (`regbench table --by KEY`): Friedman, P(improvement)."""
+    return f"across_{_file_part(by)}_{_file_part(metric)}.md"
+
+
+def critical_difference_png(by: str, metric: str) -> str:
+    """The critical-difference diagram of the rows' mean ranks across the tasks."""
+    return f"critical_difference_{_file_part(by)}_{_file_part(metric)}.png"
+
+
+def _file_part(name: str) -> str:
+    """A metric or key as part of a file name: characters other than letters, digits, . - _ and @ become _."""
+    return "".join(c if c.isalnum() or c in ".-_@" else "_" for c in name)
+
+
 def checkpoint_file(name: str) -> str:
     """A checkpoint's path inside the run folder: checkpoints/best.npz."""
     return f"{CHECKPOINTS_DIR}/{name}.npz"
