@@ -40,6 +40,12 @@ def _report(kind: str, argv: list[str]) -> None:
                                  "it). Given several times: one table per metric "
                                  f"({run_dir.metric_table_md('NAME')}, {run_dir.metric_table_csv('NAME')}), their p "
                                  "adjusted as one family")
+        parser.add_argument("--by", metavar="KEY",
+                            help="also compare the rows across the tasks KEY tells apart (e.g. --by dataset): "
+                                 "Friedman test of their mean ranks with a critical-difference diagram and the "
+                                 "aggregate probability of improvement over the baseline, per --metric "
+                                 f"({run_dir.across_tasks_md('KEY', 'METRIC')}, "
+                                 f"{run_dir.critical_difference_png('KEY', 'METRIC')} in the first DIR)")
         parser.add_argument("--correction", choices=CORRECTIONS, default=HOLM,
                             help="how the p of all the comparisons tabled (rows x metrics) are adjusted for multiple "
                                  "comparisons: Holm's step-down procedure (default), Benjamini-Hochberg, or none")
@@ -51,21 +57,15 @@ def _report(kind: str, argv: list[str]) -> None:
     args = parser.parse_args(argv)
     from regbench.report.baseline import parse_baseline
     from regbench.report.plot import write_plot
-    from regbench.report.runs import find_runs
-    from regbench.report.table import save_metric_tables, write_table
+    from regbench.report.table import write_table
 
     if kind == "table":
         metrics = args.metric or []
         if args.higher_is_better is not None and len(metrics) != 1:
             raise UserError("--higher-is-better and --lower-is-better say the direction of one --metric NAME: give "
                             "exactly one --metric")
-        baseline = parse_baseline(args.baseline) if args.baseline else None
-        if len(metrics) > 1:
-            tables = save_metric_tables(find_runs(args.dirs), args.dirs[0], metrics, baseline, args.correction)
-            print("\n".join(tables.values()))
-        else:
-            print(write_table(args.dirs, baseline, metrics[0] if metrics else None, args.higher_is_better,
-                              args.correction))
+        print(write_table(args.dirs, parse_baseline(args.baseline) if args.baseline else None, metrics,
+                          args.higher_is_better, args.correction, args.by))
     else:
         print(write_plot(args.dirs))
 

@@ -82,3 +82,12 @@ def direction(metric: str) -> bool | None:
         return metric_of(plain(metric)).higher_is_better
     except UserError:
         return None
+
+
+def known_direction(metric: str) -> bool:
+    """The direction regbench.metrics knows for `metric`; a UserError naming the override when it knows none."""
+    higher = direction(metric)
+    if higher is None:
+        raise UserError(f"regbench does not know whether a higher or a lower {metric} is better: pass --metric "
+                        f"{metric} with --higher-is-better or --lower-is-better")
+    return higher

@@ -10,8 +10,8 @@ from regbench.errors import UserError
 from regbench.report.baseline import (MIN_PAIRS, Baseline, Comparison, baseline_of, by_value, compare,
                                       default_baseline, summary_line, undefined_reasons)
 from regbench.report.matching import budget_of, by_table, grid_keys, match_row, off_grid
-from regbench.report.aggregate import (LOWER_IS_BETTER, Stat, aggregate, direction, metric_value, metric_values,
-                                     require_metric)
+from regbench.report.aggregate import (LOWER_IS_BETTER, Stat, aggregate, direction, known_direction, metric_value,
+                                     metric_values, require_metric)
 from regbench.report.runs import Group, Run, format_value, group_runs
 from regbench.report.correction import CORRECTIONS, HEADERS, HOLM, UNADJUSTED, adjust, check_correction
 from regbench.report.power import MOST_SEEDS, POWER
@@ -104,8 +104,8 @@ def _section(experiment: str | None, runs: Sequence[Run], article: Article | Non
     groups, varying = group_runs(runs)
     columns = _columns(article, runs)
     if ranked is None:
-        metric = article.compare if article else _generic_compare(runs)
-        ranked = metric, _higher_is_better(metric)
+        metric = article.compare if article else default_metric(runs)
+        ranked = metric, known_direction(metric)
     columns.setdefault(ranked[0], ranked[0])
     rows: list[tuple[tuple[int, int, bool, int], Row]] = []
     changed: set[str] = set()
@@ -235,18 +235,9 @@ def conclude(sections: Sequence[Section], correction: str) -> None:
                                               section.higher_is_better))
 
 
-def _generic_compare(runs: Sequence[Run]) -> str:
+def default_metric(runs: Sequence[Run]) -> str:
     """Runs of no article are compared in test_acc when some have it (held-out val), else in best_val_acc."""
     return "test_acc" if any(metric_value(r, "test_acc") is not None for r in runs) else "best_val_acc"
-
-
-def _higher_is_better(metric: str) -> bool:
-    """The direction regbench.metrics knows for `metric`; a UserError naming the override when it knows none."""
-    higher = direction(metric)
-    if higher is None:
-        raise UserError(f"regbench does not know whether a higher or a lower {metric} is better: pass --metric "
-                        f"{metric} with --higher-is-better or --lower-is-better")
-    return higher
 
 
 def _row_name(section: Section, row: Row) -> str:
@@ -287,7 +278,7 @@ def _sections(runs: Sequence[Run], articles: dict[str, Article] | None, baseline
     ranked = None
     if metric is not None:
         require_metric(runs, metric)
-        ranked = metric, (_higher_is_better(metric) if higher_is_better is None else higher_is_better)
+        ranked = metric, (known_direction(metric) if higher_is_better is None else higher_is_better)
     if baseline is not None:
         key, value = baseline
         found = sorted({format_value(run.value(key)) for run in runs})

@@ -19,7 +19,7 @@ class Superiority:
     undefined: str | None = None    # FEW_RUNS when ci is None
 
 
-def _wins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def wins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[i, j]: 1 when a[i] beats b[j], ½ for a tie, else 0."""
     return (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
 
@@ -50,7 +50,7 @@ def superiority(a: Sequence[float], b: Sequence[float], higher_is_better: bool =
     """The Mann–Whitney estimate U / (n_a·n_b) of P(a run of a beats a run of b), ties counting ½, with its
     score interval (score_interval)."""
     sign = 1.0 if higher_is_better else -1.0
-    estimate = float(_wins(sign * np.asarray(a, dtype=float), sign * np.asarray(b, dtype=float)).mean())
+    estimate = float(wins(sign * np.asarray(a, dtype=float), sign * np.asarray(b, dtype=float)).mean())
     if len(a) < 2 or len(b) < 2:
         return Superiority(estimate, None, FEW_RUNS)
     return Superiority(estimate, score_interval(estimate, len(a), len(b), level))

@@ -1,17 +1,19 @@
 """`regbench table`: runs grouped by the choices that differ, aggregated over seeds, beside the articles' numbers,
 each row against a baseline row in one metric (difference, 95% CI, p adjusted over the report, P(A>B), seeds for 80%
-power), written as table.md and table.csv, or one table per metric when several are tabled together."""
+power), written as table.md and table.csv, or one table per metric when several are tabled together; with a key
+that tells tasks apart, the rows across them (report/across_tasks.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
 from regbench.atomic_files import write_text
+from regbench.report.across_tasks import write_across_tasks
 from regbench.report.correction import HOLM
 from regbench.report.csvtable import render_csv
 from regbench.report.markdown import render_markdown
 from regbench.report.runs import PathLike, Run, find_runs
-from regbench.report.sections import build_sections, metric_sections
+from regbench.report.sections import build_sections, default_metric, metric_sections
 from regbench.run_dir import TABLE_CSV, TABLE_MD, metric_table_csv, metric_table_md
 
 
@@ -42,7 +44,17 @@ def save_metric_tables(runs: Sequence[Run], out_dir: PathLike, metrics: Sequence
     return tables
 
 
-def write_table(dirs: Sequence[PathLike], baseline: tuple[str, str] | None = None, metric: str | None = None,
-                higher_is_better: bool | None = None, correction: str = HOLM) -> str:
-    """`regbench table DIR...`: the table of every run under `dirs`, written into the first DIR; returns Markdown."""
-    return save_table(find_runs(dirs), dirs[0], baseline, metric, higher_is_better, correction)
+def write_table(dirs: Sequence[PathLike], baseline: tuple[str, str] | None = None, metrics: Sequence[str] = (),
+                higher_is_better: bool | None = None, correction: str = HOLM, by: str | None = None) -> str:
+    """`regbench table DIR...`: the table of every run under `dirs` (one per metric when several), written into the
+    first DIR, then with `by` the rows across the tasks it tells apart; returns the Markdown."""
+    runs = find_runs(dirs)
+    if len(metrics) > 1:
+        parts = list(save_metric_tables(runs, dirs[0], metrics, baseline, correction).values())
+    else:
+        parts = [save_table(runs, dirs[0], baseline, metrics[0] if metrics else None, higher_is_better, correction)]
+    for metric in (metrics or [default_metric(runs)]) if by else []:
+        across = write_across_tasks(runs, dirs[0], by, metric, baseline, higher_is_better)
+        parts.append(across if across is not None else
+                     f"--by {by}: every run has the same {by}, so there is nothing to compare across tasks.\n")
+    return "\n".join(parts)
