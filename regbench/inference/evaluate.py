@@ -62,11 +62,13 @@ def evaluate_run(run: Path, request: EvalRequest) -> dict[str, Any]:
     steps = {analysis.key: analysis.prepare(ctx) for analysis in ANALYSES}  # each checks before any scoring
     scored, device = scorer(cfg, run, request.checkpoint)
     scores = scored(ctx.split)
-    result = scoring_result(ctx, scores, device, *draw(ctx, scores))
+    ranked = metrics.ranked(metrics.log_softmax(scores.logits), scores.labels)
+    result = {**scoring_result(ctx, scores, device, *draw(ctx, scores)), **ranked}
     if request.save_probs is not None:
         result["probs_file"] = save_probs(request.save_probs, scores)
     family = metrics.prefix(ctx.start, ctx.split_name)
-    families: Families = {family: dict(ctx.source, figures=metrics.named(family, "evaluation", scores.figures))}
+    families: Families = {family: dict(ctx.source, figures={**metrics.named(family, "evaluation", scores.figures),
+                                                            **metrics.named(family, "ranking", ranked)})}
     for key, step in steps.items():
         if step is not None:
             result[key], found = step(scores, scored)

@@ -1,5 +1,5 @@
-"""`regbench eval --ood`: out-of-distribution detection by maximum softmax probability (Hendrycks & Gimpel 2017) of
-another dataset's split, as `regbench train` overrides compose it (the figures: regbench.metrics.detection)."""
+"""`regbench eval --ood`: out-of-distribution detection by maximum softmax probability (Hendrycks & Gimpel 2017) and
+by predictive entropy of another dataset's split, as `regbench train` overrides compose it (the figures: regbench.metrics.detection)."""
 from __future__ import annotations
 
 import shlex
@@ -58,13 +58,25 @@ def _prepare(ctx: Context) -> Step | None:
     def step(scores: Scores, scored: Scorer) -> tuple[dict[str, Any], Families]:
         """Score the OOD split; detect it against the scored split."""
         out = scored(images)
-        detected = metrics.detection(scores.logits, out.logits)
-        part = dict(dataset=name, overrides=overrides, n_in=scores.n, n_out=out.n, in_distribution=ctx.split_name,
-                    positive="in-distribution (aupr_out: OOD)", **detected)
-        family = metrics.prefix(ctx.start, "ood")
-        return part, {family: dict(ctx.source, ood=overrides, figures=metrics.named(family, "ood", detected))}
+        detected = {score: metrics.detection(scores.logits, out.logits, score) for score in metrics.OOD_SCORES}
+        return detection_part(ctx, name, scores.n, out.n, detected)
 
     return step
+
+
+def detection_part(ctx: Context, name: str, n_in: int, n_out: int,
+                   detected: dict[str, dict[str, float]], start: str = "") -> tuple[dict[str, Any], Families]:
+    """The JSON line's part and eval.json's family of the OOD figures `detected` by OOD score: ood_* by the maximum
+    softmax ("msp"), ood_<score>_* by each other score, each after `start` (e.g. mc8)."""
+    overrides = ctx.request.ood
+    others = {score: figures for score, figures in detected.items() if score != "msp"}
+    part = dict(dataset=name, overrides=overrides, n_in=n_in, n_out=n_out, in_distribution=ctx.split_name,
+                positive="in-distribution (aupr_out: OOD)", **detected["msp"], by_score=others)
+    family = metrics.prefix(ctx.start, start, "ood")
+    figures = metrics.named(family, "ood", detected["msp"])
+    for score, found in others.items():
+        figures.update(metrics.named(metrics.prefix(family, score), "ood", found))
+    return part, {family: dict(ctx.source, ood=overrides, figures=figures)}
 
 
 OOD = Analysis("ood", _arguments, _prepare)

@@ -3,7 +3,9 @@ which way "better" points), and the one function that names the figures a result
 
 A metric of predicted probabilities that every scoring pass computes has per-sample `terms` whose mean it is, or is
 a function `of_bins` of the calibration bins; `tally` gives those sums, which add over batches and over data-parallel
-ranks, and `from_tally` turns them into the metrics. Adding a metric is one entry in METRICS and its function
+ranks, and `from_tally` turns them into the metrics. A metric that needs the whole split at once (adaptive ECE, AURC)
+is a function `of_log_probs` of every sample's float64 log-probabilities, computed where every sample is kept
+(`regbench eval`): `ranked`. Adding a metric is one entry in METRICS and its function
 (docs/eval_export.md#adding-a-metric).
 """
 from __future__ import annotations
@@ -19,7 +21,9 @@ from regbench.metrics.classification import (ECE_BINS, accuracy, brier, calibrat
                                              confusion_matrix, ece, ece_of_bins, hits, log_losses, log_softmax,
                                              logit_log_losses, nll, nll_terms, squared_errors)
 from regbench.metrics.corruption import SEVERITIES, mce, mean_corruption_error, relative_mce  # noqa: F401
-from regbench.metrics.detection import aupr_in, aupr_out, auroc, fpr95
+from regbench.metrics.detection import (OOD_SCORES, aupr_in, aupr_out, auroc, fpr95, max_log_prob,  # noqa: F401
+                                        mean_log_probs, mutual_information, ood_scores)
+from regbench.metrics.selective import COVERAGE, adaptive_ece, aurc, selective_risk  # noqa: F401
 
 Terms = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]  # (probs, labels, logits or None)
 
@@ -32,8 +36,13 @@ Terms = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]  # (
 #   corruption   each corruption x severity of `regbench eval --corruptions` (corruptions.json), and their means over
 #                a set of corruptions (eval.json: corruption_*, extra_corruption_*, ...)
 #   baseline     `regbench eval --corruptions --baseline`: each set's errors against the baseline run's (mce, ...)
-#   ood          `regbench eval --ood`: ood_*, the in-distribution split against the OOD dataset's
-RECORDS = ("evaluation", "test", "train_eval", "temperature", "corruption", "baseline", "ood")
+#   ood          `regbench eval --ood`: ood_*, the in-distribution split against the OOD dataset's by the maximum
+#                softmax, ood_entropy_* by the predictive entropy (ood_mi_* by mutual information under MC)
+#   ranking      `regbench eval`'s split, of every sample's log-probabilities (eval.json: <split>_aece, ...), and
+#                every family below
+#   averaged     the probabilities averaged over passes (mc8_<split>_*), over runs (ensemble_<split>_*) or of attacked
+#                images (fgsm0.03_<split>_*): no training loss to report
+RECORDS = ("evaluation", "test", "train_eval", "temperature", "corruption", "baseline", "ood", "ranking", "averaged")
 FINAL = "final"  # what starts the figures of a run's last weights (final_test_acc), beside its best checkpoint's
 
 
@@ -49,6 +58,8 @@ class Metric:
     function: Callable[..., Any] | None = None  # (probs, labels) for a metric of probabilities; None: none needed
     terms: Terms | None = None  # its per-sample terms: every scoring pass computes their mean
     of_bins: Callable[[np.ndarray], float] | None = None  # or its value from the calibration bins (ECE)
+    # or (log-probabilities [N, C], labels) -> value, of the whole split: computed by `ranked`, not by a tally
+    of_log_probs: Callable[[np.ndarray, np.ndarray], float] | None = None
     records: tuple[str, ...] = ()
     short: str | None = None  # how figure names spell it, when not by its name
 
@@ -63,11 +74,17 @@ METRICS: dict[str, Metric] = {
     "loss": Metric(False, records=("evaluation", "train_eval")),
     # a temperature keeps every top class: no ts_*_acc
     "accuracy": Metric(True, accuracy, terms=probabilities_only(hits), short="acc",
-                       records=("evaluation", "test", "train_eval", "corruption")),
-    "ece": Metric(False, ece, of_bins=ece_of_bins, records=("evaluation", "test", "temperature", "corruption")),
-    "nll": Metric(False, nll, terms=nll_terms, records=("evaluation", "test", "temperature", "corruption")),
+                       records=("evaluation", "test", "train_eval", "corruption", "averaged")),
+    "ece": Metric(False, ece, of_bins=ece_of_bins,
+                  records=("evaluation", "test", "temperature", "corruption", "averaged")),
+    "nll": Metric(False, nll, terms=nll_terms, records=("evaluation", "test", "temperature", "corruption", "averaged")),
     "brier": Metric(False, brier, terms=probabilities_only(squared_errors),
-                    records=("evaluation", "test", "temperature")),
+                    records=("evaluation", "test", "temperature", "averaged")),
+    # of the whole split's log-probabilities (regbench/metrics/selective.py): adaptive ECE over 15 equal-mass bins,
+    # the area under the risk-coverage curve, the error of the 80% most confident samples
+    "aece": Metric(False, of_log_probs=adaptive_ece, records=("ranking",)),
+    "aurc": Metric(False, of_log_probs=aurc, records=("ranking",)),
+    "risk80": Metric(False, of_log_probs=selective_risk, records=("ranking",)),
     # figures of `regbench eval` that probabilities of one split alone do not give (docs/robustness.md)
     "error": Metric(False, mean_corruption_error, records=("corruption",)),  # the mean error under corruption
     "mce": Metric(False, mce, records=("baseline",)),  # Hendrycks & Dietterich's mCE against a baseline run
@@ -135,10 +152,28 @@ def from_tally(sums: np.ndarray) -> dict[str, float]:
     return figures
 
 
-def detection(in_logits: np.ndarray, out_logits: np.ndarray) -> dict[str, float]:
-    """Every OOD figure (AUROC, AUPR-In, AUPR-Out, FPR at 95% TPR) of maximum-softmax-probability detection of the
-    samples of `out_logits` against those of `in_logits` (regbench.metrics.detection)."""
-    return {name: METRICS[name].function(in_logits, out_logits) for name in recorded("ood")}
+def detection(in_logits: np.ndarray, out_logits: np.ndarray, score: str = "msp") -> dict[str, float]:
+    """Every OOD figure (AUROC, AUPR-In, AUPR-Out, FPR at 95% TPR) of the detection of the samples of `out_logits`
+    against those of `in_logits` (logits or log-probabilities) by the OOD score `score` of OOD_SCORES (the maximum
+    softmax probability by default; regbench.metrics.detection)."""
+    return detection_of_scores(*ood_scores(in_logits, out_logits, OOD_SCORES[score]))
+
+
+def detection_of_scores(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, float]:
+    """Every OOD figure of scores that are higher for what looks in-distribution."""
+    return {name: METRICS[name].function(in_scores, out_scores) for name in recorded("ood")}
+
+
+def ranked(log_probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Every metric of the whole split's float64 log-probabilities [N, C] (of_log_probs) by name."""
+    return {name: m.of_log_probs(log_probs, labels) for name, m in METRICS.items() if m.of_log_probs is not None}
+
+
+def averaged(log_probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The figures of the `averaged` and `ranking` records of probabilities given as float64 log-probabilities
+    [N, C] (e.g. of softmaxes averaged over passes or runs): every scored metric and every ranked one."""
+    figures = from_tally(tally(np.exp(log_probs).astype(np.float32), labels, logits=log_probs))
+    return {**{m: figures[m] for m in recorded("averaged")}, **ranked(log_probs, labels)}
 
 
 def metric_of(figure: str) -> Metric:
