@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import paddle
@@ -54,12 +55,13 @@ def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: t
                        workers=workers)
 
 
-def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str,
-          per_sample: bool = False) -> Scores:
-    """Score `model` over the loader's split in one pass: eval mode, no gradients, the forward pass in `amp`
-    precision (off, fp16, bf16); with `per_sample`, keep every scored sample's logits, probabilities and label
-    (a streamed split's unreadable images skipped, dataset.on_bad_image=skip)."""
-    model.eval()
+def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str, per_sample: bool = False,
+          mode: Callable[[paddle.nn.Layer], None] = paddle.nn.Layer.eval) -> Scores:
+    """Score `model` over the loader's split in one pass: eval mode (or the layers' modes that `mode` sets, e.g.
+    Monte-Carlo dropout's), no gradients, the forward pass in `amp` precision (off, fp16, bf16); with `per_sample`,
+    keep every scored sample's logits, probabilities and label (a streamed split's unreadable images skipped,
+    dataset.on_bad_image=skip)."""
+    mode(model)
     start = time.perf_counter()
     loss_sum = paddle.zeros([], dtype="float64")  # on the device: no copy per batch
     sums = np.zeros(metrics.tally_size())

@@ -104,6 +104,10 @@ def evaluate(argv: list[str]) -> None:
                         "official folders' 4 extra ones apart; every file of a folder without any of the 15)")
     parser.add_argument("--ood", metavar="OVERRIDES", help="also detect another dataset's test split as "
                         "out-of-distribution by maximum softmax probability, e.g. --ood dataset=cifar100")
+    parser.add_argument("--mc-samples", type=int, metavar="N", help="also score the mean softmax of N passes with "
+                        "the run's stochastic layers (dropout, dropout2d, dropblock, droppath) on at their trained "
+                        "rates, masks drawn from seeds.noise: mc<N>_* figures (with --ood also by predictive entropy "
+                        "and mutual information)")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
                         "dataset.data_file=PATH (another dataset of the same shape)")
     options = vars(parser.parse_intermixed_args(argv))

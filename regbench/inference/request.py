@@ -20,3 +20,4 @@ class EvalRequest:
     baseline: Path | None = None       # ... the run its mCE and relative mCE compare with ...
     corruptions_set: str | None = None  # ... and the set of corruptions its means cover
     ood: str | None = None             # inference/ood.py: the OOD dataset's overrides
+    mc_samples: int | None = None      # inference/mc.py: the stochastic passes averaged

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig
 
@@ -13,7 +13,8 @@ from regbench.inference.trained_run import load_model
 if TYPE_CHECKING:
     from regbench.scoring import Scores
 
-Scorer = Callable[[Split], "Scores"]  # scores the run's checkpoint on a split, every sample kept
+# scores the run's checkpoint on a split, every sample kept; mode=FUNCTION sets the layers' modes (default: eval)
+Scorer = Callable[..., "Scores"]
 
 
 def split_of(cfg: DictConfig, name: str | None) -> tuple[str, Split, tuple[str, ...]]:
@@ -39,7 +40,8 @@ def scorer(cfg: DictConfig, run: Path, checkpoint: str) -> tuple[Scorer, str]:
     model = load_model(cfg, run, checkpoint)
     compute.adapt(model)
 
-    def scored(split: Split) -> Scores:
-        return score(model, eval_loader(cfg.dataset, tr, split), tr.label_smoothing, compute.amp, per_sample=True)
+    def scored(split: Split, **mode: Any) -> Scores:
+        return score(model, eval_loader(cfg.dataset, tr, split), tr.label_smoothing, compute.amp, per_sample=True,
+                     **mode)
 
     return scored, compute.device
