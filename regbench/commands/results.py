@@ -108,11 +108,15 @@ def evaluate(argv: list[str]) -> None:
                         "the run's stochastic layers (dropout, dropout2d, dropblock, droppath) on at their trained "
                         "rates, masks drawn from seeds.noise: mc<N>_* figures (with --ood also by predictive entropy "
                         "and mutual information)")
+    parser.add_argument("--attack", dest="attacks", action="append", default=[], metavar="SPEC",
+                        help="also score the split under an L-inf attack in [0, 1] pixel space: fgsm:EPS or "
+                        "pgd:EPS:STEPS[:STEP] (step EPS/4 by default), e.g. fgsm:0.03; fgsm_EPS_* and pgd_EPS_STEPS_* "
+                        "figures; may be given several times")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
                         "dataset.data_file=PATH (another dataset of the same shape)")
     options = vars(parser.parse_intermixed_args(argv))
     target = options.pop("run")
-    request = EvalRequest(**{**options, "overrides": tuple(options["overrides"])})
+    request = EvalRequest(**{**options, "overrides": tuple(options["overrides"]), "attacks": tuple(options["attacks"])})
     from regbench.inference.evaluate import evaluate
 
     for result in evaluate(target, request, lambda line: print(line, file=sys.stderr)):

@@ -16,6 +16,7 @@ from regbench.errors import UserError
 from regbench.atomic_files import atomic_write
 from regbench.inference.analysis import Analysis, Context, Families
 from regbench.inference.figures import calibration_line, plot_confusion, plot_reliability
+from regbench.inference.attack import ATTACK
 from regbench.inference.mc import MC
 from regbench.inference.ood import OOD
 from regbench.inference.request import EvalRequest
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from regbench.scoring import Scores
 
 # the optional analyses, in the order of their parts in the JSON line (and of their options in eval_args.json)
-ANALYSES: tuple[Analysis, ...] = (TEMPERATURE, CORRUPTION, OOD, MC)
+ANALYSES: tuple[Analysis, ...] = (TEMPERATURE, CORRUPTION, OOD, MC, ATTACK)
 
 
 def check(request: EvalRequest) -> None:

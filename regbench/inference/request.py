@@ -21,3 +21,4 @@ class EvalRequest:
     corruptions_set: str | None = None  # ... and the set of corruptions its means cover
     ood: str | None = None             # inference/ood.py: the OOD dataset's overrides
     mc_samples: int | None = None      # inference/mc.py: the stochastic passes averaged
+    attacks: tuple[str, ...] = ()      # inference/attack.py: fgsm:EPS, pgd:EPS:STEPS[:STEP]
