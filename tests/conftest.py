@@ -61,6 +61,12 @@ def regbench(*args: str, cwd: Path | None = None, check: bool = True, timeout: f
     return proc
 
 
+def trained_sweep(folder: Path, *overrides: str) -> Path:
+    """`folder` holding the sweep `regbench train -m OVERRIDES` trained (keep it short: a few steps)."""
+    regbench("train", "-m", *overrides, f"hydra.sweep.dir={folder}")
+    return folder
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 

@@ -11,15 +11,13 @@ import pytest
 from scipy.special import softmax
 
 from regbench import metrics, run_dir
-from tests.conftest import read_json, regbench
+from tests.conftest import read_json, regbench, trained_sweep
 
 
 @pytest.fixture(scope="module")
 def dropout_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("mc")
-    regbench("train", "-m", "seed=0,1", "reg=dropout", "trainer.max_steps=20", "trainer.eval_every_steps=20",
-             f"hydra.sweep.dir={folder}")
-    return folder
+    return trained_sweep(tmp_path_factory.mktemp("mc"), "seed=0,1", "reg=dropout", "trainer.max_steps=20",
+                         "trainer.eval_every_steps=20")
 
 
 def _figures(run: Path) -> dict:

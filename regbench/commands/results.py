@@ -81,8 +81,11 @@ def evaluate(argv: list[str]) -> None:
                                      "confusion-matrix PNG and a reliability diagram PNG; the figures are merged into "
                                      f"RUN/{run_dir.EVALUATED}. Given a sweep folder, every completed run not yet "
                                      "evaluated with the same arguments, one JSON line each.")
-    parser.add_argument("run", type=Path, help="a run folder (outputs/runs/<date>/<time>, or a numbered job folder of "
-                        "a sweep) or a sweep folder (outputs/multirun/<date>/<time>)")
+    parser.add_argument("run", type=Path, nargs="?", help="a run folder (outputs/runs/<date>/<time>, or a numbered "
+                        "job folder of a sweep) or a sweep folder (outputs/multirun/<date>/<time>)")
+    parser.add_argument("--ensemble", nargs="+", metavar="RUN", help="score the mean softmax of these runs (e.g. a "
+                        f"row's seeds) instead: ensemble_<split>_* figures in each one's {run_dir.EVALUATED} (with "
+                        "--ood also by entropy and mutual information); key=value overrides among them apply to all")
     parser.add_argument("--checkpoint", choices=run_dir.CHECKPOINTS, default=run_dir.BEST)
     parser.add_argument("--split", choices=SPLITS,
                         help="default: test when the dataset has a test split distinct from val, else val")
@@ -115,8 +118,17 @@ def evaluate(argv: list[str]) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's saved config, e.g. "
                         "dataset.data_file=PATH (another dataset of the same shape)")
     options = vars(parser.parse_intermixed_args(argv))
-    target = options.pop("run")
-    request = EvalRequest(**{**options, "overrides": tuple(options["overrides"]), "attacks": tuple(options["attacks"])})
+    target, ensemble = options.pop("run"), options.pop("ensemble")
+    overrides = options["overrides"] + [word for word in ensemble or [] if "=" in word]
+    request = EvalRequest(**{**options, "overrides": tuple(overrides), "attacks": tuple(options["attacks"])})
+    if ensemble is not None:
+        from regbench.inference.ensemble import evaluate_ensemble
+
+        runs = [Path(word) for word in ensemble if "=" not in word]
+        print(json.dumps(evaluate_ensemble(([target] if target else []) + runs, request)), flush=True)
+        return
+    if target is None:
+        parser.error("give a run or sweep folder, or --ensemble RUN RUN...")
     from regbench.inference.evaluate import evaluate
 
     for result in evaluate(target, request, lambda line: print(line, file=sys.stderr)):
