@@ -2,8 +2,9 @@
 
 Both read a run folder as report/ does: its saved config rebuilds the model through the same models/ factories.
 `regbench eval` is composed of parts (inference/evaluate.py): the request (request.py), one scoring of the run's
-checkpoint (scorer.py), each analysis the request asks for (temperature.py, robustness.py, ood.py), the figures
-(figures.py) and the storage of every figure in the run folder (run_dir/evaluated.py).
+checkpoint (scorer.py), each analysis the request asks for (temperature.py, robustness.py, ood.py, mc.py, attack.py),
+the figures (figures.py) and the storage of every figure in the run folder (run_dir/evaluated.py). `regbench eval
+--ensemble` scores several runs' mean softmax instead (ensemble.py).
 """
 
 SPLITS = ("train", "val", "test")
