@@ -45,6 +45,16 @@ class Scores:
         return self.figures["accuracy"]
 
 
+def averaged_scores(log_probs: np.ndarray, labels: np.ndarray, seconds: float) -> Scores:
+    """The Scores of probabilities given as float64 log-probabilities [n, C] (e.g. a mean over MC passes or runs):
+    every scored metric, `loss` the NLL (no label smoothing: there is no one training objective)."""
+    probs = np.exp(log_probs).astype(np.float32)
+    sums = metrics.tally(probs, labels, logits=log_probs)
+    figures = metrics.from_tally(sums)
+    return Scores(figures=dict(loss=figures["nll"], **figures), bins=metrics.tally_bins(sums), n=len(labels),
+                  seconds=seconds, logits=log_probs, probs=probs, labels=labels)
+
+
 def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: tuple[int, int] = (0, 1),
                 batch_size: int | None = None, workers: int = 0) -> BatchLoader:
     """`split` in order, unaugmented, in batches of trainer.eval_batch_size (or `batch_size`), every sample once;

@@ -217,3 +217,20 @@ def load_folder(root: Path | str, image_size: int, channels: int = 3, dataset: s
             f"dataset.channels={channels}", *(f"dataset.{k}={value(v)}" for k, v in overrides.items())]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
         return load_raw(compose(overrides=args).dataset.load)
+
+
+@pytest.fixture(scope="module")
+def corrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mnist5k test split in the CIFAR-10-C layout: `same` (the clean images at every severity) and `blank`."""
+    import numpy as np
+
+    from regbench.config import compose
+    from regbench.data import load_splits
+
+    test = load_splits(compose(["dataset=mnist5k"]).dataset).test
+    folder = tmp_path_factory.mktemp("c")
+    images = test.images.transpose(0, 2, 3, 1)
+    np.save(folder / "same.npy", np.concatenate([images] * 5))
+    np.save(folder / "blank.npy", np.zeros((5 * len(test), 32, 32, 1), np.uint8))
+    np.save(folder / "labels.npy", np.tile(test.labels, 5))
+    return folder

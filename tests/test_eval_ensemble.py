@@ -19,7 +19,7 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_the_ensemble_is_the_mean_of_its_members_softmaxes(seeds: Path, tmp_path: Path) -> None:
+def test_the_ensemble_is_the_mean_of_its_members_softmaxes(seeds: Path, tmp_path: Path, corrupted: Path) -> None:
     runs = [seeds / str(seed) for seed in range(3)]
     probs = []
     for run in runs:
@@ -27,17 +27,20 @@ def test_the_ensemble_is_the_mean_of_its_members_softmaxes(seeds: Path, tmp_path
         saved = np.load(tmp_path / f"{run.name}.npz")
         probs.append(saved["probs"].astype(np.float64))
         labels = saved["labels"]
-    line = json.loads(regbench("eval", "--ensemble", *map(str, runs), "--ood", "dataset=mnist5k").stdout)
+    line = json.loads(regbench("eval", "--ensemble", *map(str, runs), "--ood", "dataset=mnist5k", "--corruptions",
+                               str(corrupted)).stdout)
     mean = np.mean(probs, axis=0)
     assert line["n"] == len(labels) == 500
     assert line["accuracy"] == pytest.approx(np.mean(mean.argmax(1) == labels))
     assert line["nll"] == pytest.approx(-np.log(mean[np.arange(len(labels)), labels]).mean(), rel=1e-5)
     assert line["brier"] == pytest.approx(((mean - np.eye(10)[labels]) ** 2).sum(1).mean(), rel=1e-5)
+    assert line["corruptions"]["corruptions"]["same"]["accuracy"] == pytest.approx([line["accuracy"]] * 5)
     for run in runs:  # every member keeps the ensemble's figures, with the members named
         stored = read_json(run / run_dir.EVALUATED)
         assert stored["figures"]["ensemble_test_nll"] == line["nll"]
         assert stored["families"]["ensemble_test"]["members"] == [str(r) for r in runs]
-        assert "ensemble_ood_mi_auroc" in stored["figures"]
+        assert "ensemble_ood_mi_auroc" in stored["figures"] and "ensemble_corruption_error" in stored["figures"]
+        assert "stamp" not in stored["families"]["ensemble_corruption"]
     assert "ensemble_test_nll" in regbench("table", str(seeds), "--metric", "ensemble_test_nll").stdout
 
 

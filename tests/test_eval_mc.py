@@ -83,9 +83,24 @@ def test_mc_figures_are_identical_across_invocations_and_tabled(dropout_sweep: P
     stored = {k: v for k, v in _figures(dropout_sweep / "0").items() if k.startswith("mc2_")}
     assert json.loads(regbench(*args).stdout)["mc"] == first
     assert {k: v for k, v in _figures(dropout_sweep / "0").items() if k.startswith("mc2_")} == stored
-    assert {"mc2_test_ece", "mc2_test_aece", "mc2_test_aurc", "mc2_ood_mi_auroc", "mc2_ood_entropy_auroc"} <= set(stored)
+    assert {"mc2_test_ece", "mc2_test_aece", "mc2_test_aurc", "mc2_ood_mi_auroc",
+            "mc2_ood_entropy_auroc"} <= set(stored)
     regbench("eval", str(dropout_sweep / "1"), "--mc-samples", "2")
     assert "mc2_test_ece" in regbench("table", str(dropout_sweep), "--metric", "mc2_test_ece").stdout
+
+
+@pytest.mark.slow
+def test_mc_scores_every_corruption_with_the_same_passes(dropout_sweep: Path, corrupted: Path) -> None:
+    line = json.loads(regbench("eval", str(dropout_sweep / "1"), "--mc-samples", "2", "--corruptions",
+                               str(corrupted)).stdout)["mc"]
+    cells = line["corruptions"]["corruptions"]
+    # the clean images at every severity: the same masks on the same batches give the clean split's MC figures
+    assert cells["same"]["accuracy"] == pytest.approx([line["accuracy"]] * 5)
+    assert cells["same"]["nll"] == pytest.approx([line["nll"]] * 5)
+    figures = _figures(dropout_sweep / "1")
+    error = np.mean([1 - a for cell in cells.values() for a in cell["accuracy"]])
+    assert figures["mc2_corruption_error"] == pytest.approx(error)
+    assert figures["corruption_error"] != figures["mc2_corruption_error"]
 
 
 @pytest.mark.slow

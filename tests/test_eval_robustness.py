@@ -147,21 +147,6 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def corrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The mnist5k test split in the CIFAR-10-C layout: `same` (the clean images at every severity) and `blank`."""
-    from regbench.config import compose
-    from regbench.data import load_splits
-
-    test = load_splits(compose(["dataset=mnist5k"]).dataset).test
-    folder = tmp_path_factory.mktemp("c")
-    images = test.images.transpose(0, 2, 3, 1)
-    np.save(folder / "same.npy", np.concatenate([images] * 5))
-    np.save(folder / "blank.npy", np.zeros((5 * len(test), 32, 32, 1), np.uint8))
-    np.save(folder / "labels.npy", np.tile(test.labels, 5))
-    return folder
-
-
 @pytest.mark.slow
 def test_eval_scores_corruptions_ood_and_every_run_of_a_sweep(sweep: Path, corrupted: Path) -> None:
     (sweep / "2" / ".hydra").mkdir(parents=True)  # a run that never finished

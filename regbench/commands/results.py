@@ -85,7 +85,8 @@ def evaluate(argv: list[str]) -> None:
                         "job folder of a sweep) or a sweep folder (outputs/multirun/<date>/<time>)")
     parser.add_argument("--ensemble", nargs="+", metavar="RUN", help="score the mean softmax of these runs (e.g. a "
                         f"row's seeds) instead: ensemble_<split>_* figures in each one's {run_dir.EVALUATED} (with "
-                        "--ood also by entropy and mutual information); key=value overrides among them apply to all")
+                        "--ood also by entropy and mutual information, with --corruptions under each corruption); "
+                        "key=value overrides among them apply to all")
     parser.add_argument("--checkpoint", choices=run_dir.CHECKPOINTS, default=run_dir.BEST)
     parser.add_argument("--split", choices=SPLITS,
                         help="default: test when the dataset has a test split distinct from val, else val")
@@ -110,7 +111,7 @@ def evaluate(argv: list[str]) -> None:
     parser.add_argument("--mc-samples", type=int, metavar="N", help="also score the mean softmax of N passes with "
                         "the run's stochastic layers (dropout, dropout2d, dropblock, droppath) on at their trained "
                         "rates, masks drawn from seeds.noise: mc<N>_* figures (with --ood also by predictive entropy "
-                        "and mutual information)")
+                        "and mutual information; with --corruptions under each corruption)")
     parser.add_argument("--attack", dest="attacks", action="append", default=[], metavar="SPEC",
                         help="also score the split under an L-inf attack in [0, 1] pixel space: fgsm:EPS or "
                         "pgd:EPS:STEPS[:STEP] (step EPS/4 by default), e.g. fgsm:0.03; fgsm_EPS_* and pgd_EPS_STEPS_* "

@@ -4,8 +4,9 @@ probabilities and, with --ood, OOD detection by the mean's maximum softmax, its 
 between prediction and member. Runs of another dataset, split seed or class count are refused."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -14,16 +15,21 @@ from regbench import metrics
 from regbench.errors import UserError
 from regbench.identity import identity
 from regbench.inference.analysis import Context, Families
+from regbench.data.splits import Split
 from regbench.inference.ood import detection_part, ood_split
 from regbench.inference.request import EvalRequest
-from regbench.inference.scorer import scorer, split_of
+from regbench.inference.robustness import corruption_family
+from regbench.inference.scorer import Scorer, scorer, split_of
 from regbench.inference.trained_run import saved_config
 from regbench.run_dir.evaluated import checkpoint_stamp, store_evaluation
+
+if TYPE_CHECKING:
+    from regbench.scoring import Scores
 
 SPLIT_SEED = "dataset.split_seed"
 TRAINING_ONLY = ("dataset.augment", "dataset.crop_padding", "dataset.resized_crop_scale")  # never reach a scoring
 # what --ensemble does not combine with: each scores one run's checkpoint in a way an average of runs does not have
-ALONE = {"temperature_scale": "--temperature-scale", "corruptions": "--corruptions", "mc_samples": "--mc-samples",
+ALONE = {"temperature_scale": "--temperature-scale", "baseline": "--baseline", "mc_samples": "--mc-samples",
          "attacks": "--attack", "save_probs": "--save-probs", "output": "--output"}
 
 
@@ -48,6 +54,25 @@ def check_members(runs: list[Path], cfgs: list[DictConfig]) -> None:
                                 f"{ours.get(key)!r}: ensemble runs of one dataset")
 
 
+def ensemble_scorer(members: list[Scorer]) -> Scorer:
+    """A scorer of the mean softmax of the members' on a split."""
+    from regbench.scoring import averaged_scores
+
+    def scored(split: Split) -> Scores:
+        start = time.perf_counter()
+        each = [member(split) for member in members]
+        log_probs = np.stack([metrics.log_softmax(scores.logits) for scores in each])
+        return averaged_scores(metrics.mean_log_probs(log_probs), each[0].labels, time.perf_counter() - start)
+
+    return scored
+
+
+def _of_members(families: Families, provenance: dict[str, Any]) -> Families:
+    """`families` computed from the members, `provenance` (members, stamps) for the first run's stamp."""
+    return {name: {**{k: v for k, v in entry.items() if k != "stamp"}, **provenance}
+            for name, entry in families.items()}
+
+
 def evaluate_ensemble(runs: list[Path], request: EvalRequest) -> dict[str, Any]:
     """Score the mean softmax of `runs`' checkpoints on their common split (and OOD split); store the figures as the
     family ensemble_<split> in every member's eval.json; return them."""
@@ -64,9 +89,10 @@ def evaluate_ensemble(runs: list[Path], request: EvalRequest) -> dict[str, Any]:
         if len(classes) != len(found[0][2]):
             raise UserError(f"--ensemble: {run} has {len(classes)} classes but {runs[0]} has {len(found[0][2])}")
     ood = ood_split(cfgs[0].dataset, request.ood) if request.ood is not None else None
-    members, outs, labels = [], [], None
+    members, outs, labels, scorers = [], [], None, []
     for run, cfg, (_, split, _) in zip(runs, cfgs, found):
         scored = scorer(cfg, run, request.checkpoint)[0]
+        scorers.append(scored)
         scores = scored(split)
         if labels is not None and not np.array_equal(labels, scores.labels):
             raise UserError(f"--ensemble: {run} scored other images than {runs[0]} (unreadable ones skipped?)")
@@ -91,7 +117,11 @@ def evaluate_ensemble(runs: list[Path], request: EvalRequest) -> dict[str, Any]:
         detected["mi"] = metrics.detection_of_scores(-metrics.mutual_information(np.stack(members)),
                                                      -metrics.mutual_information(out))
         result["ood"], ood_family = detection_part(ctx, ood[0], len(labels), out.shape[1], detected, "ensemble")
-        families.update({name: {**entry, **provenance} for name, entry in ood_family.items()})
+        families.update(_of_members(ood_family, provenance))
+    if request.corruptions is not None:
+        result["corruptions"], corrupted = corruption_family(ctx, ensemble_scorer(scorers), "ensemble",
+                                                             1 - figures["accuracy"])
+        families.update(_of_members(corrupted, provenance))
     for run in runs:
         store_evaluation(run, families)
     return result

@@ -5,6 +5,7 @@ from derive_seed(seeds.noise, MC_STREAM, i), so a rerun gives identical figures.
 Mixup, CutMix) never reach a scoring pass."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -17,6 +18,7 @@ from regbench.data.splits import Split
 from regbench.errors import UserError
 from regbench.inference.analysis import Analysis, Context, Families, Step
 from regbench.inference.ood import detection_part, ood_split
+from regbench.inference.robustness import corruption_family
 from regbench.inference.request import EvalRequest
 from regbench.inference.scorer import Scorer
 from regbench.reg.dropblock import DropBlock
@@ -69,6 +71,18 @@ def mc_passes(scored: Scorer, split: Split, samples: int, noise_seed: int,
     return np.stack(passes), labels
 
 
+def mc_scorer(scored: Scorer, samples: int, noise_seed: int) -> Scorer:
+    """A scorer of the mean softmax of `samples` stochastic passes (as `mc_passes` draws them) over a split."""
+    from regbench.scoring import averaged_scores
+
+    def mc_scored(split: Split) -> Scores:
+        start = time.perf_counter()
+        passes, labels = mc_passes(scored, split, samples, noise_seed)
+        return averaged_scores(metrics.mean_log_probs(passes), labels, time.perf_counter() - start)
+
+    return mc_scored
+
+
 def _arguments(run: Path, request: EvalRequest) -> dict[str, Any]:
     return {} if request.mc_samples is None else dict(mc_samples=request.mc_samples)
 
@@ -108,6 +122,10 @@ def _prepare(ctx: Context) -> Step | None:
                                                          -metrics.mutual_information(out))
             part["ood"], ood_family = detection_part(ctx, name, len(labels), out.shape[1], detected, start)
             found.update(ood_family)
+        if ctx.request.corruptions is not None:
+            part["corruptions"], corrupted = corruption_family(ctx, mc_scorer(scored, samples, noise), start,
+                                                               1 - figures["accuracy"])
+            found.update(corrupted)
         return part, found
 
     return step

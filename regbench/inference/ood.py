@@ -1,5 +1,6 @@
 """`regbench eval --ood`: out-of-distribution detection by maximum softmax probability (Hendrycks & Gimpel 2017) and
-by predictive entropy of another dataset's split, as `regbench train` overrides compose it (the figures: regbench.metrics.detection)."""
+by predictive entropy of another dataset's split, as `regbench train` overrides compose it (the figures:
+regbench.metrics.detection)."""
 from __future__ import annotations
 
 import shlex

@@ -189,6 +189,18 @@ def _family(result: dict[str, Any], source: dict[str, Any], baseline: Path | Non
                 baseline_stamp=result["baseline"]["stamp"] if baseline else None, figures=figures)
 
 
+def corruption_family(ctx: Context, scored: Scorer, start: str, clean_error: float) -> tuple[dict[str, Any], Families]:
+    """The corruption figures of another scorer of the run (its MC passes, an ensemble): every cell of
+    --corruptions scored by `scored`, summarized by set (no baseline, no corruptions.json: the run's own are its
+    plain evaluation's), as the JSON line's part (the cells included) and eval.json's family <start>_corruption."""
+    folder = ctx.request.corruptions.resolve()
+    ours = dict(folder=str(folder), files=fingerprint(folder), clean=dict(split=ctx.split_name, error=clean_error),
+                **score_corruptions(scored, ctx.cfg.dataset, folder))
+    result = summarize(ours, ctx.request.corruptions_set)
+    at = metrics.prefix(ctx.start, start)
+    return result, {metrics.prefix(at, "corruption"): _family(result, ctx.source, None, at)}
+
+
 def _check(request: EvalRequest) -> None:
     if request.baseline is not None and request.corruptions is None:
         raise UserError("--baseline compares errors under corruption: add --corruptions DIR")

@@ -24,7 +24,8 @@ def errors(log_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def adaptive_ece(log_probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Adaptive ECE: the top-1 confidence's gap to accuracy over `bins` equal-mass bins of the samples sorted by
-    confidence (bin b holds ranks ⌊bN/B⌋ to ⌊(b+1)N/B⌋ − 1, ties in sample order), weighted by the bins' counts."""
+    confidence (bin b holds ranks ⌊bN/B⌋ to ⌊(b+1)N/B⌋ − 1, ties in sample order), weighted by the bins'
+    counts."""
     order = np.argsort(confidences(log_probs), kind="stable")
     confidence = np.exp(confidences(log_probs))[order]
     hit = 1.0 - errors(log_probs, labels)[order]
