@@ -21,9 +21,9 @@ from regbench.metrics.classification import (ECE_BINS, accuracy, brier, calibrat
                                              confusion_matrix, ece, ece_of_bins, hits, log_losses, log_softmax,
                                              logit_log_losses, nll, nll_terms, squared_errors)
 from regbench.metrics.corruption import SEVERITIES, mce, mean_corruption_error, relative_mce  # noqa: F401
-from regbench.metrics.detection import (OOD_SCORES, aupr_in, aupr_out, auroc, fpr95, max_log_prob,  # noqa: F401
-                                        mean_log_probs, mutual_information, ood_scores)
-from regbench.metrics.selective import COVERAGE, adaptive_ece, aurc, selective_risk  # noqa: F401
+from regbench.metrics.detection import (OOD_SCORES, aupr_in, aupr_out, auroc, fpr95, mean_log_probs,  # noqa: F401
+                                        mutual_information, ood_scores)
+from regbench.metrics.selective import adaptive_ece, aurc, selective_risk
 
 Terms = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]  # (probs, labels, logits or None)
 
@@ -41,7 +41,7 @@ Terms = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]  # (
 #   ranking      `regbench eval`'s split, of every sample's log-probabilities (eval.json: <split>_aece, ...), and
 #                every family below
 #   averaged     the probabilities averaged over passes (mc8_<split>_*), over runs (ensemble_<split>_*) or of attacked
-#                images (fgsm0.03_<split>_*): no training loss to report
+#                images (fgsm_0.03_<split>_*): no training loss to report
 RECORDS = ("evaluation", "test", "train_eval", "temperature", "corruption", "baseline", "ood", "ranking", "averaged")
 FINAL = "final"  # what starts the figures of a run's last weights (final_test_acc), beside its best checkpoint's
 
