@@ -1,5 +1,9 @@
-"""`regbench reproduce ARTICLE`: an article's whole grid (rows × seeds) as one Hydra multirun, from its file."""
+"""`regbench reproduce ARTICLE`: an article's whole grid (rows × seeds) as one Hydra multirun, from its file, into a
+sweep folder named after the article, budget and overrides, so that the same command continues where it stopped."""
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 from regbench.articles import Article, load_article
 from regbench.errors import UserError
@@ -20,10 +24,17 @@ def sweep_overrides(name: str, budget: str, overrides: list[str]) -> list[str]:
         raise UserError(f"article {name} has no budget {budget!r}; choose one of: {', '.join(article.budgets)}")
     plan = article.budgets[budget]
     seeds = ",".join(str(s) for s in plan.seeds)
+    # trainer.resume: a run the same command completed is skipped, one it left unfinished continues from its checkpoint
     return ["-m", f"experiment={article.experiment}", "hydra/sweeper=rows", rows_override(article), f"seed={seeds}",
-            *plan.overrides, f"hydra.sweep.dir=outputs/reproduce/{name}-{budget}/${{now:%Y-%m-%d_%H-%M-%S.%f}}",
+            *plan.overrides, f"hydra.sweep.dir={sweep_folder(name, budget, overrides)}", "trainer.resume=true",
             *overrides]
 
+
+def sweep_folder(name: str, budget: str, overrides: list[str]) -> Path:
+    """The study's sweep folder: the same for the same article, budget and overrides (default: no overrides, else a
+    digest of them)."""
+    key = hashlib.sha256("\0".join(overrides).encode()).hexdigest()[:10] if overrides else "default"
+    return Path("outputs") / "reproduce" / f"{name}-{budget}" / key
 
 
 def _escaped(override: str) -> str:

@@ -20,7 +20,8 @@ NAMES = re.compile("|".join([
     r"curves\.png", r"train\.log", r"(?<![\w.])\.hydra\b", r"\b(config|hydra|overrides)\.yaml\b", r"^checkpoints$",
     r"\bcheckpoints/", r"(\bbest|\blast|^\{\})\.npz\b", r"\bconfusion_\S*\.png", r"\breliability_\S*\.png",
     r"\bcorruptions_\S*\.png", r"/export/", r"\bexport\.json", r"\bmlflow\.json", r"vdlrecords",
-    r"\btable\.(md|csv)\b", r"\bplot\.png", r"optimization_results\.yaml"]))
+    r"\btable\.(md|csv)\b", r"\bplot\.png", r"optimization_results\.yaml", r"\bstudy\.json",
+    r"\bREADME\.md", r"\bcorruptions\.png", r"\btable_\S*\.(md|csv)\b", r"\bprobs_\S*\.npz"]))
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -69,8 +70,9 @@ def test_run_dir_owns_every_name_the_scan_looks_for() -> None:
     names = [v for k, v in vars(run_dir).items() if k.isupper() and isinstance(v, str)]
     names += [run_dir.checkpoint_file(run_dir.BEST), run_dir.checkpoint_file("{}"), run_dir.confusion_png("s", "c"),
               run_dir.reliability_png("s", "c", temperature=True), run_dir.heatmap_png("c"),
-              str(run_dir.export_folder(Path("RUN"), "c"))]
-    unmatched = [n for n in names if not NAMES.search(n) and n not in (run_dir.BEST, run_dir.LAST, run_dir.EXPORT_DIR)]
+              str(run_dir.export_folder(Path("RUN"), "c")), run_dir.metric_table_md("val_acc@3"),
+              run_dir.metric_table_csv("m"), run_dir.pooled_reliability_png("none †"), run_dir.probs_npz("s", "c")]
+    unmatched = [n for n in names if not NAMES.search(n) and n not in (run_dir.BEST, run_dir.LAST, run_dir.EXPORT_DIR, run_dir.REPORT_DIR)]
     assert unmatched == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
@@ -40,6 +41,33 @@ TABLE_MD = "table.md"
 TABLE_CSV = "table.csv"
 PLOT_PNG = "plot.png"
 OPTIMIZATION_RESULTS = "optimization_results.yaml"  # the Optuna sweeper's
+STUDY = "study.json"  # `regbench reproduce`: the command, the article and budget, how the grid ran, each stage's time
+REPORT_DIR = "report"  # `regbench report` / `regbench reproduce`: the study's README, tables and figures
+REPORT_README = "README.md"
+CORRUPTION_FIGURE = "corruptions.png"  # rows x corruptions, error relative to the baseline row
+
+
+def metric_table_md(metric: str) -> str:
+    """The report's table of one metric (its name made safe for a file name: val_acc@3 -> table_val_acc_3.md)."""
+    return f"table_{_safe(metric)}.md"
+
+
+def metric_table_csv(metric: str) -> str:
+    return f"table_{_safe(metric)}.csv"
+
+
+def pooled_reliability_png(label: str) -> str:
+    """The reliability diagram of a table row, its seeds' predictions pooled."""
+    return f"reliability_{_safe(label)}.png"
+
+
+def probs_npz(split: str, checkpoint_name: str) -> str:
+    """A run's saved per-sample probabilities and labels of a split (`regbench eval --save-probs`)."""
+    return f"probs_{split}_{checkpoint_name}.npz"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")
 
 
 def checkpoint_file(name: str) -> str:
