@@ -3,16 +3,10 @@ report), bench and summary."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 from regbench.errors import UserError
-
-if TYPE_CHECKING:
-    from regbench.articles import Article
 
 
 def train(argv: list[str]) -> str | None:
@@ -47,13 +41,8 @@ def _data_parallel(argv: list[str]) -> list[str]:
 def reproduce(argv: list[str]) -> str | None:
     """`regbench reproduce ARTICLE`: the article's study — its grid trained as one `regbench train` sweep, every
     completed run scored as its file declares, then the report; rerun, it continues where it stopped."""
-    import shlex
-    import sys
-    import time
-
     from regbench import run_dir
-    from regbench.articles import article_names, load_article
-    from regbench.reproduce import sweep_folder, sweep_overrides
+    from regbench.articles import article_names
 
     parser = argparse.ArgumentParser(prog="regbench reproduce", description="Run an article's study: train its grid "
                                      "as one sweep, score every completed run as its file declares, write the report "
@@ -64,62 +53,10 @@ def reproduce(argv: list[str]) -> str | None:
                         help="full: the article's own budget; quick, ...: the reductions its file names "
                              "(docs/reproducing.md)")
     args, overrides = parser.parse_known_args(argv)
-    article = load_article(args.article)
-    sweep_args = sweep_overrides(args.article, args.budget, overrides)
-    sweep = sweep_folder(args.article, args.budget, overrides)
-    earlier = run_dir.read_json(sweep / run_dir.STUDY) or {}
-    stages = {k: float(v) for k, v in (earlier.get("stages") or {}).items()}  # summed over the command's invocations
-    study = dict(command=shlex.join(["regbench", "reproduce", args.article, "--budget", args.budget, *overrides]),
-                 article=args.article, budget=args.budget, overrides=overrides, launcher=_launcher(overrides),
-                 corruptions=dataclasses.asdict(article.evaluate.corruptions) if article.evaluate.corruptions else None,
-                 invocations=int(earlier.get("invocations", 0)) + 1, stages=stages)
-    start = time.monotonic()
-    failure = _train_watched(sweep_args, sweep, article, len(article.budgets[args.budget].seeds))
-    stages["training_s"] = round(stages.get("training_s", 0) + time.monotonic() - start, 1)
-    run_dir.write_json(sweep / run_dir.STUDY, study)  # after the checks before training: bad input writes nothing
-    from regbench.study.progress import Progress, job_label
-    from regbench.study.score import score_sweep
+    from regbench.study.pipeline import run_study
 
-    start = time.monotonic()
-    runs = run_dir.sweep_runs(sweep) or []
-    scoring = Progress("scoring", len(runs))
-    score_sweep(sweep, article.evaluate, lambda line: print(line, file=sys.stderr),
-                lambda i, n, run: scoring.step(i, job_label(run, _row_keys(article))))
-    scoring.end()
-    stages["scoring_s"] = round(stages.get("scoring_s", 0) + time.monotonic() - start, 1)
-    run_dir.write_json(sweep / run_dir.STUDY, study)
-    from regbench.study.report import write_report
-
-    print(write_report([sweep], args.article))
-    return failure
-
-
-def _launcher(overrides: list[str]) -> str:
-    """How the grid's jobs run, as the report states it."""
-    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra/launcher=")]
-    if chosen:
-        return f"hydra/launcher={chosen[-1]} (chosen on the command line)"
-    return "Hydra's basic launcher: one run at a time in one process, trainer.threads=auto"
-
-
-def _row_keys(article: Article) -> Callable[[str], bool]:
-    """Whether a job's override is one of its row's or its seed: what its progress line shows."""
-    row_overrides = {o for part in article.parts() for row in part.rows for o in row.overrides}
-    return lambda o: o in row_overrides or o.startswith("seed=")
-
-
-def _train_watched(argv: list[str], sweep: Path, article: Article, seeds: int) -> str | None:
-    """`train(argv)` with a progress line as each of the sweep's jobs (the article's rows × `seeds`) starts."""
-    from regbench.study.progress import Progress, WatchSweep
-
-    total = sum(len(part.rows) for part in article.parts()) * seeds
-    watch = WatchSweep(sweep, Progress("training", total), _row_keys(article))
-    watch.start()
-    try:
-        failure = train(argv)
-    finally:
-        watch.stop()
-    watch.progress.end()
+    readme, failure = run_study(args.article, args.budget, overrides, train)
+    print(readme)
     return failure
 
 

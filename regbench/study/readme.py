@@ -23,6 +23,7 @@ class Contents:
     tables: dict[str, tuple[str, str]] = field(default_factory=dict)
     figures: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # declared metrics no run has: not tabled
+    across: str | None = None  # the verdict across the article's tables (datasets), as Markdown
 
 
 def setting(run: Run, key: str) -> Any:
@@ -125,6 +126,8 @@ def readme(title: str, citation: str, runs: Sequence[Run], article: Article | No
            "", f"This report alone, from the run folders: `{report_command}`", "", "## Tables", ""]
     for metric, (name, markdown) in contents.tables.items():
         out += [f"### {metric} ([{name}]({name}))", "", ("\n" + markdown).replace("\n## ", "\n#### ").lstrip("\n")]
+    if contents.across:
+        out += ["## Across tasks", "", contents.across.rstrip(), ""]
     if contents.missing:
         out += [f"Not tabled, no run has them: {', '.join(contents.missing)}.", ""]
     out += ["## Figures", ""]

@@ -38,6 +38,18 @@ def tabled(runs: Sequence[Run], article: Article | None) -> tuple[str, ...]:
     return ("test_acc",) if any(r.summary.get("test_acc") is not None for r in runs) else ("best_val_acc",)
 
 
+def across_tasks(runs: Sequence[Run], out: Path, article: Article | None) -> str | None:
+    """The verdict across an article's tables (one per dataset): Friedman's test, the critical-difference diagram and
+    the aggregate probability of improvement, as Markdown; None for an article of one table."""
+    if article is None or len(article.parts()) < 2:
+        return None
+    try:
+        from regbench.report.across_tasks import write_across_tasks
+    except ImportError:  # the statistics rework (branch i26-stats) provides it; the lead's merge makes this call live
+        return None
+    return write_across_tasks(runs, out, "dataset", article.compare)
+
+
 def write_report(dirs: Sequence[PathLike], article_name: str | None = None, correction: str = "holm") -> Path:
     """The report folder of every run under `dirs`, in the first DIR; returns its README's path."""
     runs = find_runs(dirs)
@@ -67,6 +79,7 @@ def write_report(dirs: Sequence[PathLike], article_name: str | None = None, corr
     figure = write_corruption_figure(rows, out / CORRUPTION_FIGURE)
     if figure is not None:
         contents.figures.append(("error under each corruption relative to the baseline row", figure.name))
+    contents.across = across_tasks(runs, out, article)
     command = "regbench report " + " ".join(shlex.quote(str(d)) for d in dirs) + (
         f" --article {article_name}" if article_name else "") + f" --correction {correction}"
     title = article.title if article else f"Study of {len(runs)} runs"
