@@ -146,7 +146,7 @@ def parse_evaluate(where: str, data: Any) -> Evaluate:
                      ood=tuple(tuple(o) for o in data.get("ood") or ()))
     if found.checkpoint not in ("best", "last"):
         raise UserError(f"{where}: evaluate.checkpoint {found.checkpoint!r} must be best or last")
-    if len(found.ood) > 1:  # a run's eval.json keeps one OOD detection per split: a second would replace the first
+    if len(found.ood) > 1:  # a run's eval.json keeps one OOD detection: a second would replace the first
         raise UserError(f"{where}: evaluate.ood lists {len(found.ood)} override sets; give one")
     for metric in found.metrics:
         try:
