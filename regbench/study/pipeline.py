@@ -4,6 +4,7 @@ the grid ran and each stage's time summed over the command's invocations."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -48,7 +49,8 @@ def run_study(name: str, budget: str, overrides: list[str], train: Train) -> tup
     start = time.monotonic()
     scoring = Progress("scoring", len(run_dir.sweep_runs(sweep) or []))
     score_sweep(sweep, article.evaluate, lambda line: print(line, file=sys.stderr),
-                lambda i, n, run: scoring.step(i, job_label(run, keys)))
+                lambda i, n, run: scoring.step(i, job_label(run, keys), begun=i), jobs=len(os.sched_getaffinity(0))
+                if parallel and hasattr(os, "sched_getaffinity") else 1)
     scoring.end()
     stages["scoring_s"] = round(stages.get("scoring_s", 0) + time.monotonic() - start, 1)
     run_dir.write_json(sweep / run_dir.STUDY, study)

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
@@ -47,19 +50,20 @@ def generated_corruptions(run: Path, limit: int, note: Callable[[str], None]) ->
 def requests(evaluate: Evaluate, run: Path, corruptions: Path | None) -> list[EvalRequest]:
     """One `regbench eval` request per declared split, the analyses on the first."""
     ood = " ".join(evaluate.ood[0]) if evaluate.ood else None
-    return [EvalRequest(checkpoint=evaluate.checkpoint, split=split, save_probs=run / probs_npz(split, evaluate.checkpoint),
+    return [EvalRequest(checkpoint=evaluate.checkpoint, split=split,
+                        save_probs=run / probs_npz(split, evaluate.checkpoint),
                         corruptions=corruptions if i == 0 else None, ood=ood if i == 0 else None)
             for i, split in enumerate(evaluate.splits)]
 
 
 def score_sweep(sweep: Path, evaluate: Evaluate, note: Callable[[str], None],
-                progress: Callable[[int, int, Path], None]) -> int:
-    """Score every completed run of `sweep` as `evaluate` declares; returns how many scorings ran."""
+                progress: Callable[[int, int, Path], None], jobs: int = 1) -> int:
+    """Score every completed run of `sweep` as `evaluate` declares, up to `jobs` runs at once (each process on a core
+    of its own, one thread); `progress` is told as each run is done. Returns how many scorings ran."""
     runs = [r for r in sweep_runs(sweep) or [] if (read_json(r / SUMMARY) or {}).get("status") == "completed"]
     folders: dict[str, Path] = {}
-    done = 0
-    for i, run in enumerate(runs, 1):
-        progress(i, len(runs), run)
+    work: list[tuple[Path, list[EvalRequest]]] = []
+    for run in runs:
         corruptions = None
         if evaluate.corruptions is not None:
             if evaluate.corruptions.folder is not None:
@@ -69,9 +73,34 @@ def score_sweep(sweep: Path, evaluate: Evaluate, note: Callable[[str], None],
                 if key not in folders:
                     folders[key] = generated_corruptions(run, evaluate.corruptions.limit, note)
                 corruptions = folders[key]
-        for request in requests(evaluate, run, corruptions):
-            if scored_before(run, arguments(run, request)) and request.save_probs.is_file():
-                continue
-            evaluate_run(run, request)
-            done += 1
+        work.append((run, [r for r in requests(evaluate, run, corruptions)
+                           if not (scored_before(run, arguments(run, r)) and r.save_probs.is_file())]))
+    done = 0
+    jobs = min(jobs, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+    if jobs < 2 or sum(bool(w) for _, w in work) < 2:
+        for i, (run, pending) in enumerate(work, 1):
+            done += score_run(run, pending)
+            progress(i, len(work), run)
+        return done
+    cores = multiprocessing.get_context("spawn").Queue()
+    for core in sorted(os.sched_getaffinity(0))[:jobs]:  # one for each process the pool starts
+        cores.put(core)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_core,
+                             initargs=(cores,)) as pool:
+        futures = {pool.submit(score_run, run, pending): run for run, pending in work}
+        for i, future in enumerate(as_completed(futures), 1):
+            done += future.result()
+            progress(i, len(work), futures[future])
     return done
+
+
+def score_run(run: Path, pending: list[EvalRequest]) -> int:
+    """`regbench eval` of `run` for each request; returns how many ran."""
+    for request in pending:
+        evaluate_run(run, request)
+    return len(pending)
+
+
+def _one_core(cores: Any) -> None:
+    # a scoring process keeps to one core, so that trainer.threads=auto gives it one thread and none oversubscribes
+    os.sched_setaffinity(0, {cores.get()})
