@@ -19,12 +19,16 @@ commands:
   summary [overrides]     print the composed model's parameter, FLOP and MAC counts as one JSON line (no data loaded)
   bench [overrides]       time training and evaluation of a configuration: one JSON line each; -m adds a ratio table
   reproduce ARTICLE [--budget full|quick|...] [overrides]
-                          run an article's grid (dropblock, dropout, dyrelu, nndl, league, league_cpu,
-                          dropblock_imagenet, dyrelu_imagenet) as one sweep, then its table
+                          an article's study (dropblock, dropout, dyrelu, nndl, league, league_cpu,
+                          dropblock_imagenet, dyrelu_imagenet): train its grid, score the runs as its file
+                          declares, write the report
   table DIR [DIR ...] [--metric NAME] [--baseline KEY=VALUE]
                           aggregate run folders into tables, each row against a baseline row in one metric
                           ({table_md}, {table_csv} in DIR)
   plot DIR [DIR ...]      plot val accuracy and train loss per group into DIR
+  report DIR [DIR ...] [--article NAME] [--correction holm|bh|none]
+                          a study's report folder in DIR/{report_dir}: README, a table per metric, curves, pooled
+                          reliability diagrams, the corruption figure
   eval RUN_DIR|SWEEP_DIR [--checkpoint best|last] [--split S] [--corruptions DIR [--baseline RUN]
        [--corruptions-set common|extra|all]] [--ood O] [overrides]
                           score a run's checkpoint again (every completed run of a sweep): one JSON line per run,
@@ -77,6 +81,7 @@ COMMANDS: dict[str, Callable[[list[str]], str | None]] = {
     "reproduce": experiments.reproduce,
     "table": results.table,
     "plot": results.plot,
+    "report": results.report,
     "eval": results.evaluate,
     "export": results.export,
     "corrupt": tools.corrupt,
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         argv = ["train", *argv]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(conf=CONF_DIR, table_md=run_dir.TABLE_MD, table_csv=run_dir.TABLE_CSV,
-                           evaluated=run_dir.EVALUATED))
+                           evaluated=run_dir.EVALUATED, report_dir=run_dir.REPORT_DIR))
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

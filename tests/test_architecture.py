@@ -21,7 +21,7 @@ FLOORS = (
     {"train"},  # the loop, and building a trainer from a config (its data, model, batch regularizers)
     {"run", "bench", "inference", "report", "preflight", "reproduce"},  # the Hydra tasks, what reads run folders, and
     # the checks before a command line's jobs start
-    {"selftest"},  # selftest runs regbench in subprocesses
+    {"selftest", "study"},  # selftest runs regbench in subprocesses; study: a sweep scored and reported
     {"commands"},  # each subcommand's options
     {"cli"},
     {"__main__"},

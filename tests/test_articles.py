@@ -74,3 +74,41 @@ def test_a_malformed_table_of_an_article_says_which_field(change, message) -> No
     change(data)
     with pytest.raises(ValueError, match=message):
         _parse("league", data)
+
+
+def test_each_article_declares_its_evaluation() -> None:
+    league_cpu = load_article("league_cpu").evaluate
+    assert league_cpu.metrics == ("test_acc", "test_ece", "test_nll", "corruption_acc")
+    assert league_cpu.corruptions.limit == 2000 and league_cpu.corruptions.folder is None
+    assert (league_cpu.checkpoint, league_cpu.splits, league_cpu.ood) == ("best", ("test",), ())
+    assert load_article("nndl").tabled == ("test_acc", "test_ece", "test_nll")
+    for name in article_names():  # articles 1-3 and the ImageNet papers select on the test set: val is it
+        article = load_article(name)
+        assert article.compare in article.tabled or name == "league"
+        val_is_test = article.evaluate.splits == ("val",)
+        assert val_is_test == (name not in ("league", "league_cpu", "nndl")), name
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda e: e.update(metric=["test_acc"]), r"evaluate: unknown key\(s\) metric; known: checkpoint, corruptions, "
+                                              r"metrics, ood, splits$"),
+    (lambda e: e.update(corruptions={"generate": {"limit": 10}, "folder": "C"}), "takes one of folder: DIR or"),
+    (lambda e: e.update(corruptions={"generate": {"limit": 0}}), "generate.limit must be a number of test images"),
+    (lambda e: e.update(corruptions={"generate": {"limt": 5}}), r"generate: unknown key\(s\) limt; known: limit$"),
+    (lambda e: e.update(checkpoint="middle"), "checkpoint 'middle' must be best or last"),
+    (lambda e: e.update(metrics=["test_accuracy_gain"]), "names no known metric"),
+    (lambda e: e.update(ood=[["dataset=cifar100"], ["dataset=svhn"]]), "evaluate.ood lists 2 override sets; give one"),
+])
+def test_a_bad_evaluate_section_is_refused_in_one_line(change, message) -> None:
+    data = copy.deepcopy(yaml.safe_load((ARTICLES_DIR / "league_cpu.yaml").read_text()))
+    change(data["evaluate"])
+    with pytest.raises(UserError, match=message) as err:
+        _parse("league_cpu", data)
+    assert "\n" not in str(err.value) and "league_cpu.yaml" in str(err.value)
+
+
+def test_an_unknown_field_of_an_article_is_refused() -> None:
+    data = copy.deepcopy(yaml.safe_load((ARTICLES_DIR / "nndl.yaml").read_text()))
+    data["evalute"] = {"metrics": ["test_acc"]}
+    with pytest.raises(UserError, match=r"unknown key\(s\) evalute; known: baseline, budgets, citation, columns"):
+        _parse("nndl", data)

@@ -320,3 +320,15 @@ def test_mobilenetv2_with_dyrelu_over_block_inputs_exports_as_closely_as_with_re
     paddle_diff, onnx_diff, spread = export_differences("mobilenetv2", "dyrelu_b_block", tmp_path / "block")
     assert max(paddle_diff, onnx_diff) <= max(allowed(spread), 4 * relu6)
 
+
+
+def test_the_confusion_matrix_of_a_thousand_classes_stays_a_readable_size(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from regbench.inference.figures import plot_confusion
+
+    counts = np.zeros((1000, 1000), dtype=np.int64)
+    counts[np.arange(1000), (np.arange(1000) * 7) % 1000] = 3
+    plot_confusion(tmp_path / "c.png", counts, tuple(f"n{i:08d}" for i in range(1000)), "ImageNet")
+    with Image.open(tmp_path / "c.png") as image:
+        assert max(image.size) <= 2000  # 20 inches at 100 dpi (the per-class size would be 55,000 pixels a side)

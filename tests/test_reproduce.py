@@ -2,6 +2,7 @@
 budget in the table; one real end to end."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import SHARED_DATA, read_json, regbench, run_folders
 from regbench.articles import article_names, load_article
 from regbench.report.runs import load_run
 from regbench.report.matching import budget_of, match_row
-from regbench.reproduce import sweep_overrides
+from regbench.reproduce import launcher, sweep_overrides
 
 BUDGETS = [(name, budget) for name in article_names() for budget in load_article(name).budgets]
 # what the user must add for an article's runs to compose: the location of data that has no default (an image folder)
@@ -81,3 +82,13 @@ def test_reproduce_quick_end_to_end_writes_table_and_plot(tmp_path: Path) -> Non
     assert "no test acc difference can be tested (n/a)" in table  # one seed per row
     assert (sweep / "table.csv").read_text().count("\n") >= 4
     assert (sweep / "plot.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: the grid runs one job at a time")
+def test_on_a_cpu_the_grid_runs_one_job_per_core_unless_the_command_line_chooses() -> None:
+    overrides, how = launcher([])
+    assert overrides == ["hydra/launcher=joblib"]
+    assert f"{len(os.sched_getaffinity(0))} runs at once (one per core), one thread each" in how
+    assert launcher(["hydra/launcher=basic"]) == ([], "hydra/launcher=basic, as the command line chose")
+    overrides, how = launcher(["trainer.device=cpu"])
+    assert overrides == [] and how.startswith("Hydra's basic launcher: one run at a time")

@@ -21,7 +21,8 @@ NAMES = re.compile("|".join([
     r"\bcheckpoints/", r"(\bbest|\blast|^\{\})\.npz\b", r"\bconfusion_\S*\.png", r"\breliability_\S*\.png",
     r"\bcorruptions_\S*\.png", r"/export/", r"\bexport\.json", r"\bmlflow\.json", r"vdlrecords",
     r"\btable\.(md|csv)\b", r"\btable_\S*\.(md|csv)\b", r"\bacross_\S*\.md\b", r"\bcritical_difference_\S*\.png",
-    r"\bplot\.png", r"optimization_results\.yaml"]))
+    r"\bplot\.png", r"optimization_results\.yaml", r"\bstudy\.json", r"\bREADME\.md", r"\bcorruptions\.png",
+    r"\bprobs_\S*\.npz"]))
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -72,8 +73,10 @@ def test_run_dir_owns_every_name_the_scan_looks_for() -> None:
               run_dir.reliability_png("s", "c", temperature=True), run_dir.heatmap_png("c"),
               run_dir.metric_table_md("test_acc"), run_dir.metric_table_csv("ood_auroc[dataset=svhn]"),
               run_dir.across_tasks_md("dataset", "test_acc"), run_dir.critical_difference_png("dataset", "test_acc"),
-              str(run_dir.export_folder(Path("RUN"), "c"))]
-    unmatched = [n for n in names if not NAMES.search(n) and n not in (run_dir.BEST, run_dir.LAST, run_dir.EXPORT_DIR)]
+              str(run_dir.export_folder(Path("RUN"), "c")), run_dir.metric_table_md("val_acc@3"),
+              run_dir.pooled_reliability_png("none †"), run_dir.probs_npz("s", "c")]
+    unmatched = [n for n in names
+                 if not NAMES.search(n) and n not in (run_dir.BEST, run_dir.LAST, run_dir.EXPORT_DIR, run_dir.REPORT_DIR)]
     assert unmatched == []
 
 

@@ -4,7 +4,8 @@ A file holds the article's title, the run setup its rows start from (`experiment
 rows (label, the overrides that make the row, the published numbers and where they come from), the baseline row that
 every other row is compared with, the table's columns and the metric of the comparison, and its budgets (seeds and
 reducing overrides). An article may run its rows in several tables (e.g. one per dataset): `tables` names them,
-each with the overrides it adds to every row, and a row's published numbers are then given per table.
+each with the overrides it adds to every row, and a row's published numbers are then given per table. Its `evaluate`
+section says how `regbench reproduce` scores the trained runs and which metrics its report tables.
 docs/reproducing.md documents every field.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 from regbench.errors import UserError
+from regbench.metrics import metric_of
 
 ARTICLES_DIR = Path(__file__).parent
 
@@ -44,6 +46,28 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Corruptions:
+    """The corrupted test sets the runs are scored on: a folder in the CIFAR-10-C layout, or files `regbench corrupt`
+    generates from the first `limit` test images (once per dataset, cached under outputs/)."""
+    folder: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """How `regbench reproduce` scores each completed run (`regbench eval`) and what its report tables."""
+    checkpoint: str = "best"
+    splits: tuple[str, ...] = ("test",)
+    metrics: tuple[str, ...] = ()      # one table each, every row against the baseline; empty: the compare column
+    corruptions: Corruptions | None = None
+    ood: tuple[tuple[str, ...], ...] = ()    # the dataset overrides whose test split is detected as OOD (one set)
+
+
+EVALUATE_KEYS = {"checkpoint", "splits", "metrics", "corruptions", "ood"}
+CORRUPTIONS_KEYS = {"folder", "generate"}
+
+
+@dataclass(frozen=True)
 class Article:
     name: str                          # the command-line name: the file's stem
     title: str
@@ -56,6 +80,12 @@ class Article:
     rows: tuple[ArticleRow, ...]
     tables: tuple[ArticleTable, ...] = ()    # several tables: each row runs once per table
     scope: tuple[str, ...] = ()        # one table of several: the overrides its runs satisfy (the table's own)
+    evaluate: Evaluate = Evaluate()
+
+    @property
+    def tabled(self) -> tuple[str, ...]:
+        """The metrics the report tables, one table each: the evaluate section's, else the compared one."""
+        return self.evaluate.metrics or (self.compare,)
 
     def parts(self) -> tuple[Article, ...]:
         """The article as one Article per table (each row's overrides and published numbers those of the table), or
@@ -66,6 +96,10 @@ class Article:
                              rows=tuple(replace(r, overrides=(*t.overrides, *r.overrides),
                                                 published=dict(r.published.get(t.name) or {})) for r in self.rows))
                      for t in self.tables)
+
+
+ARTICLE_KEYS = {"title", "citation", "experiment", "budgets", "columns", "compare", "baseline", "rows", "tables",
+                "evaluate"}
 
 
 def article_names() -> list[str]:
@@ -93,6 +127,51 @@ def articles_by_experiment() -> dict[str, Article]:
     return found
 
 
+def _unknown(where: str, given: Any, known: set[str]) -> None:
+    """A one-line UserError naming the keys of `given` that are not `known`."""
+    unknown = sorted(set(given) - known) if isinstance(given, dict) else []
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def parse_evaluate(where: str, data: Any) -> Evaluate:
+    """The `evaluate` section (None: the defaults); a one-line UserError for an unknown key or a bad value."""
+    if data is None:
+        return Evaluate()
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: evaluate must be a mapping with keys {', '.join(sorted(EVALUATE_KEYS))}")
+    _unknown(f"{where}: evaluate", data, EVALUATE_KEYS)
+    found = Evaluate(checkpoint=data.get("checkpoint", "best"), splits=tuple(data.get("splits") or ("test",)),
+                     metrics=tuple(data.get("metrics") or ()), corruptions=_corruptions(where, data.get("corruptions")),
+                     ood=tuple(tuple(o) for o in data.get("ood") or ()))
+    if found.checkpoint not in ("best", "last"):
+        raise UserError(f"{where}: evaluate.checkpoint {found.checkpoint!r} must be best or last")
+    if len(found.ood) > 1:  # a run's eval.json keeps one OOD detection: a second would replace the first
+        raise UserError(f"{where}: evaluate.ood lists {len(found.ood)} override sets; give one")
+    for metric in found.metrics:
+        try:
+            metric_of(metric)  # tables need its direction
+        except UserError as err:
+            raise UserError(f"{where}: evaluate.metrics: {err}") from None
+    return found
+
+
+def _corruptions(where: str, data: Any) -> Corruptions | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or len(data) != 1:
+        raise UserError(f"{where}: evaluate.corruptions takes one of folder: DIR or generate: {{limit: N}}")
+    _unknown(f"{where}: evaluate.corruptions", data, CORRUPTIONS_KEYS)
+    if "folder" in data:
+        return Corruptions(folder=str(data["folder"]))
+    generate = data["generate"] or {}
+    _unknown(f"{where}: evaluate.corruptions.generate", generate, {"limit"})
+    limit = generate.get("limit")
+    if not isinstance(limit, int) or limit < 1:
+        raise UserError(f"{where}: evaluate.corruptions.generate.limit must be a number of test images >= 1")
+    return Corruptions(limit=limit)
+
+
 def _parse(name: str, data: Any) -> Article:
     """An Article from a file's YAML; a ValueError says which field is wrong (a packaging mistake, not user input)."""
     where = f"{ARTICLES_DIR / name}.yaml"
@@ -106,7 +185,9 @@ def _parse(name: str, data: Any) -> Article:
                        for t in data.get("tables") or ())
         article = Article(name=name, title=data["title"], citation=data["citation"], experiment=data["experiment"],
                           columns=dict(data["columns"]), compare=data["compare"], baseline=data["baseline"],
-                          budgets=budgets, rows=rows, tables=tables)
+                          budgets=budgets, rows=rows, tables=tables,
+                          evaluate=parse_evaluate(where, data.get("evaluate")))
+        _unknown(where, data, ARTICLE_KEYS)
         parts = article.parts()
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{where}: missing or malformed field {err}") from None

@@ -1,5 +1,5 @@
-"""The commands that set up and run experiments from a config given as Hydra overrides: train, reproduce, bench and
-summary."""
+"""The commands that set up and run experiments from a config given as Hydra overrides: train, reproduce (train, score,
+report), bench and summary."""
 from __future__ import annotations
 
 import argparse
@@ -39,17 +39,25 @@ def _data_parallel(argv: list[str]) -> list[str]:
 
 
 def reproduce(argv: list[str]) -> str | None:
-    """`regbench reproduce ARTICLE`: the article's grid as one `regbench train` sweep."""
+    """`regbench reproduce ARTICLE`: the article's study — its grid trained as one `regbench train` sweep, every
+    completed run scored as its file declares, then the report; rerun, it continues where it stopped."""
+    from regbench import run_dir
     from regbench.articles import article_names
-    from regbench.reproduce import sweep_overrides
 
-    parser = argparse.ArgumentParser(prog="regbench reproduce", description="Run an article's grid as one sweep.")
+    parser = argparse.ArgumentParser(prog="regbench reproduce", description="Run an article's study: train its grid "
+                                     "as one sweep, score every completed run as its file declares, write the report "
+                                     f"(SWEEP/{run_dir.REPORT_DIR}/). The same command again continues where it "
+                                     "stopped.")
     parser.add_argument("article", choices=article_names())
     parser.add_argument("--budget", default="full",
                         help="full: the article's own budget; quick, ...: the reductions its file names "
                              "(docs/reproducing.md)")
     args, overrides = parser.parse_known_args(argv)
-    return train(sweep_overrides(args.article, args.budget, overrides))
+    from regbench.study.pipeline import run_study
+
+    readme, failure = run_study(args.article, args.budget, overrides, train)
+    print(readme)
+    return failure
 
 
 def bench(argv: list[str]) -> str | None:

@@ -1,4 +1,4 @@
-"""The commands on trained runs, given their run or sweep folders: eval, export, table and plot."""
+"""The commands on trained runs, given their run or sweep folders: eval, export, table, plot and report."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +68,28 @@ def _report(kind: str, argv: list[str]) -> None:
                           args.higher_is_better, args.correction, args.by))
     else:
         print(write_plot(args.dirs))
+
+
+def report(argv: list[str]) -> None:
+    """`regbench report`: a study's report folder from its run folders."""
+    from regbench import run_dir
+    from regbench.articles import article_names
+    from regbench.report.correction import CORRECTIONS, HOLM
+
+    parser = argparse.ArgumentParser(prog="regbench report", description="Write a study's report into "
+                                     f"DIR/{run_dir.REPORT_DIR}/ (the first DIR): {run_dir.REPORT_README} (protocol, "
+                                     "data and checksums, environment, wall time, the command that reproduces it, "
+                                     "every table and figure linked), one table per metric, the curves, one pooled "
+                                     "reliability diagram per row and the corruption figure when the runs have them.")
+    parser.add_argument("dirs", nargs="+", help="sweep folders or run folders (searched at any depth)")
+    parser.add_argument("--article", choices=article_names(), help="label rows and table metrics as this article's "
+                        "file says (default: the article whose experiment the runs ran, else the swept keys)")
+    parser.add_argument("--correction", choices=CORRECTIONS, default=HOLM, help="the adjustment of the p-values "
+                        "over every comparison of the report (holm: Holm's step-down; bh: Benjamini-Hochberg)")
+    args = parser.parse_args(argv)
+    from regbench.study.report import write_report
+
+    print(write_report(args.dirs, args.article, args.correction))
 
 
 def evaluate(argv: list[str]) -> None:

@@ -12,19 +12,23 @@ from regbench.metrics.corruption import SEVERITIES, Errors, error_table
 from regbench.run_dir import pyplot, save_figure
 
 
+MAX_LABELLED = 36  # classes whose names and counts fit the confusion matrix's cells
+
+
 def plot_confusion(path: Path, counts: np.ndarray, classes: tuple[str, ...], title: str) -> None:
-    """The confusion matrix as a PNG, rows normalized (each true class sums to 1), counts written in the cells."""
+    """The confusion matrix as a PNG, rows normalized (each true class sums to 1); up to MAX_LABELLED classes the
+    counts written in the cells and the classes named."""
     n = len(classes)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = pyplot().subplots(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n))
+    # at most 20 inches a side: ImageNet's 1,000 classes at the per-class size would take a 55,000-pixel square (21 GB)
+    fig, ax = pyplot().subplots(figsize=(min(1.2 + 0.55 * n, 20), min(1.0 + 0.5 * n, 20)))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            if counts[i, j]:
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classes, fontsize=8)
+    if n <= MAX_LABELLED:
+        for i, j in zip(*np.nonzero(counts)):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+        ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(n), classes, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)

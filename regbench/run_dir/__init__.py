@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
@@ -40,6 +41,20 @@ TABLE_MD = "table.md"
 TABLE_CSV = "table.csv"
 PLOT_PNG = "plot.png"
 OPTIMIZATION_RESULTS = "optimization_results.yaml"  # the Optuna sweeper's
+STUDY = "study.json"  # `regbench reproduce`: the command, the article and budget, how the grid ran, each stage's time
+REPORT_DIR = "report"  # `regbench report` / `regbench reproduce`: the study's README, tables and figures
+REPORT_README = "README.md"
+CORRUPTION_FIGURE = "corruptions.png"  # rows x corruptions, error relative to the baseline row
+
+
+def pooled_reliability_png(label: str) -> str:
+    """The reliability diagram of a table row, its seeds' predictions pooled."""
+    return f"reliability_{_file_part(label)}.png"
+
+
+def probs_npz(split: str, checkpoint_name: str) -> str:
+    """A run's saved per-sample probabilities and labels of a split (`regbench eval --save-probs`)."""
+    return f"probs_{split}_{checkpoint_name}.npz"
 
 
 def metric_table_md(metric: str) -> str:
@@ -62,8 +77,9 @@ def critical_difference_png(by: str, metric: str) -> str:
 
 
 def _file_part(name: str) -> str:
-    """A metric or key as part of a file name: characters other than letters, digits, . - _ and @ become _."""
-    return "".join(c if c.isalnum() or c in ".-_@" else "_" for c in name)
+    """A metric, key or row label as part of a file name: each run of characters other than ASCII letters, digits and
+    . - _ @ + becomes one _ (none at either end)."""
+    return re.sub(r"[^A-Za-z0-9_.@+-]+", "_", name).strip("_")
 
 
 def checkpoint_file(name: str) -> str:

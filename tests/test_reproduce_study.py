@@ -1,0 +1,101 @@
+"""`regbench reproduce NAME --budget quick` end to end for the articles that run on embedded or generated data: it
+trains, scores and writes the report, whose tables hold every declared metric; rerun, or killed and rerun, it ends
+with the same tables."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA, read_json, regbench, write_cifar_tarball
+from regbench.articles import load_article
+from regbench.reproduce import sweep_folder
+
+pytestmark = pytest.mark.slow
+MNIST = SHARED_DATA / "mnist"
+NNDL = ["nndl", "--budget", "quick", f"dataset.data_dir={MNIST}", "trainer.epochs=1", "dataset.limit.train=320"]
+needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist (real MNIST IDX files)")
+
+
+def report_of(cwd: Path, args: list[str]) -> Path:
+    return cwd / sweep_folder(args[0], args[2], args[3:]) / "report"
+
+
+def tables(report: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(report.glob("table_*"))}
+
+
+def check_report(report: Path, name: str) -> None:
+    """Every declared metric tabled for every row; the README, the curves and a pooled diagram per row."""
+    article = load_article(name)
+    labels = [row.label for row in article.rows]
+    for metric in article.tabled:
+        rows = list(csv.DictReader(io.StringIO((report / f"table_{metric}.csv").read_text())))
+        assert [r["row"].rstrip(" †") for r in rows] == labels and {r["compare"] for r in rows} == {metric}
+        assert all(r[f"{metric}_mean"] for r in rows), metric
+        assert (report / f"table_{metric}.md").is_file()
+    readme = (report / "README.md").read_text()
+    assert f"regbench reproduce {name} --budget quick" in readme and "TO BE WRITTEN by a person" in readme
+    assert (report / "plot.png").is_file()
+    assert all((report / f"reliability_{label.replace(' ', '_')}.png").is_file() for label in labels)
+
+
+@pytest.fixture(scope="module")
+def nndl_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    cwd = tmp_path_factory.mktemp("nndl")
+    return cwd, regbench("reproduce", *NNDL, cwd=cwd)
+
+
+@needs_mnist
+def test_nndl_quick_trains_scores_and_reports_and_a_rerun_changes_no_table(
+        nndl_study: tuple[Path, subprocess.CompletedProcess]) -> None:
+    cwd, proc = nndl_study
+    report = report_of(cwd, NNDL)
+    check_report(report, "nndl")
+    for line in ("training 1/3 model=lenet5_nndl optim.lr=0.1 seed=0", "training 3/3", "scoring 3/3",
+                 "training: 3 done in", "scoring: 3 done in"):
+        assert line in proc.stderr
+    assert proc.stdout.strip().endswith(str(Path(sweep_folder("nndl", "quick", NNDL[3:])) / "report" / "README.md"))
+    first = tables(report)
+    summaries = {p: p.read_bytes() for p in report.parent.glob("*/summary.json")}
+    regbench("reproduce", *NNDL, cwd=cwd)
+    assert {p: p.read_bytes() for p in report.parent.glob("*/summary.json")} == summaries  # no run trained again
+    assert tables(report) == first
+    assert read_json(report.parent / "study.json")["invocations"] == 2
+
+
+@needs_mnist
+def test_killed_during_training_and_rerun_it_ends_with_the_same_tables(
+        nndl_study: tuple[Path, subprocess.CompletedProcess], tmp_path: Path) -> None:
+    sweep = tmp_path / sweep_folder("nndl", "quick", NNDL[3:])
+    proc = subprocess.Popen([sys.executable, "-m", "regbench", "reproduce", *NNDL], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (sweep / "1" / "summary.json").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the study ended before the second run began"
+    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: the second run stays "running", its report unwritten
+    proc.wait()
+    assert read_json(sweep / "1" / "summary.json")["status"] == "running" and not (sweep / "report").exists()
+    regbench("reproduce", *NNDL, cwd=tmp_path)
+    assert tables(sweep / "report") == tables(report_of(nndl_study[0], NNDL))
+
+
+def test_league_cpu_quick_on_a_generated_cifar_archive_tables_corruption_accuracy(tmp_path: Path) -> None:
+    data = write_cifar_tarball(tmp_path / "cifar-10-python.tar.gz", n_train=600, n_test=60)
+    args = ["league_cpu", "--budget", "quick", f"dataset.data_file={data}", "dataset.val_size=100"]
+    proc = regbench("reproduce", *args, cwd=tmp_path, timeout=1800)
+    report = report_of(tmp_path, args)
+    check_report(report, "league_cpu")
+    assert "generating corrupted test images into outputs/corruptions/cifar10-2000-" in proc.stderr
+    assert (report / "corruptions.png").is_file()
+    readme = (report / "README.md").read_text()
+    assert "generated by `regbench corrupt` from the first 2000 test images" in readme
+    assert "n = 60 images per cell" in readme and "`cifar-10-python.tar.gz`: sha256 `" in readme
