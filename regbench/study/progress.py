@@ -37,17 +37,15 @@ class Progress:
         line = f"{self.stage} {i}/{self.total}{' ' + what if what else ''} ({clock(elapsed)} elapsed{left})"
         if self.live:
             filled = BAR * (i - 1) // max(self.total, 1)
-            self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (BAR - filled)}] {line}")
+            print(f"\r\033[K[{'#' * filled}{'.' * (BAR - filled)}] {line}", end="", file=self.stream, flush=True)
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            print(line, file=self.stream, flush=True)
         return line
 
     def end(self) -> None:
         """The stage's last line: its wall time."""
-        self.stream.write(("\r\033[K" if self.live else "") +
-                          f"{self.stage}: {self.total} done in {clock(time.monotonic() - self.start)}\n")
-        self.stream.flush()
+        print(("\r\033[K" if self.live else "") + f"{self.stage}: {self.total} done in "
+              f"{clock(time.monotonic() - self.start)}", file=self.stream, flush=True)
 
 
 def job_label(folder: Path, keys: Callable[[str], bool]) -> str:
