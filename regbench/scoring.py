@@ -66,12 +66,15 @@ def eval_loader(dataset: DictConfig, trainer: DictConfig, split: Split, shard: t
 
 
 def score(model: paddle.nn.Layer, loader: BatchLoader, smoothing: float, amp: str, per_sample: bool = False,
-          mode: Callable[[paddle.nn.Layer], None] = paddle.nn.Layer.eval) -> Scores:
+          mode: Callable[[paddle.nn.Layer], None] | None = None) -> Scores:
     """Score `model` over the loader's split in one pass: eval mode (or the layers' modes that `mode` sets, e.g.
     Monte-Carlo dropout's), no gradients, the forward pass in `amp` precision (off, fp16, bf16); with `per_sample`,
     keep every scored sample's logits, probabilities and label (a streamed split's unreadable images skipped,
     dataset.on_bad_image=skip)."""
-    mode(model)
+    if mode is None:
+        model.eval()
+    else:
+        mode(model)
     start = time.perf_counter()
     loss_sum = paddle.zeros([], dtype="float64")  # on the device: no copy per batch
     sums = np.zeros(metrics.tally_size())
