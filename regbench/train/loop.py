@@ -122,9 +122,13 @@ class Trainer:
         model_state, optim_state, trainer_state, scaler_state = load_checkpoint(self.last_path)
         self.model.set_state_dict(model_state)
         load_optimizer_state(self.optimizer, self.model, optim_state)
-        # the checkpoint holds the lr the schedule had reached; recompute it for this run's length, which may have
-        # grown (a finished cosine would otherwise stay at its end value): closed form at the checkpoint's step
-        self.lr.step(self.lr.last_epoch)
+        # the checkpoint holds the lr the schedule had reached; replay this run's schedule to the checkpoint's step
+        # instead: Paddle's cosine annealing is recursive (each lr from the last), so only the same chain of steps
+        # gives the lr of an uninterrupted run bit for bit (its closed form differs in the last digits), and a run
+        # whose length grew gets its new schedule's lr (a finished cosine would otherwise stay at its end value)
+        reached, self.lr.last_epoch = self.lr.last_epoch, -1
+        for _ in range(reached + 1):
+            self.lr.step()
         self.progress = Progress(**trainer_state)
         if self.scaler is not None and scaler_state:  # none: a float32 run's or an older checkpoint, start afresh
             self.scaler.load_state_dict(scaler_state)
