@@ -96,8 +96,10 @@ def test_a_finished_run_resumed_with_more_epochs_continues_on_the_longer_schedul
     regbench("train", *args(trainer__epochs="2"), f"hydra.run.dir={longer}")
     grown, reference = read_jsonl(run / "metrics.jsonl"), read_jsonl(longer / "metrics.jsonl")
     assert [r["step"] for r in grown] == [r["step"] for r in reference] == [2, 4, 6, 8]
-    # after the resume the cosine schedule is the one of the 2-epoch run, not the finished 1-epoch one's end (0)
-    assert [r["lr"] for r in grown[2:]] == pytest.approx([r["lr"] for r in reference[2:]], rel=1e-9)
+    # after the resume the cosine schedule is the one of the 2-epoch run, not the finished 1-epoch one's end (0), bit
+    # for bit: the schedule is replayed from its start (Paddle's cosine is recursive; its closed form differs in the
+    # last digit at some steps)
+    assert [r["lr"] for r in grown[2:]] == [r["lr"] for r in reference[2:]]
     assert grown[2]["lr"] > 0.001
     summary = read_json(run / "summary.json")
     assert (summary["status"], summary["steps"], summary["epochs_completed"]) == ("completed", 8, 2)
