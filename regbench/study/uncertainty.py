@@ -55,9 +55,11 @@ def uncertainty_table(rows: Sequence[tuple[str, Row]], tabled: Sequence[str]) ->
                          f"{f'{averaged[0]:.4f}' if averaged else NONE} |")
     if not lines:
         return None
-    header = "| row | metric | single run (mean ± sd over seeds) | MC (mean ± sd over seeds) | ensemble of the seeds |"
-    n_line = ", ".join(f"{f}: N = {mc_samples(runs, f)}" for f in tabled
-                       if counterpart(f, "mc") and mc_samples(runs, f))
+    header = ("| row | metric | single run (mean ± sd over seeds) | MC (mean ± sd over seeds) "
+              "| ensemble of the seeds |")
+    samples = {f: n for f in tabled if counterpart(f, "mc") for n in [mc_samples(runs, f)] if n}
+    n_line = (f"N = {next(iter(samples.values()))}" if len(set(samples.values())) == 1
+              else ", ".join(f"{f}: N = {n}" for f, n in samples.items()))
     return "\n".join([header, "|---|---|---|---|---|", *lines, "",
                       f"MC: the mean softmax of N stochastic passes ({n_line or 'none scored'}); ensemble: the mean "
                       f"softmax of the row's seeds; {NONE}: not scored (MC needs stochastic layers, an ensemble two "
