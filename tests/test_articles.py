@@ -78,7 +78,9 @@ def test_a_malformed_table_of_an_article_says_which_field(change, message) -> No
 
 def test_each_article_declares_its_evaluation() -> None:
     league_cpu = load_article("league_cpu").evaluate
-    assert league_cpu.metrics == ("test_acc", "test_ece", "test_nll", "corruption_acc")
+    assert league_cpu.metrics == ("test_acc", "test_ece", "test_nll", "test_aece", "test_aurc", "corruption_acc")
+    assert (league_cpu.mc_samples, league_cpu.ensemble) == (8, True)
+    assert (load_article("nndl").evaluate.mc_samples, load_article("nndl").evaluate.ensemble) == (None, False)
     assert league_cpu.corruptions.limit == 2000 and league_cpu.corruptions.folder is None
     assert (league_cpu.checkpoint, league_cpu.splits, league_cpu.ood) == ("best", ("test",), ())
     assert load_article("nndl").tabled == ("test_acc", "test_ece", "test_nll")
@@ -91,7 +93,10 @@ def test_each_article_declares_its_evaluation() -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda e: e.update(metric=["test_acc"]), r"evaluate: unknown key\(s\) metric; known: checkpoint, corruptions, "
-                                              r"metrics, ood, splits$"),
+                                              r"ensemble, mc_samples, metrics, ood, splits$"),
+    (lambda e: e.update(mc_samples=0), "evaluate.mc_samples must be a number of stochastic passes >= 1"),
+    (lambda e: e.update(mc_samples="8"), "evaluate.mc_samples must be a number of stochastic passes >= 1"),
+    (lambda e: e.update(ensemble="yes"), "evaluate.ensemble must be true or false"),
     (lambda e: e.update(corruptions={"generate": {"limit": 10}, "folder": "C"}), "takes one of folder: DIR or"),
     (lambda e: e.update(corruptions={"generate": {"limit": 0}}), "generate.limit must be a number of test images"),
     (lambda e: e.update(corruptions={"generate": {"limt": 5}}), r"generate: unknown key\(s\) limt; known: limit$"),

@@ -22,6 +22,7 @@ NAMES = re.compile("|".join([
     r"\bcorruptions_\S*\.png", r"/export/", r"\bexport\.json", r"\bmlflow\.json", r"vdlrecords",
     r"\btable\.(md|csv)\b", r"\btable_\S*\.(md|csv)\b", r"\bacross_\S*\.md\b", r"\bcritical_difference_\S*\.png",
     r"\bplot\.png", r"optimization_results\.yaml", r"\bstudy\.json", r"\bREADME\.md", r"\bcorruptions\.png",
+    r"\buncertainty\.md\b",
     r"\bprobs_\S*\.npz"]))
 
 

@@ -61,9 +61,11 @@ class Evaluate:
     metrics: tuple[str, ...] = ()      # one table each, every row against the baseline; empty: the compare column
     corruptions: Corruptions | None = None
     ood: tuple[tuple[str, ...], ...] = ()    # the dataset overrides whose test split is detected as OOD (one set)
+    mc_samples: int | None = None      # MC scoring (`--mc-samples N`) of each run with stochastic layers
+    ensemble: bool = False             # each row's seeds scored together (`--ensemble`)
 
 
-EVALUATE_KEYS = {"checkpoint", "splits", "metrics", "corruptions", "ood"}
+EVALUATE_KEYS = {"checkpoint", "splits", "metrics", "corruptions", "ood", "mc_samples", "ensemble"}
 CORRUPTIONS_KEYS = {"folder", "generate"}
 
 
@@ -143,11 +145,16 @@ def parse_evaluate(where: str, data: Any) -> Evaluate:
     _unknown(f"{where}: evaluate", data, EVALUATE_KEYS)
     found = Evaluate(checkpoint=data.get("checkpoint", "best"), splits=tuple(data.get("splits") or ("test",)),
                      metrics=tuple(data.get("metrics") or ()), corruptions=_corruptions(where, data.get("corruptions")),
-                     ood=tuple(tuple(o) for o in data.get("ood") or ()))
+                     ood=tuple(tuple(o) for o in data.get("ood") or ()), mc_samples=data.get("mc_samples"),
+                     ensemble=data.get("ensemble", False))
     if found.checkpoint not in ("best", "last"):
         raise UserError(f"{where}: evaluate.checkpoint {found.checkpoint!r} must be best or last")
     if len(found.ood) > 1:  # a run's eval.json keeps one OOD detection: a second would replace the first
         raise UserError(f"{where}: evaluate.ood lists {len(found.ood)} override sets; give one")
+    if found.mc_samples is not None and (type(found.mc_samples) is not int or found.mc_samples < 1):
+        raise UserError(f"{where}: evaluate.mc_samples must be a number of stochastic passes >= 1 (e.g. 8)")
+    if not isinstance(found.ensemble, bool):
+        raise UserError(f"{where}: evaluate.ensemble must be true or false")
     for metric in found.metrics:
         try:
             metric_of(metric)  # tables need its direction

@@ -73,6 +73,15 @@ def _of_members(families: Families, provenance: dict[str, Any]) -> Families:
             for name, entry in families.items()}
 
 
+def ensemble_arguments(runs: list[Path], request: EvalRequest) -> dict[str, Any]:
+    """What an ensemble of `runs` computes from, as each member's eval_args.json records it: the members, their
+    checkpoint files' stamps, the split, the overrides and the analyses asked for."""
+    return dict(ensemble=[str(run) for run in runs], checkpoint=request.checkpoint,
+                stamps=[checkpoint_stamp(run, request.checkpoint) for run in runs], split=request.split,
+                overrides=list(request.overrides), ood=request.ood,
+                corruptions=None if request.corruptions is None else str(request.corruptions))
+
+
 def evaluate_ensemble(runs: list[Path], request: EvalRequest) -> dict[str, Any]:
     """Score the mean softmax of `runs`' checkpoints on their common split (and OOD split); store the figures as the
     family ensemble_<split> in every member's eval.json; return them."""
@@ -123,5 +132,5 @@ def evaluate_ensemble(runs: list[Path], request: EvalRequest) -> dict[str, Any]:
                                                              1 - figures["accuracy"])
         families.update(_of_members(corrupted, provenance))
     for run in runs:
-        store_evaluation(run, families)
+        store_evaluation(run, families, ensemble_arguments(runs, request))
     return result

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import paddle
 import paddle.nn as nn
+from omegaconf import DictConfig
 
 from regbench import metrics
 from regbench.data.splits import Split
@@ -45,6 +46,13 @@ def stochastic_layers(model: nn.Layer) -> list[nn.Layer]:
     for layer in following_progress(model):
         layer.set_progress(1.0)
     return [layer for layer in model.sublayers(include_self=True) if _rate(layer) > 0]
+
+
+def samples_stochastically(cfg: DictConfig) -> bool:
+    """Whether the model of a run's config has a stochastic layer for MC passes to keep on."""
+    from regbench.models import build_model
+
+    return bool(stochastic_layers(build_model(cfg.model, cfg.act, cfg.reg)))
 
 
 def stochastic(model: nn.Layer) -> None:
@@ -97,9 +105,7 @@ def _prepare(ctx: Context) -> Step | None:
     samples = ctx.request.mc_samples
     if samples is None:
         return None
-    from regbench.models import build_model
-
-    if not stochastic_layers(build_model(ctx.cfg.model, ctx.cfg.act, ctx.cfg.reg)):
+    if not samples_stochastically(ctx.cfg):
         raise UserError(f"--mc-samples: the model of {ctx.run} has no stochastic layer (dropout, dropout2d, "
                         "dropblock or droppath at a rate > 0) to keep on; evaluate it without --mc-samples")
     ood = ood_split(ctx.cfg.dataset, ctx.request.ood) if ctx.request.ood is not None else None

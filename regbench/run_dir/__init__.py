@@ -45,6 +45,7 @@ STUDY = "study.json"  # `regbench reproduce`: the command, the article and budge
 REPORT_DIR = "report"  # `regbench report` / `regbench reproduce`: the study's README, tables and figures
 REPORT_README = "README.md"
 CORRUPTION_FIGURE = "corruptions.png"  # rows x corruptions, error relative to the baseline row
+UNCERTAINTY_MD = "uncertainty.md"  # per row and metric: single run, MC passes and the ensemble of its seeds
 
 
 def pooled_reliability_png(label: str) -> str:

@@ -16,7 +16,7 @@ from regbench.articles import Article, load_article
 from regbench.reproduce import launcher, sweep_folder, sweep_overrides
 from regbench.study.progress import Progress, WatchSweep, job_label
 from regbench.study.report import write_report
-from regbench.study.score import score_sweep
+from regbench.study.score import ensemble_rows, score_sweep, seed_rows
 
 Train = Callable[[list[str]], "str | None"]  # `regbench train`: its arguments -> what failed, or None
 
@@ -52,6 +52,11 @@ def run_study(name: str, budget: str, overrides: list[str], train: Train) -> tup
                 lambda i, n, run: scoring.step(i, job_label(run, keys), begun=i), jobs=len(os.sched_getaffinity(0))
                 if parallel and hasattr(os, "sched_getaffinity") else 1)
     scoring.end()
+    if article.evaluate.ensemble:
+        rows = seed_rows(sweep)
+        ensembling = Progress("ensembles", len(rows))
+        ensemble_rows(rows, article.evaluate, lambda i, n, name: ensembling.step(i, name, begun=i))
+        ensembling.end()
     stages["scoring_s"] = round(stages.get("scoring_s", 0) + time.monotonic() - start, 1)
     run_dir.write_json(sweep / run_dir.STUDY, study)
     return write_report([sweep], name), failure

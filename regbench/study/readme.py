@@ -24,6 +24,7 @@ class Contents:
     figures: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # declared metrics no run has: not tabled
     across: str | None = None  # the verdict across the article's tables (datasets), as Markdown
+    uncertainty: tuple[str, str] | None = None  # (file, Markdown) of single run vs MC vs ensemble, when scored
 
 
 def setting(run: Run, key: str) -> Any:
@@ -126,6 +127,9 @@ def readme(title: str, citation: str, runs: Sequence[Run], article: Article | No
            "", f"This report alone, from the run folders: `{report_command}`", "", "## Tables", ""]
     for metric, (name, markdown) in contents.tables.items():
         out += [f"### {metric} ([{name}]({name}))", "", ("\n" + markdown).replace("\n## ", "\n#### ").lstrip("\n")]
+    if contents.uncertainty:
+        name, markdown = contents.uncertainty
+        out += [f"## Uncertainty: single run, MC and ensemble ([{name}]({name}))", "", markdown.rstrip(), ""]
     if contents.across:
         out += ["## Across tasks", "", contents.across.rstrip(), ""]
     if contents.missing:

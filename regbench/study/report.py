@@ -1,6 +1,6 @@
 """`regbench report DIR...`: the study's report folder in the first DIR — README.md, one table per metric (each row
 against the baseline), the curves, one pooled reliability diagram per row, the corruption figure when the runs scored
-corruptions."""
+corruptions, the uncertainty table when they scored MC passes or ensembles."""
 from __future__ import annotations
 
 import shlex
@@ -15,12 +15,13 @@ from regbench.report.correction import HOLM
 from regbench.report.plot import plot_runs
 from regbench.report.runs import PathLike, Run, find_runs
 from regbench.report.table import save_metric_tables
-from regbench.run_dir import (CORRUPTION_FIGURE, PLOT_PNG, REPORT_DIR, REPORT_README, STUDY, metric_table_md,
-                              probs_npz, read_json)
+from regbench.run_dir import (CORRUPTION_FIGURE, PLOT_PNG, REPORT_DIR, REPORT_README, STUDY, UNCERTAINTY_MD,
+                              metric_table_md, probs_npz, read_json)
 from regbench.study.corruption_figure import write_corruption_figure
 from regbench.study.readme import Contents, readme
 from regbench.study.reliability import write_pooled
 from regbench.study.rows import named_rows
+from regbench.study.uncertainty import uncertainty_table
 
 
 def article_of(runs: Sequence[Run], name: str | None) -> Article | None:
@@ -78,6 +79,10 @@ def write_report(dirs: Sequence[PathLike], article_name: str | None = None, corr
     figure = write_corruption_figure(rows, out / CORRUPTION_FIGURE)
     if figure is not None:
         contents.figures.append(("error under each corruption relative to the baseline row", figure.name))
+    uncertainty = uncertainty_table(rows, metrics)
+    if uncertainty is not None:
+        write_text(out / UNCERTAINTY_MD, uncertainty)
+        contents.uncertainty = (UNCERTAINTY_MD, uncertainty)
     contents.across = across_tasks(runs, out, article)
     command = "regbench report " + " ".join(shlex.quote(str(d)) for d in dirs) + (
         f" --article {article_name}" if article_name else "") + f" --correction {correction}"

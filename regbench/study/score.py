@@ -1,7 +1,7 @@
 """The scoring stage of a study: every completed run of a sweep scored as its article's `evaluate` section declares
 (`regbench eval` on each split, the probabilities saved for the pooled reliability diagrams, corruptions and OOD on
-the first split), runs already scored with the same arguments left alone; corrupted test sets generated once per
-dataset and cached under outputs/."""
+the first split, MC passes of the runs with stochastic layers), each row's seeds ensembled, work already done with the
+same arguments left alone; corrupted test sets generated once per dataset and cached under outputs/."""
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +17,9 @@ from omegaconf import OmegaConf
 from regbench.articles import Evaluate
 from regbench.data import in_memory, load_splits
 from regbench.data.corrupt_split import SOURCE, choose, write_corrupted
+from regbench.inference.ensemble import ensemble_arguments, evaluate_ensemble
 from regbench.inference.evaluate import arguments, evaluate_run
+from regbench.inference.mc import samples_stochastically
 from regbench.inference.request import EvalRequest
 from regbench.inference.trained_run import saved_config
 from regbench.run_dir import SUMMARY, probs_npz, read_json, sweep_runs
@@ -48,12 +50,46 @@ def generated_corruptions(run: Path, limit: int, note: Callable[[str], None]) ->
 
 
 def requests(evaluate: Evaluate, run: Path, corruptions: Path | None) -> list[EvalRequest]:
-    """One `regbench eval` request per declared split, the analyses on the first."""
+    """One `regbench eval` request per declared split, the analyses on the first; then the MC scoring of the first
+    split when the evaluate section asks for it and the run's model has stochastic layers."""
     ood = " ".join(evaluate.ood[0]) if evaluate.ood else None
-    return [EvalRequest(checkpoint=evaluate.checkpoint, split=split,
-                        save_probs=run / probs_npz(split, evaluate.checkpoint),
-                        corruptions=corruptions if i == 0 else None, ood=ood if i == 0 else None)
-            for i, split in enumerate(evaluate.splits)]
+    found = [EvalRequest(checkpoint=evaluate.checkpoint, split=split,
+                         save_probs=run / probs_npz(split, evaluate.checkpoint),
+                         corruptions=corruptions if i == 0 else None, ood=ood if i == 0 else None)
+             for i, split in enumerate(evaluate.splits)]
+    if evaluate.mc_samples is not None and samples_stochastically(saved_config(run, [])):
+        found.append(EvalRequest(checkpoint=evaluate.checkpoint, split=evaluate.splits[0],
+                                 mc_samples=evaluate.mc_samples))
+    return found
+
+
+def _done(run: Path, request: EvalRequest) -> bool:
+    """Whether `run` was evaluated with the request's arguments (and its probabilities, when asked, are there)."""
+    return scored_before(run, arguments(run, request)) and (request.save_probs is None or request.save_probs.is_file())
+
+
+def seed_rows(sweep: Path) -> list[tuple[str, list[Path]]]:
+    """(name, completed runs) of every row of the sweep with at least two completed runs: the seeds to ensemble."""
+    from regbench.report.runs import find_runs
+    from regbench.study.rows import named_rows
+
+    rows = [(name, [r.path for r in row.runs if r.status == "completed"]) for name, row in
+            named_rows(find_runs([sweep]))]
+    return [(name, runs) for name, runs in rows if len(runs) > 1]
+
+
+def ensemble_rows(rows: list[tuple[str, list[Path]]], evaluate: Evaluate,
+                  progress: Callable[[int, int, str], None]) -> int:
+    """`regbench eval --ensemble` of each row's runs on the first split, rows already ensembled with the same
+    arguments left alone; `progress` is told as each row is done. Returns how many ensembles ran."""
+    done = 0
+    for i, (name, runs) in enumerate(rows, 1):
+        request = EvalRequest(checkpoint=evaluate.checkpoint, split=evaluate.splits[0])
+        if not all(scored_before(run, ensemble_arguments(runs, request)) for run in runs):
+            evaluate_ensemble(runs, request)
+            done += 1
+        progress(i, len(rows), name)
+    return done
 
 
 def score_sweep(sweep: Path, evaluate: Evaluate, note: Callable[[str], None],
@@ -73,8 +109,7 @@ def score_sweep(sweep: Path, evaluate: Evaluate, note: Callable[[str], None],
                 if key not in folders:
                     folders[key] = generated_corruptions(run, evaluate.corruptions.limit, note)
                 corruptions = folders[key]
-        work.append((run, [r for r in requests(evaluate, run, corruptions)
-                           if not (scored_before(run, arguments(run, r)) and r.save_probs.is_file())]))
+        work.append((run, [r for r in requests(evaluate, run, corruptions) if not _done(run, r)]))
     done = 0
     jobs = min(jobs, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
     if jobs < 2 or sum(bool(w) for _, w in work) < 2:
