@@ -14,9 +14,10 @@ from regbench.report.runs import find_runs
 from regbench.study.rows import named_rows
 from regbench.study.score import ensemble_rows, score_sweep, seed_rows
 from regbench.study.uncertainty import uncertainty_table
-from tests.conftest import read_json, regbench, trained_sweep
+from conftest import read_json, regbench, trained_sweep
 
 METRICS = ("acc", "ece", "nll", "brier", "aece", "aurc", "risk80")
+pytestmark = pytest.mark.slow  # trains a 4-run sweep in subprocesses
 
 
 @pytest.fixture(scope="module")
