@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from importlib import metadata
 from pathlib import Path
 
 from regbench.articles import Article, load_article
 from regbench.errors import UserError
+from regbench.train.threads import available_cores
 
 
 def rows_override(article: Article) -> str:
@@ -47,7 +47,7 @@ def launcher(overrides: list[str]) -> tuple[list[str], str]:
     chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra/launcher=")]
     if chosen:
         return [], f"hydra/launcher={chosen[-1]}, as the command line chose"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = available_cores()
     serial = "Hydra's basic launcher: one run at a time in one process, trainer.threads=auto"
     if _installed("paddlepaddle-gpu") or any(o.startswith("trainer.device=") for o in overrides):
         return [], serial + " (a GPU build of Paddle or a device chosen: not run in parallel)"

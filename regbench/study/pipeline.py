@@ -4,7 +4,6 @@ the grid ran and each stage's time summed over the command's invocations."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import sys
 import time
@@ -17,6 +16,7 @@ from regbench.reproduce import launcher, sweep_folder, sweep_overrides
 from regbench.study.progress import Progress, WatchSweep, job_label
 from regbench.study.report import write_report
 from regbench.study.score import ensemble_rows, score_sweep, seed_rows
+from regbench.train.threads import available_cores
 
 Train = Callable[[list[str]], "str | None"]  # `regbench train`: its arguments -> what failed, or None
 
@@ -49,8 +49,7 @@ def run_study(name: str, budget: str, overrides: list[str], train: Train) -> tup
     start = time.monotonic()
     scoring = Progress("scoring", len(run_dir.sweep_runs(sweep) or []))
     score_sweep(sweep, article.evaluate, lambda line: print(line, file=sys.stderr),
-                lambda i, n, run: scoring.step(i, job_label(run, keys), begun=i), jobs=len(os.sched_getaffinity(0))
-                if parallel and hasattr(os, "sched_getaffinity") else 1)
+                lambda i, n, run: scoring.step(i, job_label(run, keys), begun=i), jobs=available_cores() if parallel else 1)
     scoring.end()
     if article.evaluate.ensemble:
         rows = seed_rows(sweep)
